@@ -1,0 +1,300 @@
+"""Validated training-run tables: :class:`ScalingData`.
+
+A table of finished runs becomes arrays of parameters N, training tokens D, training compute C
+(FLOPs), final loss (nats) and optional group / seed labels. Every problem a user can cause is
+raised as :class:`bayescale.DataError` naming the column, the rows (1-based, header not counted)
+and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayescale.errors import DataError
+
+__all__ = ["ScalingData", "COLUMN_ALIASES"]
+
+#: Column names recognised when a column is not named explicitly, in order of preference.
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "N": ("N", "N_params", "params", "n_params", "parameters", "model_size"),
+    "D": ("D", "D_tokens", "tokens", "n_tokens", "data"),
+    "C": ("C", "C_flops", "flops", "compute"),
+    "x": ("x",),
+    "loss": ("loss", "final_loss", "val_loss", "loss_val", "eval_loss"),
+    "group": ("group",),
+    "seed": ("seed",),
+}
+
+
+def _rows(mask: np.ndarray, limit: int = 5) -> str:
+    idx = np.flatnonzero(mask) + 1
+    shown = ", ".join(str(i) for i in idx[:limit])
+    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
+    return f"row{'s' if len(idx) > 1 else ''} {shown}{more}"
+
+
+@dataclass(frozen=True, eq=False)
+class ScalingData:
+    """Arrays of finished training runs, validated.
+
+    Attributes
+    ----------
+    loss: final loss of each run (nats), shape (n,).
+    N: parameters per run, or None.
+    D: training tokens per run, or None (derived as ``C / (k N)`` when only C is given).
+    C: training compute in FLOPs, or None (derived as ``k N D`` when N and D are given).
+    x: the single input of a one-variable law (e.g. examples seen), or None.
+    group: optional labels (dataset, optimizer, task), kept with the data.
+    seed: optional seed labels of repeated runs.
+    flops_per_param_token: k in C = k N D (6 by default).
+    name, citation: where the data came from.
+    """
+
+    loss: np.ndarray
+    N: np.ndarray | None = None
+    D: np.ndarray | None = None
+    C: np.ndarray | None = None
+    x: np.ndarray | None = None
+    group: np.ndarray | None = None
+    seed: np.ndarray | None = None
+    flops_per_param_token: float = 6.0
+    name: str = ""
+    citation: str = field(default="", repr=False)
+
+    def __post_init__(self):
+        k = self.flops_per_param_token
+        if not (np.isfinite(k) and k > 0):
+            raise DataError(f"flops_per_param_token must be a positive number, got {k!r}")
+        loss = _numeric("loss", self.loss)
+        n = len(loss)
+        if n == 0:
+            raise DataError("the table has no rows: give at least a few finished training runs")
+        arrays = {"loss": loss}
+        for name in ("N", "D", "C", "x"):
+            value = getattr(self, name)
+            if value is not None:
+                arr = _numeric(name, value)
+                if len(arr) != n:
+                    raise DataError(
+                        f"column {name!r} has {len(arr)} values but 'loss' has {n}: "
+                        "give one value per run"
+                    )
+                arrays[name] = arr
+        if "x" not in arrays and "N" not in arrays:
+            raise DataError(
+                "no input column: give parameters N with tokens D or compute C (two-variable "
+                "laws), or x (one-variable laws)"
+            )
+        if "N" in arrays and "D" not in arrays and "C" not in arrays:
+            raise DataError(
+                "parameters N are given but neither tokens D nor compute C: add a D or C column"
+            )
+        if "C" in arrays and "N" in arrays:
+            if "D" not in arrays:
+                arrays["D"] = arrays["C"] / (k * arrays["N"])
+            else:
+                ratio = arrays["C"] / (k * arrays["N"] * arrays["D"])
+                bad = (ratio > 2) | (ratio < 0.5)
+                if bad.any():
+                    raise DataError(
+                        f"columns 'C', 'N', 'D' disagree: C differs from {k:g}*N*D by more than 2x "
+                        f"at {_rows(bad)}; fix those rows, drop the C column, or set "
+                        "flops_per_param_token"
+                    )
+        if "N" in arrays and "C" not in arrays:
+            arrays["C"] = k * arrays["N"] * arrays["D"]
+        for name, arr in arrays.items():
+            object.__setattr__(self, name, arr)
+        for name in ("group", "seed"):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value).astype(str)
+                if len(value) != n:
+                    raise DataError(f"column {name!r} has {len(value)} values, expected {n}")
+                object.__setattr__(self, name, value)
+
+    # ---------------------------------------------------------------- constructors
+    @classmethod
+    def from_arrays(cls, *, loss, N=None, D=None, C=None, x=None, group=None, seed=None,
+                    flops_per_param_token: float = 6.0, name: str = "") -> ScalingData:
+        """Build from arrays (any sequence of numbers); see the class attributes for units."""
+        return cls(loss=loss, N=N, D=D, C=C, x=x, group=group, seed=seed,
+                   flops_per_param_token=flops_per_param_token, name=name)
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, *, n_col: str | None = None, d_col: str | None = None,
+                   c_col: str | None = None, loss_col: str | None = None,
+                   x_col: str | None = None, group_col: str | None = None,
+                   seed_col: str | None = None, flops_per_param_token: float = 6.0,
+                   name: str = "", citation: str = "") -> ScalingData:
+        """Build from a DataFrame.
+
+        Columns named explicitly must exist; those left as None are found among
+        :data:`COLUMN_ALIASES` (``N``/``N_params``, ``D``/``D_tokens``, ``C``/``C_flops``,
+        ``loss``/``val_loss``...). The loss column is required, and either N with D or C, or x.
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
+        if df.shape[1] == 0 or len(df) == 0:
+            raise DataError(
+                "the table is empty (no rows under the header): give at least a few finished "
+                "training runs"
+            )
+        columns = [str(c) for c in df.columns]
+        chosen = {}
+        for key, given in (("N", n_col), ("D", d_col), ("C", c_col), ("loss", loss_col),
+                           ("x", x_col), ("group", group_col), ("seed", seed_col)):
+            if given is not None:
+                if given not in columns:
+                    raise DataError(_missing_column(given, key, columns))
+                chosen[key] = given
+            else:
+                found = next((a for a in COLUMN_ALIASES[key] if a in columns), None)
+                if found is not None:
+                    chosen[key] = found
+        if "loss" not in chosen:
+            raise DataError(_missing_column("loss", "loss", columns))
+        if "x" not in chosen and "N" not in chosen:
+            hint = _guess(["N", "N_params", "x"], columns)
+            raise DataError(
+                f"no input column found among {columns}: name the parameters column with "
+                f"--n-col / n_col (and tokens with --d-col or compute with --c-col), or a "
+                f"one-variable input with --x-col / x_col{hint}"
+            )
+        values = {k: df[c].to_numpy() for k, c in chosen.items() if k not in ("group", "seed")}
+        for key, col in chosen.items():
+            if key in values:
+                values[key] = _numeric(col, values[key])
+        if "x" in values and "N" in values and x_col is None:
+            values.pop("x")
+        return cls(**values, group=_opt(df, chosen.get("group")), seed=_opt(df, chosen.get("seed")),
+                   flops_per_param_token=flops_per_param_token, name=name, citation=citation)
+
+    @classmethod
+    def from_csv(cls, path: str | Path, **columns: Any) -> ScalingData:
+        """Read a CSV file and build with :meth:`from_frame` (same keyword options)."""
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"file not found: {path}; check the path")
+        if path.is_dir():
+            raise DataError(f"{path} is a folder, not a CSV file")
+        try:
+            df = pd.read_csv(path, sep=None, engine="python")
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{path} is empty: it needs a header line and one row per run") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise DataError(f"{path} could not be read as CSV ({err}); save it as comma-separated "
+                            "text with a header line") from None
+        columns.setdefault("name", path.stem)
+        return cls.from_frame(df, **columns)
+
+    # ---------------------------------------------------------------- views
+    def __len__(self) -> int:
+        return len(self.loss)
+
+    @property
+    def n_points(self) -> int:
+        return len(self.loss)
+
+    def inputs(self, law_inputs: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The input arrays a law needs, e.g. ``{"N": ..., "D": ...}``."""
+        return {i: getattr(self, i) for i in law_inputs}
+
+    def log_reference(self, law_inputs: tuple[str, ...]) -> dict[str, float]:
+        """Mean log of each input: the reference point of the models' parameterisation."""
+        return {i: float(np.mean(np.log(getattr(self, i)))) for i in law_inputs}
+
+    def configurations(self, law_inputs: tuple[str, ...]) -> np.ndarray:
+        """Index (0..n_config-1) of each row's distinct input configuration (repeats share one)."""
+        keys = np.stack([getattr(self, i) for i in law_inputs], axis=1)
+        _, index = np.unique(keys, axis=0, return_inverse=True)
+        return index.reshape(-1)
+
+    def has_repeats(self, law_inputs: tuple[str, ...]) -> bool:
+        """True when some configuration was run more than once (e.g. with several seeds)."""
+        return len(np.unique(self.configurations(law_inputs))) < self.n_points
+
+    def check_for(self, law_inputs: tuple[str, ...], n_params: int, law_name: str) -> None:
+        """Raise :class:`DataError` unless these data can identify a law with these inputs."""
+        for i in law_inputs:
+            if getattr(self, i) is None:
+                need = "tokens D or compute C, and parameters N" if i in "ND" else "an x column"
+                raise DataError(f"law {law_name!r} needs input {i!r} but the data have none: "
+                                f"give {need} (or choose a law in the inputs you have)")
+        need = n_params + 1
+        if self.n_points < need:
+            raise DataError(
+                f"law {law_name!r} has {n_params} parameters plus noise, so it needs at least "
+                f"{need} runs; the data have {self.n_points}: add runs or choose a simpler law"
+            )
+        if len(law_inputs) == 2:
+            for i in law_inputs:
+                if len(np.unique(getattr(self, i))) < 2:
+                    raise DataError(
+                        f"column {i!r} has a single distinct value, so law {law_name!r} cannot "
+                        f"separate the effect of N from that of D: add runs with other {i} values, "
+                        "or fit a one-variable law (--law power with --x-col)"
+                    )
+        elif len(np.unique(getattr(self, law_inputs[0]))) < 2:
+            raise DataError(f"column {law_inputs[0]!r} has a single distinct value: a law in it "
+                            "needs runs at several sizes")
+
+    def to_frame(self) -> pd.DataFrame:
+        """The data as a DataFrame with canonical column names."""
+        cols = {k: getattr(self, k) for k in ("N", "D", "C", "x", "loss", "group", "seed")}
+        return pd.DataFrame({k: v for k, v in cols.items() if v is not None})
+
+
+def _numeric(name: str, values: Any) -> np.ndarray:
+    raw = np.asarray(values)
+    if raw.ndim != 1:
+        raw = raw.reshape(-1)
+    try:
+        arr = raw.astype(float)
+    except (TypeError, ValueError):
+        coerced = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy()
+        bad = np.isnan(coerced) & ~pd.isna(pd.Series(raw)).to_numpy()
+        first = raw[np.flatnonzero(bad)[0]] if bad.any() else "?"
+        raise DataError(
+            f"column {name!r} has non-numeric values at {_rows(bad)} (e.g. {first!r}): "
+            "write plain numbers such as 7e10"
+        ) from None
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise DataError(f"column {name!r} has missing, NaN or infinite values at {_rows(bad)}: "
+                        "drop those runs or fill them in")
+    bad = arr <= 0
+    if bad.any():
+        raise DataError(f"column {name!r} has zero or negative values at {_rows(bad)}: sizes, "
+                        "compute and loss must be positive")
+    return arr
+
+
+def _opt(df: pd.DataFrame, col: str | None):
+    return None if col is None else df[col].to_numpy()
+
+
+def _guess(candidates: list[str], columns: list[str]) -> str:
+    for c in candidates:
+        close = difflib.get_close_matches(c, columns, n=1, cutoff=0.6)
+        if close:
+            return f" (did you mean {close[0]!r}?)"
+    return ""
+
+
+def _missing_column(given: str, key: str, columns: list[str]) -> str:
+    close = difflib.get_close_matches(given, columns, n=1, cutoff=0.5)
+    if not close:
+        close = difflib.get_close_matches(given.lower(), [c.lower() for c in columns], n=1, cutoff=0.5)
+        close = [c for c in columns if c.lower() in close]
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    flag = {"N": "--n-col", "D": "--d-col", "C": "--c-col", "loss": "--loss-col", "x": "--x-col",
+            "group": "--group-col", "seed": "--seed-col"}[key]
+    return (f"missing column {given!r} for {key}; the table has {columns}. {hint}"
+            f"Name it with {flag} (or {flag.lstrip('-').replace('-', '_')}=...)")

@@ -1,0 +1,152 @@
+"""Real, published scaling-law measurements bundled with bayescale, each with its citation.
+
+``load_dataset(name, ...)`` returns a :class:`bayescale.ScalingData`; ``list_datasets()`` a table of
+what is here. The README of each source (provenance, licence, caveats, published estimates) ships
+beside its CSV and is returned by ``dataset_readme(name)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from bayescale.data import ScalingData
+from bayescale.errors import DataError
+
+__all__ = ["load_dataset", "list_datasets", "dataset_readme", "load_frame", "DATASETS"]
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    name: str
+    file: str
+    readme: str
+    description: str
+    citation: str
+
+
+DATASETS: dict[str, _Dataset] = {
+    d.name: d
+    for d in (
+        _Dataset(
+            "chinchilla", "chinchilla.csv", "chinchilla_README.txt",
+            "Chinchilla training runs (N, D, C, loss) digitized by Epoch AI from Hoffmann et al. "
+            "Figure 4; 240 rows that Epoch fit (all=True keeps the 5 highest-loss outliers)",
+            "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, "
+            "arXiv:2203.15556; Besiroglu, Erdil, Barnett, You 2024, Chinchilla Scaling: A "
+            "replication attempt, arXiv:2404.10102 (github.com/epoch-research/analyzing-chinchilla)",
+        ),
+        _Dataset(
+            "porian2024", "porian2024.csv", "porian2024_README.txt",
+            "IsoFLOP points (N, D, C, loss) of 15 configurations; pick one with config= and "
+            "corpus= ('rw' or 'owt2'); default 'Optimizer tuning (no decay)' on RefinedWeb",
+            "Porian, Wortsman, Jitsev, Schmidt, Carmon 2024, Resolving Discrepancies in "
+            "Compute-Optimal Scaling of Language Models, arXiv:2406.19146 "
+            "(github.com/formll/resolving-scaling-law-discrepancies, MIT)",
+        ),
+        _Dataset(
+            "datablations", "datablations.csv", "datablations_README.txt",
+            "Data-constrained C4 runs (N, D, unique tokens U, val loss) with repeated seeds; "
+            "single-epoch runs (D <= U) by default, all=True keeps every run",
+            "Muennighoff et al. 2023, Scaling Data-Constrained Language Models, NeurIPS 2023, "
+            "arXiv:2305.16264 (github.com/huggingface/datablations, Apache-2.0)",
+        ),
+        _Dataset(
+            "revisiting", "revisiting.csv", "revisiting_README.txt",
+            "One-variable learning curves (x = examples or tokens seen, loss) of NMT and LM "
+            "models with is_train flags; pick a curve with domain= and model=",
+            "Alabdulmohsin, Neyshabur, Zhai 2022, Revisiting Neural Scaling Laws in Language and "
+            "Vision, NeurIPS 2022, arXiv:2209.06640 (github.com/google-research/google-research, "
+            "Apache-2.0)",
+        ),
+    )
+}
+
+
+def _get(name: str) -> _Dataset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; bundled: {', '.join(DATASETS)} "
+                        "(list them with `bayescale datasets`)") from None
+
+
+def dataset_readme(name: str) -> str:
+    """Provenance, licence, columns and published estimates of a bundled dataset."""
+    return resources.files(__name__).joinpath(_get(name).readme).read_text()
+
+
+def load_frame(name: str) -> pd.DataFrame:
+    """The raw bundled CSV of ``name`` as a DataFrame (all rows, original columns)."""
+    with resources.files(__name__).joinpath(_get(name).file).open() as f:
+        return pd.read_csv(f)
+
+
+def _pick(df: pd.DataFrame, column: str, value, what: str) -> pd.DataFrame:
+    choices = sorted(df[column].astype(str).unique())
+    if str(value) not in choices:
+        raise DataError(f"unknown {what} {value!r}; choose one of {choices}")
+    return df[df[column].astype(str) == str(value)]
+
+
+def load_dataset(name: str, *, all: bool = False, config: str = "Optimizer tuning (no decay)",
+                 corpus: str = "rw", domain: str = "LM", model: str | None = None,
+                 split: str | None = None) -> ScalingData:
+    """Load a bundled dataset as :class:`ScalingData`.
+
+    Parameters
+    ----------
+    name: ``"chinchilla"``, ``"porian2024"``, ``"datablations"`` or ``"revisiting"``.
+    all: chinchilla: keep the 5 highest-loss runs that Epoch AI dropped (245 rows instead of 240);
+        datablations: keep multi-epoch runs too (D > U).
+    config, corpus: porian2024 configuration label and corpus (``"rw"`` or ``"owt2"``).
+    domain, model: revisiting curve (``domain`` "LM" or "NMT"; ``model`` e.g. "1.68e+07" or
+        "6 Enc, 6 Dec"; default the first model of the domain).
+    split: revisiting: ``"train"`` or ``"test"`` rows by the is_train flag, or None for both.
+    """
+    info = _get(name)
+    df = load_frame(name)
+    if name == "chinchilla":
+        if not all:
+            df = df[df["epoch_excluded_outlier"] == 0]
+        return ScalingData.from_frame(df, n_col="N_params", d_col="D_tokens", loss_col="loss",
+                                      name="chinchilla", citation=info.citation)
+    if name == "porian2024":
+        df = _pick(_pick(df, "dataset", corpus, "corpus"), "config_label", config, "config")
+        return ScalingData.from_frame(df, n_col="N_params", d_col="D_tokens", loss_col="loss",
+                                      name=f"porian2024/{corpus}/{config}", citation=info.citation)
+    if name == "datablations":
+        if not all:
+            df = df[df["D_tokens"] <= df["U_unique_tokens"]]
+        seed = df["run_name"].str.extract(r"seed(\d+)$")[0].fillna("0").to_numpy()
+        data = ScalingData.from_frame(df, n_col="N_params", d_col="D_tokens", loss_col="loss_val",
+                                      name="datablations", citation=info.citation)
+        return ScalingData(loss=data.loss, N=data.N, D=data.D, seed=seed, name=data.name,
+                           citation=info.citation)
+    # revisiting
+    df = _pick(df, "domain", domain, "domain")
+    if model is None:
+        model = str(df["model"].iloc[0])
+    df = _pick(df, "model", model, "model")
+    if split is not None:
+        if split not in ("train", "test"):
+            raise DataError(f"split must be 'train', 'test' or None, got {split!r}")
+        df = df[df["is_train"] == (1 if split == "train" else 0)]
+    return ScalingData.from_frame(df, x_col="seen_examples", loss_col="loss",
+                                  group_col=None, name=f"revisiting/{domain}/{model}",
+                                  citation=info.citation)
+
+
+def list_datasets() -> pd.DataFrame:
+    """One row per bundled dataset: name, rows loaded by default, description and citation."""
+    rows = []
+    for d in DATASETS.values():
+        rows.append({"name": d.name, "rows": load_dataset(d.name).n_points,
+                     "rows_in_file": len(load_frame(d.name)), "description": d.description,
+                     "citation": d.citation})
+    return pd.DataFrame(rows)
+
+

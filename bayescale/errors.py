@@ -1,0 +1,24 @@
+"""Exceptions a user can cause, each with a message that names the problem and the fix."""
+
+from __future__ import annotations
+
+__all__ = ["BayescaleError", "DataError", "FitError", "ConvergenceError"]
+
+
+class BayescaleError(Exception):
+    """Base class of every error bayescale raises on purpose.
+
+    The CLI prints ``str(error)`` as one line on stderr and exits with status 2.
+    """
+
+
+class DataError(BayescaleError, ValueError):
+    """The table of training runs cannot be used as given (column, row and fix in the message)."""
+
+
+class FitError(BayescaleError, ValueError):
+    """A fit cannot be run or loaded with the options given."""
+
+
+class ConvergenceError(BayescaleError):
+    """A decision was asked of a fit whose sampler did not converge."""

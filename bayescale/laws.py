@@ -1,0 +1,221 @@
+r"""Scaling laws as pure ``jnp`` functions, computed in log space.
+
+Every law maps log inputs (natural log of parameters N, tokens D, or a single variable x) and
+parameters in natural units to the natural log of the loss. Terms that add are combined with
+``logaddexp``/``logsumexp``, so N and D anywhere from 1 to 1e30 neither overflow nor lose precision.
+
+Laws
+----
+``power``       :math:`L(x) = E + A x^{-\alpha}`
+``power_pure``  :math:`L(x) = A x^{-\alpha}` (the straight line of log-log OLS)
+``chinchilla``  :math:`L(N, D) = E + A N^{-\alpha} + B D^{-\beta}` (Hoffmann et al. 2022)
+``kaplan``      :math:`L(N, D) = [(N_c/N)^{\alpha_N/\alpha_D} + D_c/D]^{\alpha_D}` (Kaplan et al. 2020)
+
+Reference scale
+---------------
+The NumPyro models sample amplitudes at a reference point inside the data (the mean of log N,
+log D or log x), where they are nearly uncorrelated with the exponents. :attr:`Law.from_sampled`
+turns them back into natural units, e.g. :math:`A = A_{ref} N_{ref}^{\alpha}`; for the Kaplan law
+the sampled amplitudes are the loss at the reference N (or D) with the other input infinite,
+:math:`L_{N,ref} = (N_c/N_{ref})^{\alpha_N}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bayescale._jax import jnp
+from bayescale.errors import FitError
+
+__all__ = [
+    "Law",
+    "LAWS",
+    "get_law",
+    "power",
+    "power_pure",
+    "chinchilla",
+    "kaplan",
+    "chinchilla_optimum",
+    "chinchilla_exponents",
+]
+
+
+def power(log_x, *, E, A, alpha):
+    """log of :math:`E + A x^{-\\alpha}`."""
+    return jnp.logaddexp(jnp.log(E), jnp.log(A) - alpha * log_x)
+
+
+def power_pure(log_x, *, A, alpha):
+    """log of :math:`A x^{-\\alpha}`: a straight line in log-log space."""
+    return jnp.log(A) - alpha * log_x
+
+
+def chinchilla(log_N, log_D, *, E, A, B, alpha, beta):
+    """log of :math:`E + A/N^{\\alpha} + B/D^{\\beta}` as ``logsumexp(e, a - alpha log N, b - beta log D)``."""
+    log_N, log_D = jnp.broadcast_arrays(jnp.asarray(log_N), jnp.asarray(log_D))
+    terms = jnp.stack(
+        jnp.broadcast_arrays(
+            jnp.log(E) + 0.0 * log_N, jnp.log(A) - alpha * log_N, jnp.log(B) - beta * log_D
+        )
+    )
+    return _logsumexp0(terms)
+
+
+def kaplan(log_N, log_D, *, N_c, D_c, alpha_N, alpha_D):
+    """log of :math:`[(N_c/N)^{\\alpha_N/\\alpha_D} + D_c/D]^{\\alpha_D}`."""
+    return alpha_D * jnp.logaddexp(
+        (alpha_N / alpha_D) * (jnp.log(N_c) - log_N), jnp.log(D_c) - log_D
+    )
+
+
+def _logsumexp0(terms):
+    m = jnp.max(terms, axis=0)
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    return m + jnp.log(jnp.sum(jnp.exp(terms - m), axis=0))
+
+
+def chinchilla_optimum(C, *, A, B, alpha, beta, flops_per_param_token: float = 6.0):
+    r"""Compute-optimal N* and D* of the Chinchilla law under :math:`C = k N D` (Hoffmann eq. 4).
+
+    .. math::
+        G = \left(\frac{\alpha A}{\beta B}\right)^{1/(\alpha+\beta)},\quad
+        N^* = G\,(C/k)^{\beta/(\alpha+\beta)},\quad D^* = G^{-1}(C/k)^{\alpha/(\alpha+\beta)}
+
+    Computed in log space with NumPy float64; arguments broadcast (draws against budgets).
+
+    Returns
+    -------
+    (N_opt, D_opt): parameters and tokens; ``k * N_opt * D_opt == C`` to rounding.
+    """
+    A, B, alpha, beta = (np.asarray(v, dtype=float) for v in (A, B, alpha, beta))
+    log_c = np.log(np.asarray(C, dtype=float) / flops_per_param_token)
+    s = alpha + beta
+    log_g = (np.log(alpha * A) - np.log(beta * B)) / s
+    log_n = log_g + beta / s * log_c
+    log_d = log_c - log_n
+    return np.exp(log_n), np.exp(log_d)
+
+
+def chinchilla_exponents(*, alpha, beta):
+    """Exponents of :math:`N^* \\propto C^a` and :math:`D^* \\propto C^b`: a = beta/(alpha+beta), b = 1 - a."""
+    alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+    return beta / (alpha + beta), alpha / (alpha + beta)
+
+
+@dataclass(frozen=True)
+class Law:
+    """A scaling law: its inputs, parameters (natural units) and pure log-space function.
+
+    Attributes
+    ----------
+    name: registry key (``"chinchilla"``, ...).
+    inputs: input variables, ``("N", "D")`` or ``("x",)``.
+    params: parameter names in natural units, the names every output uses.
+    fn: ``fn(*log_inputs, **params) -> log loss``.
+    sampled: the names the NumPyro models sample: amplitudes at the reference point
+        (e.g. ``A_ref``, the N-term of the loss at the reference N, in nats).
+    from_sampled: ``from_sampled(sampled, log_ref) -> natural params``; ``log_ref`` maps each
+        input to its reference log value.
+    formula: the law as text.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    params: tuple[str, ...]
+    fn: Callable[..., Any] = field(repr=False)
+    sampled: tuple[str, ...]
+    from_sampled: Callable[..., dict[str, Any]] = field(repr=False)
+    formula: str
+
+    @property
+    def n_params(self) -> int:
+        return len(self.params)
+
+    def log_loss(self, params: Mapping[str, Any], log_inputs: Mapping[str, Any]):
+        """Natural log of the loss at ``log_inputs`` (a mapping input -> log value)."""
+        kw = {k: params[k] for k in self.params}
+        return self.fn(*(log_inputs[i] for i in self.inputs), **kw)
+
+    def loss(self, params: Mapping[str, Any], **inputs):
+        """Loss in nats at natural inputs, e.g. ``law.loss(p, N=7e10, D=1.4e12)``."""
+        missing = [i for i in self.inputs if i not in inputs]
+        if missing:
+            raise FitError(f"law {self.name!r} needs inputs {self.inputs}; missing {missing}")
+        logs = {i: jnp.log(jnp.asarray(inputs[i], dtype=float)) for i in self.inputs}
+        return jnp.exp(self.log_loss(params, logs))
+
+
+def _amplitudes(**pairs):
+    """``from_sampled`` for laws whose amplitudes scale as ``A = A_ref * ref^exponent``."""
+
+    def convert(s, log_ref):
+        out = {k: v for k, v in s.items() if not k.endswith("_ref")}
+        for name, (inp, expo) in pairs.items():
+            out[name] = s[f"{name}_ref"] * jnp.exp(s[expo] * log_ref[inp])
+        return out
+
+    return convert
+
+
+def _kaplan_from_sampled(s, log_ref):
+    # L_N_ref = (N_c / N_ref)^alpha_N is the loss at the reference N with infinite data.
+    return {
+        "N_c": jnp.exp(jnp.log(s["L_N_ref"]) / s["alpha_N"] + log_ref["N"]),
+        "D_c": jnp.exp(jnp.log(s["L_D_ref"]) / s["alpha_D"] + log_ref["D"]),
+        "alpha_N": s["alpha_N"],
+        "alpha_D": s["alpha_D"],
+    }
+
+
+LAWS: dict[str, Law] = {
+    "power": Law(
+        "power",
+        ("x",),
+        ("E", "A", "alpha"),
+        power,
+        ("E", "A_ref", "alpha"),
+        _amplitudes(A=("x", "alpha")),
+        "L(x) = E + A x^-alpha",
+    ),
+    "power_pure": Law(
+        "power_pure",
+        ("x",),
+        ("A", "alpha"),
+        power_pure,
+        ("A_ref", "alpha"),
+        _amplitudes(A=("x", "alpha")),
+        "L(x) = A x^-alpha",
+    ),
+    "chinchilla": Law(
+        "chinchilla",
+        ("N", "D"),
+        ("E", "A", "B", "alpha", "beta"),
+        chinchilla,
+        ("E", "A_ref", "B_ref", "alpha", "beta"),
+        _amplitudes(A=("N", "alpha"), B=("D", "beta")),
+        "L(N, D) = E + A / N^alpha + B / D^beta",
+    ),
+    "kaplan": Law(
+        "kaplan",
+        ("N", "D"),
+        ("N_c", "D_c", "alpha_N", "alpha_D"),
+        kaplan,
+        ("L_N_ref", "L_D_ref", "alpha_N", "alpha_D"),
+        _kaplan_from_sampled,
+        "L(N, D) = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D",
+    ),
+}
+
+
+def get_law(law: str | Law) -> Law:
+    """Look a law up by name (``"chinchilla"``, ``"power"``, ``"power_pure"``, ``"kaplan"``)."""
+    if isinstance(law, Law):
+        return law
+    try:
+        return LAWS[law]
+    except KeyError:
+        raise FitError(f"unknown law {law!r}; choose one of {', '.join(LAWS)}") from None

@@ -1,0 +1,34 @@
+"""Shared test set-up: CPU only, float64, fixed seeds, and small helpers.
+
+Like numpyro's own test suite, tests run on the CPU with a fixed seed; nothing here samples.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import bayescale._jax  # noqa: E402,F401  (float64 on)
+
+
+def simulate_chinchilla(truth=None, *, n_side=7, sigma=0.01, seed=0, df=None):
+    """A Chinchilla-shaped grid of runs: N from 1e7..1e10 and 3-30x.. tokens, noisy log loss."""
+    truth = truth or dict(E=1.8, A=480.0, B=2100.0, alpha=0.35, beta=0.37)
+    rng = np.random.default_rng(seed)
+    N = np.geomspace(5e7, 5e9, n_side)
+    ratio = np.geomspace(4, 100, n_side)
+    N, r = np.meshgrid(N, ratio)
+    N, D = N.ravel(), (N * r).ravel()
+    mean = truth["E"] + truth["A"] / N ** truth["alpha"] + truth["B"] / D ** truth["beta"]
+    eps = sigma * (rng.standard_t(df, N.size) if df else rng.standard_normal(N.size))
+    return N, D, mean * np.exp(eps), truth
+
+
+@pytest.fixture
+def chinchilla_sim():
+    return simulate_chinchilla()
