@@ -185,12 +185,20 @@ class ScalingData:
         if path.is_dir():
             raise DataError(f"{path} is a folder, not a CSV file")
         try:
-            df = pd.read_csv(path, sep=None, engine="python")
+            with open(path, encoding="utf-8", errors="replace") as f:
+                header = f.readline()
+            sep = max([",", ";", "\t", "|"], key=header.count) if header.strip() else ","
+            df = pd.read_csv(path, sep=sep)
         except pd.errors.EmptyDataError:
             raise DataError(f"{path} is empty: it needs a header line and one row per run") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as err:
             raise DataError(f"{path} could not be read as CSV ({err}); save it as comma-separated "
                             "text with a header line") from None
+        if len(df) == 0:
+            raise DataError(f"{path} has a header but no rows: add one row per finished run")
+        if df.shape[1] == 1 and len(df):
+            raise DataError(f"{path} has a single column {df.columns[0]!r}: separate the "
+                            "columns with commas (or ; tab |) and give N, D or C, and loss")
         columns.setdefault("name", path.stem)
         return cls.from_frame(df, **columns)
 

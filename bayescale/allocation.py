@@ -1,0 +1,505 @@
+r"""Compute-optimal allocation: how to split a budget of C FLOPs between parameters and tokens.
+
+Under :math:`C = k N D` (k = 6 FLOPs per parameter per token by default) a two-variable law gives
+the loss along the budget's isoFLOP curve, :math:`\ell(u) = \log L(e^u, C/(k e^u))` with
+:math:`u = \log N`. Its minimiser :math:`N^*` is computed for every posterior draw, so the spread of
+:math:`N^*`, :math:`D^* = C/(k N^*)`, :math:`D^*/N^*` and :math:`L(N^*, D^*)` is the answer.
+
+* Chinchilla: Hoffmann et al. (2022) eq. 4 in closed form, exponents
+  :math:`a = \beta/(\alpha+\beta)` and :math:`b = \alpha/(\alpha+\beta)` in
+  :math:`N^* \propto C^a`, :math:`D^* \propto C^b`.
+* Any other law in N and D (Kaplan's joint form included): bisection on :math:`\ell'(u)`
+  (from ``jax.grad``) inside :math:`1 \le N \le C/k`, jitted and vectorised over draws and budgets;
+  the local exponent :math:`a = \mathrm{d}\log N^*/\mathrm{d}\log C = -\ell_{uc}/\ell_{uu}` by
+  implicit differentiation of :math:`\ell'(u^*; c) = 0`, with :math:`c = \log(C/k)`.
+
+Draws whose isoFLOP curve has no interior minimum (an exponent near 0) get the bracket edge
+(N = 1 or D = 1), a local exponent of 0 or 1, and ``at_edge = True``.
+
+The data-sufficiency criterion and isoFLOP profiles sit here too: both are cuts through the same
+posterior at fixed N or fixed C.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from bayescale._jax import jax, jnp
+from bayescale.errors import FitError
+from bayescale.laws import Law, chinchilla_optimum, get_law
+from bayescale.summaries import check_level, interval, summary_dict
+
+__all__ = [
+    "Allocation",
+    "IsoflopProfile",
+    "NumericalOptimum",
+    "compute_optimal",
+    "data_sufficiency",
+    "isoflop_profile",
+    "numerical_optimum",
+]
+
+_QUANTITIES = ("N_opt", "D_opt", "tokens_per_param", "loss", "a", "b")
+
+
+def _param_draws(law: Law, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Check ``params`` (name -> S draws, natural units); return float64 arrays of shape (S,)."""
+    missing = [p for p in law.params if p not in params]
+    if missing:
+        raise FitError(
+            f"law {law.name!r} needs draws of {', '.join(law.params)}; missing {', '.join(missing)}"
+        )
+    arrays = {p: np.atleast_1d(np.asarray(params[p], dtype=float)) for p in law.params}
+    bad = [p for p, v in arrays.items() if v.ndim != 1]
+    if bad:
+        raise FitError(f"parameter draws must be 1-d arrays of S draws; {bad} are not")
+    try:
+        arrays = dict(zip(arrays, np.broadcast_arrays(*arrays.values())))
+    except ValueError:
+        sizes = {p: v.size for p, v in arrays.items()}
+        raise FitError(f"parameter draws differ in length: {sizes}; pass S draws of each") from None
+    nonfinite = [p for p, v in arrays.items() if not np.all(np.isfinite(v))]
+    if nonfinite:
+        raise FitError(f"draws of {', '.join(nonfinite)} contain NaN or infinity; drop those draws")
+    return {p: np.array(v) for p, v in arrays.items()}
+
+
+def _two_variable(law: str | Law, what: str) -> Law:
+    law = get_law(law)
+    if law.inputs != ("N", "D"):
+        raise FitError(
+            f"{what} needs a law in N and D (chinchilla or kaplan); law {law.name!r} has one "
+            f"input {law.inputs[0]!r}: refit with law='chinchilla' or 'kaplan'"
+        )
+    return law
+
+
+def _budgets(C: Any, k: float) -> np.ndarray:
+    budgets = np.atleast_1d(np.asarray(C, dtype=float))
+    if budgets.ndim != 1 or budgets.size == 0:
+        raise FitError(f"compute budgets must be a number or a 1-d list of FLOPs; got {C!r}")
+    if not (np.isfinite(k) and k > 0):
+        raise FitError(f"flops_per_param_token must be a positive number; got {k!r}")
+    if not np.all(np.isfinite(budgets) & (budgets > k)):
+        raise FitError(
+            f"compute budgets must be finite and larger than {k:g} FLOPs (one parameter trained on "
+            f"one token); got {budgets.tolist()}"
+        )
+    return budgets
+
+
+class NumericalOptimum(NamedTuple):
+    """Result of :func:`numerical_optimum`; every field has shape (S, n_budgets)."""
+
+    N_opt: np.ndarray  #: parameters
+    D_opt: np.ndarray  #: tokens, ``C / (k N_opt)``
+    log_loss: np.ndarray  #: natural log of the law's loss (nats) at the optimum
+    a: np.ndarray  #: local exponent d log N* / d log C
+    at_edge: np.ndarray  #: True where no interior minimum exists in 1 <= N <= C/k
+
+
+_SOLVERS: dict[Any, Any] = {}
+_LOSSES: dict[Any, Any] = {}
+
+
+def _law_loss(law: Law, params: Mapping[str, Any], log_inputs: Mapping[str, Any]) -> np.ndarray:
+    """The law's loss in nats as a NumPy array, through one jitted call (one compile per shape,
+    instead of one per jnp operation when run eagerly)."""
+    key = (law.name, law.inputs, law.params, law.fn)
+    if key not in _LOSSES:
+        _LOSSES[key] = jax.jit(lambda p, logs: jnp.exp(law.log_loss(p, logs)))
+    p = {name: jnp.asarray(params[name]) for name in law.params}
+    return np.asarray(_LOSSES[key](p, {k: jnp.asarray(v) for k, v in log_inputs.items()}))
+
+
+def _solver(law: Law):
+    """Jitted bisection for ``law``, compiled once per law (and per input shape)."""
+    key = (law.name, law.inputs, law.params, law.fn)
+    if key in _SOLVERS:
+        return _SOLVERS[key]
+
+    def ell(p, u, c):
+        return law.log_loss(p, {"N": u, "D": c - u})
+
+    def slope(p, u, c):  # d ell / du, elementwise (ell is elementwise in u)
+        return jax.grad(lambda v: jnp.sum(ell(p, v, c)))(u)
+
+    def solve(p, c):
+        shape = jnp.broadcast_shapes(c.shape, *(v.shape for v in p.values()))
+        c = jnp.broadcast_to(c, shape)
+        lo0, hi0 = jnp.zeros(shape), c  # N = 1 parameter ... D = 1 token
+
+        def step(_, bracket):
+            lo, hi = bracket
+            mid = 0.5 * (lo + hi)
+            rising = slope(p, mid, c) > 0
+            return jnp.where(rising, lo, mid), jnp.where(rising, mid, hi)
+
+        # 64 halvings shrink a bracket of width < 745 below float64 spacing at |u| ~ 1.
+        lo, hi = jax.lax.fori_loop(0, 64, step, (lo0, hi0))
+        at_lo = slope(p, lo0, c) >= 0
+        at_hi = ~at_lo & (slope(p, hi0, c) <= 0)
+        u = jnp.where(at_lo, lo0, jnp.where(at_hi, hi0, 0.5 * (lo + hi)))
+        curv = jax.grad(lambda v: jnp.sum(slope(p, v, c)))(u)
+        cross = jax.grad(lambda cc: jnp.sum(slope(p, u, cc)))(c)
+        a = jnp.where(at_lo, 0.0, jnp.where(at_hi, 1.0, -cross / curv))
+        return u, c - u, ell(p, u, c), a, at_lo | at_hi
+
+    _SOLVERS[key] = jax.jit(solve)
+    return _SOLVERS[key]
+
+
+def numerical_optimum(
+    law: str | Law, params: Mapping[str, Any], C: Any, *, flops_per_param_token: float = 6.0
+) -> NumericalOptimum:
+    r"""Compute-optimal split of any law in N and D, found numerically per draw and budget.
+
+    Minimises :math:`\ell(u) = \log L(N = e^u, D = C/(k e^u))` over :math:`0 \le u \le \log(C/k)`
+    (between 1 parameter and 1 token) by 64 bisection steps on the sign of :math:`\ell'(u)`,
+    computed with ``jax.grad``; the law must be unimodal along the isoFLOP curve (Chinchilla and
+    Kaplan are). The result is accurate to float64 rounding (relative error ~1e-14 in N*).
+
+    Parameters
+    ----------
+    law : str or Law
+        A law whose inputs are ``("N", "D")``.
+    params : mapping
+        Parameter name -> (S,) draws in natural units.
+    C : float or array_like
+        Compute budget(s) in FLOPs, shape (B,).
+    flops_per_param_token : float, default 6.0
+        k in :math:`C = k N D` (FLOPs per parameter per training token).
+
+    Returns
+    -------
+    NumericalOptimum
+        ``N_opt`` (parameters), ``D_opt`` (tokens), ``log_loss`` (log nats), ``a`` (local exponent
+        :math:`\mathrm{d}\log N^*/\mathrm{d}\log C` by implicit differentiation) and ``at_edge``,
+        each of shape (S, B).
+    """
+    law = _two_variable(law, "compute-optimal allocation")
+    k = float(flops_per_param_token)
+    budgets = _budgets(C, k)
+    draws = _param_draws(law, params)
+    p = {name: jnp.asarray(v)[:, None] for name, v in draws.items()}
+    c = jnp.asarray(np.log(budgets / k))[None, :]
+    u, _, log_loss, a, edge = (np.asarray(x) for x in _solver(law)(p, c))
+    n_opt = np.exp(u)
+    return NumericalOptimum(n_opt, budgets / (k * n_opt), log_loss, a, edge)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Posterior of the compute-optimal split at one or more budgets.
+
+    Attributes
+    ----------
+    law : str
+        Name of the law.
+    compute : numpy.ndarray
+        Budgets C in FLOPs, shape (B,).
+    N_opt, D_opt : numpy.ndarray
+        Optimal parameters and tokens per draw and budget, shape (S, B); ``k N_opt D_opt = C``.
+    loss : numpy.ndarray
+        The law's loss (nats) at the optimum, shape (S, B).
+    a, b : numpy.ndarray
+        Local exponents of :math:`N^* \\propto C^a`, :math:`D^* \\propto C^b` (a + b = 1), (S, B).
+    at_edge : numpy.ndarray
+        True where a draw has no interior optimum in 1 <= N <= C/k, (S, B).
+    flops_per_param_token : float
+        k in C = k N D.
+    """
+
+    law: str
+    compute: np.ndarray
+    N_opt: np.ndarray
+    D_opt: np.ndarray
+    loss: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    at_edge: np.ndarray
+    flops_per_param_token: float = 6.0
+
+    def __post_init__(self):
+        shape = (np.shape(self.N_opt)[0], np.size(self.compute))
+        for name in ("N_opt", "D_opt", "loss", "a", "b", "at_edge"):
+            if np.shape(getattr(self, name)) != shape:
+                raise FitError(f"Allocation.{name} must have shape {shape} (draws, budgets)")
+
+    @property
+    def tokens_per_param(self) -> np.ndarray:
+        """D*/N*, tokens per parameter, shape (S, B)."""
+        return self.D_opt / self.N_opt
+
+    def exponents(self) -> dict[str, np.ndarray]:
+        """Per-draw exponents (S,): local at a single budget, else the log-log slope of N*(C)
+        between the smallest and largest budget (exact for Chinchilla, where a is constant)."""
+        lo, hi = int(np.argmin(self.compute)), int(np.argmax(self.compute))
+        if self.compute[hi] == self.compute[lo]:
+            a = self.a[:, lo]
+        else:
+            a = np.log(self.N_opt[:, hi] / self.N_opt[:, lo]) / np.log(
+                self.compute[hi] / self.compute[lo]
+            )
+        return {"a": a, "b": 1.0 - a}
+
+    def summary(self, level: float = 0.95) -> pd.DataFrame:
+        """One row per budget and quantity (N_opt, D_opt, tokens_per_param, loss, a, b), columns
+        ``compute, quantity, median, mean, lo, hi, level`` (central interval at ``level``)."""
+        level = check_level(level)
+        rows = []
+        for j, c in enumerate(self.compute):
+            for q in _QUANTITIES:
+                x = getattr(self, q)[:, j]
+                med, lo, hi = interval(x, level)
+                rows.append((c, q, float(med), float(np.mean(x)), float(lo), float(hi), level))
+        columns = ["compute", "quantity", "median", "mean", "lo", "hi", "level"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def to_dict(self, level: float = 0.95) -> dict[str, Any]:
+        """JSON-ready summary with plain floats: ``{"law", "level", "flops_per_param_token",
+        "budgets": [{"compute", "N_opt", "D_opt", "tokens_per_param", "loss", "a", "b",
+        "frac_at_edge"}], "exponents": {"a", "b"}}``, each quantity a ``{"median", "lo", "hi"}``."""
+        level = check_level(level)
+        budgets = []
+        for j, c in enumerate(self.compute):
+            entry: dict[str, Any] = {"compute": float(c)}
+            entry.update({q: summary_dict(getattr(self, q)[:, j], level) for q in _QUANTITIES})
+            entry["frac_at_edge"] = float(np.mean(self.at_edge[:, j]))
+            budgets.append(entry)
+        expo = {name: summary_dict(v, level) for name, v in self.exponents().items()}
+        return {
+            "law": self.law,
+            "level": level,
+            "flops_per_param_token": float(self.flops_per_param_token),
+            "budgets": budgets,
+            "exponents": expo,
+        }
+
+
+def compute_optimal(
+    law: str | Law, params: Mapping[str, Any], C: Any, *, flops_per_param_token: float = 6.0
+) -> Allocation:
+    r"""Posterior of the compute-optimal N*, D*, D*/N*, loss and exponents at budget(s) C.
+
+    Chinchilla uses Hoffmann et al. eq. 4 per draw,
+    :math:`N^* = G (C/k)^{\beta/(\alpha+\beta)}` with
+    :math:`G = (\alpha A/(\beta B))^{1/(\alpha+\beta)}`; draws where that lands outside
+    :math:`1 \le N^* \le C/k` (an exponent near 0) fall back to :func:`numerical_optimum`, which
+    returns the bracket edge. Every other law in N and D is solved numerically.
+
+    Parameters
+    ----------
+    law : str or Law
+        ``"chinchilla"``, ``"kaplan"`` or any :class:`~bayescale.laws.Law` in N and D.
+    params : mapping
+        Parameter name -> (S,) draws in natural units.
+    C : float or array_like
+        Compute budget(s) in FLOPs, shape (B,).
+    flops_per_param_token : float, default 6.0
+        k in :math:`C = k N D`.
+
+    Returns
+    -------
+    Allocation
+        Arrays of shape (S, B); ``D_opt = C / (k N_opt)`` exactly up to rounding.
+
+    Raises
+    ------
+    FitError
+        For a one-variable law, missing or non-finite draws, or budgets that are not > k FLOPs.
+    """
+    law = _two_variable(law, "compute-optimal allocation")
+    k = float(flops_per_param_token)
+    budgets = _budgets(C, k)
+    draws = _param_draws(law, params)
+    if law.name == "chinchilla" and law.params == ("E", "A", "B", "alpha", "beta"):
+        p = {name: v[:, None] for name, v in draws.items()}
+        with np.errstate(all="ignore"):
+            n_opt, _ = chinchilla_optimum(
+                budgets[None, :], A=p["A"], B=p["B"], alpha=p["alpha"], beta=p["beta"],
+                flops_per_param_token=k,
+            )
+            a = np.broadcast_to(p["beta"] / (p["alpha"] + p["beta"]), n_opt.shape).copy()
+        interior = np.isfinite(n_opt) & (n_opt >= 1.0) & (n_opt <= budgets / k) & np.isfinite(a)
+        edge = ~interior
+        if edge.any():
+            num = numerical_optimum(law, draws, budgets, flops_per_param_token=k)
+            n_opt, a = np.where(interior, n_opt, num.N_opt), np.where(interior, a, num.a)
+            edge = np.where(interior, False, num.at_edge)
+        log_n, log_d = np.log(n_opt), np.log(budgets / (k * n_opt))
+        loss = _law_loss(law, p, {"N": log_n, "D": log_d})
+    else:
+        num = numerical_optimum(law, draws, budgets, flops_per_param_token=k)
+        n_opt, a, edge, loss = num.N_opt, num.a, num.at_edge, np.exp(num.log_loss)
+    return Allocation(
+        law=law.name, compute=budgets, N_opt=n_opt, D_opt=budgets / (k * n_opt), loss=loss,
+        a=a, b=1.0 - a, at_edge=np.asarray(edge, dtype=bool), flops_per_param_token=k,
+    )
+
+
+@dataclass(frozen=True)
+class IsoflopProfile:
+    """Posterior of the loss along one isoFLOP curve :math:`C = k N D`.
+
+    Attributes
+    ----------
+    law : str
+        Name of the law.
+    compute : float
+        The budget C in FLOPs.
+    N, D : numpy.ndarray
+        Grid of parameters and matching tokens ``C / (k N)``, shape (G,).
+    loss : numpy.ndarray
+        The law's loss (nats) per draw and grid point, shape (S, G).
+    N_opt : numpy.ndarray
+        Each draw's optimum on the continuous curve, shape (S,).
+    """
+
+    law: str
+    compute: float
+    N: np.ndarray
+    D: np.ndarray
+    loss: np.ndarray
+    N_opt: np.ndarray
+
+    def summary(self, level: float = 0.95) -> pd.DataFrame:
+        """One row per grid point: ``N, D, median, mean, lo, hi, level`` of the loss (nats)."""
+        level = check_level(level)
+        med, lo, hi = interval(self.loss, level)
+        return pd.DataFrame(
+            {"N": self.N, "D": self.D, "median": med, "mean": self.loss.mean(axis=0),
+             "lo": lo, "hi": hi, "level": level}
+        )
+
+
+def isoflop_profile(
+    law: str | Law,
+    params: Mapping[str, Any],
+    C: float,
+    *,
+    N: Any = None,
+    n_grid: int = 60,
+    flops_per_param_token: float = 6.0,
+) -> IsoflopProfile:
+    r"""Loss along the isoFLOP curve of budget C as a function of model size N, per draw.
+
+    Parameters
+    ----------
+    law : str or Law
+        A law in N and D.
+    params : mapping
+        Parameter name -> (S,) draws in natural units.
+    C : float
+        One compute budget in FLOPs.
+    N : array_like, optional
+        Model sizes (parameters) in :math:`1 \le N \le C/k`. Default: ``n_grid`` sizes evenly spaced
+        in log N over two orders of magnitude centred on the posterior median of :math:`N^*`
+        (clipped to the bracket).
+    n_grid : int, default 60
+        Number of grid points when ``N`` is not given.
+    flops_per_param_token : float, default 6.0
+        k in :math:`C = k N D`.
+
+    Returns
+    -------
+    IsoflopProfile
+        Grid ``N`` and ``D = C/(kN)`` (G,), loss draws (S, G) in nats, and each draw's ``N_opt``.
+    """
+    law = _two_variable(law, "an isoFLOP profile")
+    k = float(flops_per_param_token)
+    budget = _budgets(C, k)
+    if budget.size != 1:
+        raise FitError(f"isoflop_profile takes one compute budget; got {budget.size}")
+    alloc = compute_optimal(law, params, budget, flops_per_param_token=k)
+    n_max = budget[0] / k
+    if N is None:
+        if int(n_grid) < 2:
+            raise FitError(f"n_grid must be at least 2; got {n_grid!r}")
+        centre = np.log10(np.median(alloc.N_opt[:, 0]))
+        lo, hi = max(centre - 1.0, 0.0), min(centre + 1.0, np.log10(n_max))
+        grid = np.logspace(lo, hi, int(n_grid))
+    else:
+        grid = np.atleast_1d(np.asarray(N, dtype=float))
+        if grid.ndim != 1 or not np.all(np.isfinite(grid) & (grid >= 1.0) & (grid <= n_max)):
+            raise FitError(
+                f"N must be a 1-d list of model sizes between 1 and C/k = {n_max:.3g} parameters"
+            )
+    tokens = budget[0] / (k * grid)
+    p = {name: v[:, None] for name, v in _param_draws(law, params).items()}
+    loss = _law_loss(law, p, {"N": np.log(grid)[None, :], "D": np.log(tokens)[None, :]})
+    return IsoflopProfile(law.name, float(budget[0]), grid, tokens, loss, alloc.N_opt[:, 0])
+
+
+def data_sufficiency(
+    law: str | Law,
+    params: Mapping[str, Any],
+    noise_sigma: Any,
+    N: Any,
+    *,
+    threshold: Any = None,
+) -> np.ndarray:
+    r"""Tokens D at which the loss a model of size N loses to finite data falls to a threshold.
+
+    Kaplan et al. (2020) train until :math:`L(N, D)/L(N, \infty) - 1` is below the seed-to-seed
+    noise. With the noise on log loss, that gap equals one noise scale :math:`\sigma` exactly when
+    :math:`\log L(N, D) - \log L(N, \infty) = \sigma`, so the default threshold is
+    :math:`t = e^{\sigma} - 1 \approx \sigma` per draw. The gap falls monotonically in D, and:
+
+    * Chinchilla, :math:`L(N, \infty) = E + A N^{-\alpha}`:
+      :math:`D = \left(B / (t (E + A N^{-\alpha}))\right)^{1/\beta}`.
+    * Kaplan, :math:`L(N, \infty) = (N_c/N)^{\alpha_N}`:
+      :math:`D = D_c (N/N_c)^{\alpha_N/\alpha_D} / ((1+t)^{1/\alpha_D} - 1)`.
+
+    Parameters
+    ----------
+    law : str or Law
+        ``"chinchilla"`` or ``"kaplan"``.
+    params : mapping
+        Parameter name -> (S,) draws in natural units.
+    noise_sigma : float or array_like or None
+        Scale of the observation noise on log loss, (S,) or scalar; unused when ``threshold`` given.
+    N : float or array_like
+        Model size(s) in parameters, shape (M,).
+    threshold : float or array_like, optional
+        The gap :math:`L(N, D)/L(N, \infty) - 1` to reach (> 0), scalar or (S,).
+
+    Returns
+    -------
+    numpy.ndarray
+        Tokens D, shape (S, M).
+    """
+    law = _two_variable(law, "the data-sufficiency criterion")
+    if law.name not in ("chinchilla", "kaplan"):
+        raise FitError(
+            f"data_sufficiency has closed forms for chinchilla and kaplan, not {law.name!r}"
+        )
+    p = {name: v[:, None] for name, v in _param_draws(law, params).items()}
+    sizes = np.atleast_1d(np.asarray(N, dtype=float))
+    if sizes.ndim != 1 or not np.all(np.isfinite(sizes) & (sizes > 0)):
+        raise FitError(f"N must be positive model sizes (parameters); got {N!r}")
+    if threshold is None:
+        if noise_sigma is None:
+            raise FitError("data_sufficiency needs noise_sigma (noise on log loss) or a threshold")
+        t = np.expm1(np.atleast_1d(np.asarray(noise_sigma, dtype=float)))
+    else:
+        t = np.atleast_1d(np.asarray(threshold, dtype=float))
+    if t.ndim != 1 or not np.all(np.isfinite(t) & (t > 0)):
+        raise FitError(f"threshold (or noise_sigma) must be positive and finite; got {t.tolist()}")
+    t = t[:, None]
+    n = sizes[None, :]
+    if law.name == "chinchilla":
+        log_inf = np.log(p["E"] + p["A"] * n ** -p["alpha"])  # log L(N, inf)
+        log_d = (np.log(p["B"]) - np.log(t) - log_inf) / p["beta"]
+    else:
+        log_d = (
+            np.log(p["D_c"])
+            + p["alpha_N"] / p["alpha_D"] * (np.log(n) - np.log(p["N_c"]))
+            - np.log(np.expm1(np.log1p(t) / p["alpha_D"]))
+        )
+    return np.exp(log_d)

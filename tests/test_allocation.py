@@ -1,0 +1,248 @@
+"""Compute-optimal allocation, isoFLOP profiles and data sufficiency, on fixed synthetic draws."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+
+from bayescale._jax import jnp
+from bayescale.allocation import (
+    compute_optimal,
+    data_sufficiency,
+    isoflop_profile,
+    numerical_optimum,
+)
+from bayescale.errors import FitError
+from bayescale.laws import LAWS, chinchilla_exponents, chinchilla_optimum
+
+BUDGETS = np.logspace(18, 26, 9)
+
+
+def chinchilla_draws(n: int = 500, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((5, n))
+    return {
+        "E": 1.8 * np.exp(0.01 * z[0]),
+        "A": 480.0 * np.exp(0.1 * z[1]),
+        "B": 2100.0 * np.exp(0.1 * z[2]),
+        "alpha": 0.35 + 0.01 * z[3],
+        "beta": 0.37 + 0.01 * z[4],
+    }
+
+
+def kaplan_draws(n: int = 200, seed: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((4, n))
+    return {
+        "N_c": 8.8e13 * np.exp(0.1 * z[0]),
+        "D_c": 5.4e13 * np.exp(0.1 * z[1]),
+        "alpha_N": 0.076 + 0.002 * z[2],
+        "alpha_D": 0.095 + 0.002 * z[3],
+    }
+
+
+def kaplan_optimum(p, C, k=6.0):
+    """Independent derivation: minimise (N_c/N)^r + D_c k N / C, r = alpha_N/alpha_D, so
+    N*^(r+1) = r N_c^r C / (k D_c)."""
+    r = (p["alpha_N"] / p["alpha_D"])[:, None]
+    log_n = (np.log(r) + r * np.log(p["N_c"])[:, None] + np.log(C / k) - np.log(p["D_c"])[:, None])
+    return np.exp(log_n / (r + 1))
+
+
+def two_term(log_N, log_D, *, E, A, alpha, A2, alpha2, B, beta):
+    """E + A N^-alpha + A2 N^-alpha2 + B D^-beta: N* is not a power law of C."""
+    terms = jnp.stack(jnp.broadcast_arrays(
+        jnp.log(E) + 0 * log_N, jnp.log(A) - alpha * log_N, jnp.log(A2) - alpha2 * log_N,
+        jnp.log(B) - beta * log_D,
+    ))
+    return jnp.log(jnp.sum(jnp.exp(terms), axis=0))
+
+
+TWO_TERM = replace(
+    LAWS["chinchilla"], name="two_term", params=("E", "A", "alpha", "A2", "alpha2", "B", "beta"),
+    fn=two_term, formula="E + A/N^alpha + A2/N^alpha2 + B/D^beta",
+)
+
+
+def test_numerical_optimum_matches_chinchilla_closed_form():
+    p = chinchilla_draws(500)
+    num = numerical_optimum("chinchilla", p, BUDGETS)
+    col = {k: v[:, None] for k, v in p.items()}
+    n_ref, d_ref = chinchilla_optimum(BUDGETS, A=col["A"], B=col["B"], alpha=col["alpha"], beta=col["beta"])
+    assert num.N_opt.shape == (500, BUDGETS.size)
+    assert not num.at_edge.any()
+    np.testing.assert_allclose(num.N_opt, n_ref, rtol=1e-6)
+    np.testing.assert_allclose(num.D_opt, d_ref, rtol=1e-6)
+    a_ref, _ = chinchilla_exponents(alpha=col["alpha"], beta=col["beta"])
+    np.testing.assert_allclose(num.a, np.broadcast_to(a_ref, num.a.shape), rtol=1e-6)
+
+
+def test_kaplan_numerical_matches_independent_closed_form():
+    p = kaplan_draws()
+    alloc = compute_optimal("kaplan", p, BUDGETS)
+    assert not alloc.at_edge.any()
+    np.testing.assert_allclose(alloc.N_opt, kaplan_optimum(p, BUDGETS), rtol=1e-6)
+    # The optimum is a minimum: moving N either way along C = kND raises the loss of every draw.
+    for factor in (0.9, 1.1):
+        n = alloc.N_opt * factor
+        d = BUDGETS / (6.0 * n)
+        col = {k: v[:, None] for k, v in p.items()}
+        other = np.exp(_kaplan_np(col, n, d))
+        assert np.all(other > alloc.loss)
+
+
+def _kaplan_np(p, N, D):
+    return p["alpha_D"] * np.log((p["N_c"] / N) ** (p["alpha_N"] / p["alpha_D"]) + p["D_c"] / D)
+
+
+@pytest.mark.parametrize("law, draws", [("chinchilla", chinchilla_draws), ("kaplan", kaplan_draws)])
+@pytest.mark.parametrize("k", [6.0, 8.0])
+def test_budget_identity_per_draw(law, draws, k):
+    alloc = compute_optimal(law, draws(), BUDGETS, flops_per_param_token=k)
+    np.testing.assert_allclose(k * alloc.N_opt * alloc.D_opt, np.broadcast_to(BUDGETS, alloc.N_opt.shape), rtol=1e-12)
+    np.testing.assert_allclose(alloc.tokens_per_param, alloc.D_opt / alloc.N_opt)
+    np.testing.assert_allclose(alloc.a + alloc.b, 1.0, rtol=1e-12)
+
+
+def test_chinchilla_exponents_and_scaling():
+    p = chinchilla_draws(300)
+    alloc = compute_optimal("chinchilla", p, [1e20, 1e22])
+    a_ref = p["beta"] / (p["alpha"] + p["beta"])
+    np.testing.assert_allclose(alloc.a[:, 0], a_ref, rtol=1e-12)
+    np.testing.assert_allclose(alloc.b[:, 1], p["alpha"] / (p["alpha"] + p["beta"]), rtol=1e-12)
+    # 100x the compute multiplies N* by 100^a and D* by 100^b, draw by draw.
+    np.testing.assert_allclose(alloc.N_opt[:, 1] / alloc.N_opt[:, 0], 100.0**a_ref, rtol=1e-9)
+    np.testing.assert_allclose(alloc.exponents()["a"], a_ref, rtol=1e-9)
+    # The loss at the optimum is the law evaluated there (numpy, independent of jax).
+    n, d = alloc.N_opt[:, 0], alloc.D_opt[:, 0]
+    ref = p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+    np.testing.assert_allclose(alloc.loss[:, 0], ref, rtol=1e-12)
+
+
+def test_kaplan_local_slope_matches_finite_difference():
+    p = kaplan_draws()
+    C, h = BUDGETS, 1e-3
+    opt = numerical_optimum("kaplan", p, C)
+    up = numerical_optimum("kaplan", p, C * np.exp(h)).N_opt
+    down = numerical_optimum("kaplan", p, C * np.exp(-h)).N_opt
+    np.testing.assert_allclose(opt.a, np.log(up / down) / (2 * h), rtol=1e-6)
+    np.testing.assert_allclose(opt.a, (p["alpha_D"] / (p["alpha_N"] + p["alpha_D"]))[:, None] + 0 * C, rtol=1e-9)
+
+
+def test_local_slope_of_a_law_whose_exponent_drifts():
+    p = {"E": np.array([1.7, 1.8]), "A": np.array([400.0, 500.0]), "alpha": np.array([0.3, 0.35]),
+         "A2": np.array([20.0, 30.0]), "alpha2": np.array([0.1, 0.12]), "B": np.array([2000.0, 2100.0]),
+         "beta": np.array([0.37, 0.33])}
+    C, h = np.logspace(18, 26, 5), 1e-4
+    opt = numerical_optimum(TWO_TERM, p, C)
+    up = numerical_optimum(TWO_TERM, p, C * np.exp(h)).N_opt
+    down = numerical_optimum(TWO_TERM, p, C * np.exp(-h)).N_opt
+    np.testing.assert_allclose(opt.a, np.log(up / down) / (2 * h), rtol=1e-5)
+    assert np.ptp(opt.a, axis=1).min() > 0.01  # the slope really changes with C
+    alloc = compute_optimal(TWO_TERM, p, C)
+    secant = np.log(alloc.N_opt[:, -1] / alloc.N_opt[:, 0]) / np.log(C[-1] / C[0])
+    np.testing.assert_allclose(alloc.exponents()["a"], secant)
+
+
+def test_no_interior_optimum_returns_flagged_edge():
+    p = chinchilla_draws(500)  # same shapes as above: no new compilation
+    flat_n = dict(p, alpha=np.zeros(500))  # N does not help: smallest model, all compute on data
+    alloc = compute_optimal("chinchilla", flat_n, BUDGETS)
+    assert alloc.at_edge.all()
+    np.testing.assert_allclose(alloc.N_opt, 1.0)
+    np.testing.assert_allclose(alloc.a, 0.0)
+    flat_d = dict(p, beta=np.where(np.arange(500) % 2 == 0, 0.0, p["beta"]))
+    alloc = compute_optimal("chinchilla", flat_d, BUDGETS)
+    assert alloc.at_edge[::2].all() and not alloc.at_edge[1::2].any()
+    np.testing.assert_allclose(alloc.N_opt[::2], np.broadcast_to(BUDGETS / 6.0, (250, BUDGETS.size)))
+    np.testing.assert_allclose(alloc.a[::2], 1.0)
+    assert np.all(np.isfinite(alloc.loss)) and np.all(np.isfinite(alloc.N_opt))
+    assert alloc.to_dict()["budgets"][0]["frac_at_edge"] == 0.5
+
+
+def test_one_variable_law_and_bad_inputs_raise():
+    with pytest.raises(FitError, match="needs a law in N and D"):
+        compute_optimal("power", {"E": [1.0], "A": [2.0], "alpha": [0.3]}, 1e20)
+    with pytest.raises(FitError, match="missing beta"):
+        compute_optimal("chinchilla", {k: v for k, v in chinchilla_draws(3).items() if k != "beta"}, 1e20)
+    for bad in (-1e20, 0.0, np.nan, 3.0):
+        with pytest.raises(FitError, match="compute budgets"):
+            compute_optimal("chinchilla", chinchilla_draws(3), [1e20, bad])
+    with pytest.raises(FitError, match="NaN"):
+        compute_optimal("chinchilla", dict(chinchilla_draws(3), A=[1.0, np.nan, 2.0]), 1e20)
+    with pytest.raises(FitError, match="differ in length"):
+        compute_optimal("chinchilla", dict(chinchilla_draws(3), A=[1.0, 2.0]), 1e20)
+
+
+def test_summary_and_to_dict():
+    p = chinchilla_draws(400)
+    alloc = compute_optimal("chinchilla", p, [1e21, 5.88e23])
+    table = alloc.summary(0.9)
+    assert len(table) == 2 * 6 and set(table["quantity"]) >= {"N_opt", "D_opt", "tokens_per_param", "loss"}
+    assert np.all((table["lo"] <= table["median"]) & (table["median"] <= table["hi"]))
+    out = json.loads(json.dumps(alloc.to_dict(0.9)))
+    entry = out["budgets"][1]
+    assert entry["compute"] == 5.88e23
+    tpp = alloc.D_opt[:, 1] / alloc.N_opt[:, 1]
+    assert entry["tokens_per_param"]["median"] == pytest.approx(np.median(tpp), rel=1e-12)
+    assert entry["N_opt"]["lo"] == pytest.approx(np.quantile(alloc.N_opt[:, 1], 0.05), rel=1e-12)
+    assert 15 < entry["tokens_per_param"]["median"] < 40  # Epoch's refit: ~20-26 at 5.88e23
+    assert out["exponents"]["a"]["median"] + out["exponents"]["b"]["median"] == pytest.approx(1.0)
+
+
+def test_isoflop_profile_minimum_at_optimum():
+    p = chinchilla_draws(40)
+    C = 1e22
+    prof = isoflop_profile("chinchilla", p, C, n_grid=801)
+    step = np.log(prof.N[1] / prof.N[0])
+    assert prof.loss.shape == (40, 801)
+    np.testing.assert_allclose(6.0 * prof.N * prof.D, C, rtol=1e-12)
+    best = prof.N[np.argmin(prof.loss, axis=1)]
+    assert np.all(np.abs(np.log(best / prof.N_opt)) <= step)
+    # default grid spans two decades around the median optimum
+    assert np.log10(prof.N[-1] / prof.N[0]) == pytest.approx(2.0)
+    assert np.log10(np.sqrt(prof.N[0] * prof.N[-1])) == pytest.approx(np.log10(np.median(prof.N_opt)))
+    s = prof.summary(0.8)
+    assert len(s) == 801 and np.all(s["lo"] <= s["hi"])
+    np.testing.assert_allclose(s["median"], np.median(prof.loss, axis=0))
+    np.testing.assert_allclose(s["lo"], np.quantile(prof.loss, 0.1, axis=0))
+    with pytest.raises(FitError, match="between 1 and C/k"):
+        isoflop_profile("chinchilla", p, C, N=[1e9, C])
+
+
+@pytest.mark.parametrize("law, draws", [("chinchilla", chinchilla_draws), ("kaplan", kaplan_draws)])
+def test_data_sufficiency_matches_brentq(law, draws):
+    p = {k: v[:3] for k, v in draws().items()}
+    sigma = np.array([0.01, 0.02, 0.05])
+    sizes = np.array([1e8, 1e10, 1e12])
+    tokens = data_sufficiency(law, p, sigma, sizes)
+    assert tokens.shape == (3, 3)
+    for s in range(3):
+        q = {k: v[s] for k, v in p.items()}
+        for j, n in enumerate(sizes):
+            if law == "chinchilla":
+                def gap(log_d):  # log L(N, D) - log L(N, inf)
+                    inf = q["E"] + q["A"] * n ** -q["alpha"]
+                    return np.log1p(q["B"] * np.exp(-q["beta"] * log_d) / inf) - sigma[s]
+            else:
+                def gap(log_d):
+                    rate = (q["N_c"] / n) ** (q["alpha_N"] / q["alpha_D"])
+                    return q["alpha_D"] * np.log1p(q["D_c"] * np.exp(-log_d) / rate) - sigma[s]
+            root = brentq(gap, 0.0, 200.0, xtol=1e-14, rtol=1e-14)
+            assert np.log(tokens[s, j]) == pytest.approx(root, abs=1e-9)
+    # bigger models need more data; an explicit threshold means the same as sigma = log1p(threshold)
+    assert np.all(np.diff(tokens, axis=1) > 0)
+    np.testing.assert_allclose(data_sufficiency(law, p, None, sizes, threshold=np.expm1(sigma)), tokens, rtol=1e-12)
+
+
+def test_data_sufficiency_errors():
+    with pytest.raises(FitError, match="needs a law in N and D"):
+        data_sufficiency("power", {"E": [1.0], "A": [2.0], "alpha": [0.3]}, 0.02, 1e9)
+    with pytest.raises(FitError, match="noise_sigma"):
+        data_sufficiency("chinchilla", chinchilla_draws(3), None, 1e9)
+    with pytest.raises(FitError, match="positive"):
+        data_sufficiency("chinchilla", chinchilla_draws(3), 0.02, [1e9, -1.0])

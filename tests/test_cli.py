@@ -1,0 +1,97 @@
+"""The CLI: JSON shape, saved fits, and one-line errors with exit status 2."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayescale.cli import main
+from conftest import simulate_chinchilla
+
+
+def run(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def runs_csv(tmp_path_factory):
+    N, D, loss, _ = simulate_chinchilla(n_side=5, seed=11)
+    path = tmp_path_factory.mktemp("cli") / "runs.csv"
+    pd.DataFrame({"params": N, "tokens": D, "final": loss}).to_csv(path, index=False)
+    return path
+
+
+def test_fit_json_and_summary(runs_csv, tmp_path, capsys):
+    out_nc = tmp_path / "fit.nc"
+    code, out, err = run([ "fit", str(runs_csv), "--n-col", "params", "--d-col", "tokens",
+                          "--loss-col", "final", "--json", "--chains", "2", "--warmup", "200",
+                          "--draws", "200", "--out", str(out_nc), "--no-progress"], capsys)
+    assert code == 0, err
+    obj = json.loads(out)  # exactly one JSON object on stdout
+    assert obj["law"] == "chinchilla" and obj["n_points"] == 25 and obj["level"] == 0.95
+    assert set(obj["params"]) == {"E", "A", "B", "alpha", "beta", "sigma"}
+    for v in obj["params"].values():
+        assert v["lo"] <= v["median"] <= v["hi"]
+    assert set(obj["diagnostics"]) == {"max_rhat", "min_ess_bulk", "divergences", "converged"}
+    code, out2, _ = run(["summary", str(out_nc), "--json"], capsys)
+    assert code == 0 and json.loads(out2) == obj
+    code, text, _ = run(["summary", str(out_nc), "--level", "0.5"], capsys)
+    assert "50% lo" in text and "alpha" in text
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["fit", "missing.csv"], "file not found"),
+    (["fit"], "either a CSV file or --dataset"),
+    (["fit", "--dataset", "nope"], "unknown dataset"),
+    (["fit", "RUNS", "--n-col", "N_params"], "missing column 'N_params'"),
+    (["fit", "RUNS", "--law", "power", "--loss-col", "final", "--n-col", "params", "--d-col",
+      "tokens"], "needs input 'x'"),
+    (["summary", "RUNS"], "not a bayescale fit"),
+    (["summary", "nofit.nc"], "fit file not found"),
+    (["fit", "--dataset", "chinchilla", "--level", "95"], "--level must be between 0 and 1"),
+    (["fit", "--dataset", "chinchilla", "--law", "gpt"], "invalid choice"),
+])
+def test_errors_exit_2_one_line(args, needle, runs_csv, capsys):
+    args = [str(runs_csv) if a == "RUNS" else a for a in args]
+    with pytest.raises(SystemExit) if "invalid choice" in needle else _null():
+        code, out, err = run(args, capsys)
+        assert code == 2
+    if "invalid choice" in needle:
+        out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
+    assert lines[0].startswith("bayescale: error:")
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_console_script_help_is_fast_and_exit_code(tmp_path):
+    # a real subprocess: no traceback, exit status 2 for a bad file
+    bad = tmp_path / "bad.csv"
+    bad.write_text("N,D,loss\n1e8,2e9,abc\n2e8,4e9,3.0\n")
+    proc = subprocess.run([sys.executable, "-m", "bayescale.cli", "fit", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "non-numeric" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-c", "import sys, bayescale.cli; "
+                           "bayescale.cli.build_parser(); print('jax' in sys.modules)"],
+                          capture_output=True, text=True)
+    assert proc.stdout.strip() == "False"  # the CLI imports no JAX until it needs it
+
+
+def test_datasets_json(capsys):
+    code, out, _ = run(["datasets", "--json"], capsys)
+    rows = {r["name"]: r for r in json.loads(out)["datasets"]}
+    assert code == 0 and rows["chinchilla"]["rows"] == 240 and "Hoffmann" in rows["chinchilla"][
+        "citation"]

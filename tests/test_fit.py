@@ -1,0 +1,150 @@
+"""NUTS recovers known parameters from simulated data; fits save and load losslessly.
+
+Sampling is kept small (2 chains x 400 + 400); tolerances are matched to the simulated noise.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import bayescale as bs
+from bayescale import ScalingData
+from bayescale.errors import FitError
+from conftest import simulate_chinchilla
+
+SMALL = dict(chains=2, warmup=400, draws=400, progress=False)
+
+
+def covers(fit, truth, level=0.99):
+    table = fit.summary(level)
+    return {k: bool(table.loc[k, "lo"] <= v <= table.loc[k, "hi"]) for k, v in truth.items()}
+
+
+@pytest.fixture(scope="module")
+def chin_fit():
+    N, D, loss, truth = simulate_chinchilla(seed=1)
+    return bs.fit(ScalingData.from_arrays(N=N, D=D, loss=loss), "chinchilla", **SMALL), truth
+
+
+def test_chinchilla_recovery(chin_fit):
+    fit, truth = chin_fit
+    assert all(covers(fit, truth).values()), covers(fit, truth)
+    med = fit.summary()["median"]
+    assert med["alpha"] == pytest.approx(truth["alpha"], abs=0.03)
+    assert med["beta"] == pytest.approx(truth["beta"], abs=0.03)
+    assert med["E"] == pytest.approx(truth["E"], rel=0.03)
+    assert med["sigma"] == pytest.approx(0.01, rel=0.35)  # simulated noise on log loss
+    d = fit.diagnostics
+    assert d["divergences"] == 0 and d["max_rhat"] < 1.02
+
+
+def test_power_law_recovery():
+    rng = np.random.default_rng(2)
+    x = np.geomspace(1e6, 1e10, 25)
+    truth = dict(E=1.5, A=60.0, alpha=0.3)
+    loss = (truth["E"] + truth["A"] * x ** -truth["alpha"]) * np.exp(0.01 * rng.standard_normal(25))
+    fit = bs.fit(ScalingData.from_arrays(x=x, loss=loss), "power", noise="normal", **SMALL)
+    assert all(covers(fit, truth).values()), fit.summary()
+    assert fit.summary()["median"]["alpha"] == pytest.approx(0.3, abs=0.05)
+
+
+def test_power_pure_recovery_matches_ols():
+    rng = np.random.default_rng(3)
+    x = np.geomspace(1e6, 1e10, 20)
+    loss = 30.0 * x ** -0.08 * np.exp(0.005 * rng.standard_normal(20))
+    fit = bs.fit(ScalingData.from_arrays(x=x, loss=loss), "power_pure", noise="normal", **SMALL)
+    slope, intercept = np.polyfit(np.log(x), np.log(loss), 1)
+    med = fit.summary()["median"]
+    # weak priors: the posterior median sits on the least-squares line
+    assert med["alpha"] == pytest.approx(-slope, abs=0.003)
+    assert med["A"] == pytest.approx(np.exp(intercept), rel=0.05)
+
+
+def test_kaplan_recovery():
+    rng = np.random.default_rng(4)
+    truth = dict(N_c=8.8e13, D_c=5.4e13, alpha_N=0.076, alpha_D=0.095)
+    N, D = np.meshgrid(np.geomspace(1e7, 1e10, 7), np.geomspace(1e8, 1e11, 7))
+    N, D = N.ravel(), D.ravel()
+    mean = ((truth["N_c"] / N) ** (truth["alpha_N"] / truth["alpha_D"]) + truth["D_c"] / D) ** truth[
+        "alpha_D"]
+    loss = mean * np.exp(0.005 * rng.standard_normal(N.size))
+    fit = bs.fit(ScalingData.from_arrays(N=N, D=D, loss=loss), "kaplan", **SMALL)
+    cov = covers(fit, truth)
+    assert cov["alpha_N"] and cov["alpha_D"], fit.summary()
+    med = fit.summary()["median"]
+    assert med["alpha_N"] == pytest.approx(0.076, rel=0.15)
+    assert np.log10(med["N_c"]) == pytest.approx(np.log10(8.8e13), abs=0.5)
+
+
+def test_seed_noise_learned_from_repeats():
+    # 16 configurations x 4 seeds: seed-to-seed noise 0.01 on log loss, small law misfit 0.003
+    rng = np.random.default_rng(5)
+    N, D, _, truth = simulate_chinchilla(n_side=4, sigma=0.0, seed=5)
+    mean = truth["E"] + truth["A"] / N ** truth["alpha"] + truth["B"] / D ** truth["beta"]
+    misfit = 0.003 * rng.standard_normal(N.size)
+    N4, D4 = np.repeat(N, 4), np.repeat(D, 4)
+    loss = np.repeat(mean * np.exp(misfit), 4) * np.exp(0.01 * rng.standard_normal(N4.size))
+    data = ScalingData.from_arrays(N=N4, D=D4, loss=loss, seed=np.tile(np.arange(4), N.size))
+    fit = bs.fit(data, "chinchilla", **SMALL)
+    assert fit.repeats
+    lo, hi = fit.summary(0.95).loc["sigma", ["lo", "hi"]]
+    assert lo <= 0.01 <= hi and hi - lo < 0.006
+
+
+def test_save_load_round_trip(chin_fit, tmp_path):
+    fit, _ = chin_fit
+    path = fit.save(tmp_path / "fit.nc")
+    back = bs.load_fit(path)
+    assert json.dumps(back.to_dict()) == json.dumps(fit.to_dict())
+    for name in fit.law.params:
+        np.testing.assert_array_equal(back.draws(name), fit.draws(name))
+    np.testing.assert_array_equal(back.data.N, fit.data.N)
+    assert back.law.name == "chinchilla" and back.seed == fit.seed and back.noise == fit.noise
+    assert back.priors["nu"] == 4.0 and type(back.priors["alpha"]) is type(fit.priors["alpha"])
+    assert back.versions["bayescale"] == bs.__version__ and "numpyro" in back.versions
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_same_seed_same_draws():
+    N, D, loss, _ = simulate_chinchilla(n_side=4, seed=6)
+    data = ScalingData.from_arrays(N=N, D=D, loss=loss)
+    opts = dict(chains=1, warmup=100, draws=50, progress=False)
+    with pytest.warns(bs.ConvergenceWarning):
+        a = bs.fit(data, seed=7, **opts)
+    with pytest.warns(bs.ConvergenceWarning):
+        b = bs.fit(data, seed=7, **opts)
+        c = bs.fit(data, seed=8, **opts)
+    np.testing.assert_array_equal(a.draws("alpha"), b.draws("alpha"))
+    assert not np.array_equal(a.draws("alpha"), c.draws("alpha"))
+
+
+def test_load_rejects_other_files(tmp_path):
+    bad = tmp_path / "x.nc"
+    bad.write_text("not netcdf")
+    with pytest.raises(FitError, match="not a bayescale fit"):
+        bs.load_fit(bad)
+    with pytest.raises(FitError, match="not found"):
+        bs.load_fit(tmp_path / "missing.nc")
+
+
+def test_bad_options():
+    N, D, loss, _ = simulate_chinchilla(n_side=3)
+    data = ScalingData.from_arrays(N=N, D=D, loss=loss)
+    with pytest.raises(FitError, match="noise must be"):
+        bs.fit(data, noise="cauchy")
+    with pytest.raises(FitError, match="chains must be"):
+        bs.fit(data, chains=0)
+
+
+@pytest.mark.slow
+def test_epoch_chinchilla_within_published_intervals():
+    # Done-when of issue 2: medians inside Epoch AI's bootstrap 95% intervals, clean diagnostics.
+    fit = bs.fit(bs.load_dataset("chinchilla"), "chinchilla", progress=False)
+    med = fit.summary()["median"]
+    epoch = {"E": (1.769, 1.871), "A": (285, 744), "B": (1042, 5810), "alpha": (0.317, 0.373),
+             "beta": (0.331, 0.415)}
+    for k, (lo, hi) in epoch.items():
+        assert lo <= med[k] <= hi, (k, med[k])
+    d = fit.diagnostics
+    assert d["max_rhat"] <= 1.01 and d["min_ess_bulk"] >= 400 and d["divergences"] == 0

@@ -1,0 +1,84 @@
+"""Laws against direct NumPy evaluation, extreme sizes, and the Chinchilla closed form."""
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize_scalar
+
+from bayescale.laws import LAWS, chinchilla_exponents, chinchilla_optimum, get_law
+from bayescale.errors import FitError
+
+RNG = np.random.default_rng(0)
+P_CH = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
+P_KA = dict(N_c=8.8e13, D_c=5.4e13, alpha_N=0.076, alpha_D=0.095)
+
+
+def direct(law, p, N=None, D=None, x=None):
+    if law == "chinchilla":
+        return p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"]
+    if law == "kaplan":
+        return ((p["N_c"] / N) ** (p["alpha_N"] / p["alpha_D"]) + p["D_c"] / D) ** p["alpha_D"]
+    if law == "power":
+        return p["E"] + p["A"] * x ** -p["alpha"]
+    return p["A"] * x ** -p["alpha"]
+
+
+@pytest.mark.parametrize("name,params", [("chinchilla", P_CH), ("kaplan", P_KA)])
+def test_two_variable_laws_match_numpy(name, params):
+    N = 10 ** RNG.uniform(3, 15, 200)
+    D = 10 ** RNG.uniform(3, 15, 200)
+    got = np.asarray(LAWS[name].loss(params, N=N, D=D))
+    np.testing.assert_allclose(got, direct(name, params, N=N, D=D), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name,params", [("power", dict(E=1.2, A=30.0, alpha=0.3)),
+                                         ("power_pure", dict(A=30.0, alpha=0.08))])
+def test_one_variable_laws_match_numpy(name, params):
+    x = 10 ** RNG.uniform(0, 15, 200)
+    got = np.asarray(LAWS[name].loss(params, x=x))
+    np.testing.assert_allclose(got, direct(name, params, x=x), rtol=1e-12)
+
+
+def test_extreme_sizes_stay_finite_and_exact():
+    # From 1 to 1e300 parameters and tokens, in log space: no overflow, no NaN, and the
+    # limits are the closed forms (E alone; E + A for N = 1 with infinite data).
+    law = LAWS["chinchilla"]
+    log_n = np.array([0.0, np.log(1e3), np.log(1e15), np.log(1e300), 5000.0])
+    out = np.exp(np.asarray(law.log_loss(P_CH, {"N": log_n, "D": log_n[::-1]})))
+    assert np.all(np.isfinite(out))
+    assert out[2] == pytest.approx(direct("chinchilla", P_CH, N=1e15, D=1e15), rel=1e-12)
+    # N = 1 (log 0) with D = e^5000: E + A exactly
+    assert out[0] == pytest.approx(P_CH["E"] + P_CH["A"], rel=1e-12)
+    both_huge = np.exp(float(law.log_loss(P_CH, {"N": 5000.0, "D": 5000.0})))
+    assert both_huge == pytest.approx(P_CH["E"], rel=1e-12)
+    tiny = np.exp(np.asarray(LAWS["kaplan"].log_loss(P_KA, {"N": np.log(1e3), "D": 5000.0})))
+    assert np.isfinite(tiny) and tiny == pytest.approx((P_KA["N_c"] / 1e3) ** P_KA["alpha_N"])
+
+
+def test_closed_form_optimum_matches_numerical_minimum():
+    for C in (1e19, 5.88e23, 1e26):
+        n_opt, d_opt = chinchilla_optimum(C, **{k: P_CH[k] for k in ("A", "B", "alpha", "beta")})
+        assert 6 * n_opt * d_opt == pytest.approx(C, rel=1e-12)
+        f = lambda u: direct("chinchilla", P_CH, N=np.exp(u), D=C / (6 * np.exp(u)))  # noqa: E731
+        res = minimize_scalar(f, bounds=(np.log(1e6), np.log(1e15)), method="bounded",
+                              options={"xatol": 1e-10})
+        assert np.exp(res.x) == pytest.approx(n_opt, rel=1e-4)
+    a, b = chinchilla_exponents(alpha=0.34, beta=0.28)
+    assert a == pytest.approx(0.28 / 0.62) and a + b == pytest.approx(1.0)
+
+
+def test_reference_parameterisation_round_trip():
+    law = LAWS["chinchilla"]
+    log_ref = {"N": np.log(1e9), "D": np.log(2e10)}
+    s = dict(E=1.8, A_ref=0.4, B_ref=0.3, alpha=0.35, beta=0.37)
+    p = law.from_sampled(s, log_ref)
+    # the N-term at the reference N is A_ref, the D-term at the reference D is B_ref
+    assert float(p["A"]) * 1e9 ** -0.35 == pytest.approx(0.4, rel=1e-12)
+    assert float(p["B"]) * 2e10 ** -0.37 == pytest.approx(0.3, rel=1e-12)
+    k = LAWS["kaplan"].from_sampled(dict(L_N_ref=2.0, L_D_ref=1.5, alpha_N=0.07, alpha_D=0.09),
+                                    log_ref)
+    assert (float(k["N_c"]) / 1e9) ** 0.07 == pytest.approx(2.0, rel=1e-12)
+
+
+def test_unknown_law():
+    with pytest.raises(FitError, match="unknown law"):
+        get_law("chinchila")
