@@ -29,6 +29,7 @@ _EXPORTS = {
     "ScalingFit": "bayescale.inference",
     "load_fit": "bayescale.inference",
     "ConvergenceWarning": "bayescale.inference",
+    "compare": "bayescale.compare",
     "LAWS": "bayescale.laws",
     "get_law": "bayescale.laws",
 }

@@ -159,6 +159,78 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_checked(args: argparse.Namespace, what: str):
+    """A saved fit, refused for decisions when its sampler did not converge."""
+    from bayescale.errors import ConvergenceError
+    from bayescale.inference import load_fit
+
+    result = load_fit(args.fit)
+    converged = result.diagnostics["converged"]
+    if not converged and not getattr(args, "allow_unconverged", True):
+        raise ConvergenceError(
+            f"{args.fit} did not converge ({_diagnostics_line(result.diagnostics)[13:]}); refit "
+            f"with more warm-up and draws, or pass --allow-unconverged to {what} anyway")
+    return result, converged
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from bayescale.errors import FitError
+
+    result, _ = _load_checked(args, "predict")
+    if len(args.N) != len(args.D):
+        raise FitError(f"give as many --N as --D values (pairs); got {len(args.N)} and "
+                       f"{len(args.D)}")
+    kw = {}
+    if args.N:
+        kw.update(N=args.N, D=args.D)
+    if args.x:
+        kw["x"] = args.x
+    if args.compute:
+        kw["C"] = args.compute
+    if sum(bool(v) for v in (args.N, args.x, args.compute)) != 1:
+        raise FitError("give points as --N/--D pairs, or --x values, or --compute budgets")
+    out = result.predict(level=args.level, seed=args.seed, **kw).to_dict(args.level)
+    if args.json:
+        _print_json(out)
+        return 0
+    for pt in out["points"]:
+        where = ", ".join(f"{k}={pt[k]:.4g}" for k in ("compute", "N", "D", "x") if k in pt)
+        print(_interval_table({"law": pt["law"], "new run": pt["new_run"]}, args.level,
+                              title=f"loss at {where}"))
+    return 0
+
+
+def _cmd_allocate(args: argparse.Namespace) -> int:
+    result, converged = _load_checked(args, "allocate")
+    k = args.flops_per_param_token
+    out = result.compute_optimal(args.compute, flops_per_param_token=k).to_dict(args.level)
+    out["converged"] = converged
+    if args.json:
+        _print_json(out)
+        return 0
+    for b in out["budgets"]:
+        rows = {q: b[q] for q in ("N_opt", "D_opt", "tokens_per_param", "loss")}
+        print(_interval_table(rows, args.level, title=f"compute-optimal split at C = "
+                                                      f"{b['compute']:.4g} FLOPs"))
+    print(_interval_table({f"{q} (N*~C^a, D*~C^b)" if q == "a" else q: v
+                           for q, v in out["exponents"].items()}, args.level, title="exponents"))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from bayescale.compare import compare
+    from bayescale.inference import load_fit
+
+    fits = [load_fit(p) for p in args.fits]
+    table = compare(fits, names=args.fits)
+    if args.json:
+        _print_json({"models": table.reset_index().to_dict(orient="records")})
+        return 0
+    cols = ["rank", "elpd_loo", "p_loo", "elpd_diff", "dse", "weight", "max_pareto_k", "warning"]
+    print(table[cols].to_string(float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
 # ------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bayescale", description="Bayesian inference of neural scaling laws.")
@@ -194,6 +266,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list the bundled datasets with citations")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_datasets)
+
+    p = sub.add_parser("predict", help="loss of new runs from a saved fit, with intervals")
+    p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`")
+    p.add_argument("--N", type=float, action="append", default=[], help="parameters (repeat)")
+    p.add_argument("--D", type=float, action="append", default=[], help="tokens (repeat)")
+    p.add_argument("--x", type=float, action="append", default=[], help="one-variable input")
+    p.add_argument("--compute", type=float, action="append", default=[],
+                   help="FLOPs: predict at the compute-optimal split")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("allocate", help="compute-optimal N/D split with its posterior")
+    p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`")
+    p.add_argument("--compute", type=float, action="append", required=True,
+                   help="training budget in FLOPs (repeat for several)")
+    p.add_argument("--flops-per-param-token", type=float, default=None,
+                   help="k in C = k N D (default: the fit's, 6)")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--allow-unconverged", action="store_true",
+                   help="allocate even when the fit did not converge")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_allocate)
+
+    p = sub.add_parser("compare", help="rank fits of the same runs by PSIS-LOO")
+    p.add_argument("fits", nargs="+", help="two or more FIT.nc files")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_compare)
     return parser
 
 

@@ -290,6 +290,42 @@ class ScalingFit:
                 f"max R-hat {d['max_rhat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
                 f"divergences {d['divergences']}, converged {d['converged']}")
 
+    # ---------------------------------------------------------------- questions
+    def predict(self, *, N=None, D=None, x=None, C=None, level: float = 0.95, seed: int = 0):
+        """Loss at new points: the law's mean and a new training run, with intervals.
+
+        ``N`` and ``D`` (parameters, tokens) pair elementwise; ``x`` for one-variable laws;
+        ``C`` alone (FLOPs) predicts at each draw's compute-optimal split. Returns a
+        :class:`bayescale.predict.Prediction` (``.table()``, ``.law_draws``, ``.new_run_draws``).
+        """
+        from bayescale.predict import predict
+
+        return predict(self.law, self.params_draws(), self.noise_draws(), N=N, D=D, x=x, C=C,
+                       level=level, seed=seed,
+                       flops_per_param_token=self.data.flops_per_param_token)
+
+    def compute_optimal(self, C, *, flops_per_param_token: float | None = None):
+        """Posterior of N*, D*, D*/N* and the loss at budget(s) ``C`` (FLOPs) under C = k N D."""
+        from bayescale.allocation import compute_optimal
+
+        k = self.data.flops_per_param_token if flops_per_param_token is None else (
+            flops_per_param_token)
+        return compute_optimal(self.law, self.params_draws(), C, flops_per_param_token=k)
+
+    def isoflop_profile(self, C, *, N=None, n_grid: int = 60):
+        """Posterior of the loss along C = k N D as a function of N (an IsoFLOP curve)."""
+        from bayescale.allocation import isoflop_profile
+
+        return isoflop_profile(self.law, self.params_draws(), C, N=N, n_grid=n_grid,
+                               flops_per_param_token=self.data.flops_per_param_token)
+
+    def data_sufficiency(self, N, *, threshold=None):
+        """Tokens at which the extra loss from finite data falls to the seed noise (Kaplan)."""
+        from bayescale.allocation import data_sufficiency
+
+        return data_sufficiency(self.law, self.params_draws(), self.draws("sigma"), N,
+                                threshold=threshold)
+
     # ---------------------------------------------------------------- persistence
     def _meta(self) -> dict[str, Any]:
         data = {k: getattr(self.data, k).tolist() for k in ("loss", "N", "D", "C", "x", "group",
