@@ -29,7 +29,7 @@ _EXPORTS = {
     "ScalingFit": "bayescale.inference",
     "load_fit": "bayescale.inference",
     "ConvergenceWarning": "bayescale.inference",
-    "compare": "bayescale.compare",
+    "compare": "bayescale.comparison",
     "LAWS": "bayescale.laws",
     "get_law": "bayescale.laws",
 }

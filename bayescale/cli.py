@@ -218,7 +218,7 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from bayescale.compare import compare
+    from bayescale.comparison import compare
     from bayescale.inference import load_fit
 
     fits = [load_fit(p) for p in args.fits]

@@ -1,0 +1,130 @@
+"""Prediction, allocation and comparison through the fit object and the CLI; N* coverage."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import bayescale as bs
+from bayescale import ScalingData
+from bayescale.cli import main
+from bayescale.errors import FitError
+from bayescale.laws import chinchilla_optimum
+from conftest import simulate_chinchilla
+
+SMALL = dict(chains=2, warmup=300, draws=300, progress=False)
+
+
+@pytest.fixture(scope="module")
+def fits(tmp_path_factory):
+    N, D, loss, truth = simulate_chinchilla(n_side=5, seed=21)
+    data = ScalingData.from_arrays(N=N, D=D, loss=loss)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ch = bs.fit(data, "chinchilla", **SMALL)
+        ka = bs.fit(data, "kaplan", **SMALL)
+    folder = tmp_path_factory.mktemp("fits")
+    return ch, ka, ch.save(folder / "ch.nc"), ka.save(folder / "ka.nc")
+
+
+def test_predict_bands(fits):
+    ch = fits[0]
+    pred = ch.predict(N=[7e10, 1e9], D=[1.4e12, 2e10], level=0.9)
+    t = pred.table().set_index(["kind"], append=True)
+    law, new = pred.table().query("kind == 'law'"), pred.table().query("kind == 'new_run'")
+    assert np.all(new["lo"].values <= law["lo"].values) and np.all(new["hi"].values >= law["hi"].values)
+    # the law band is the posterior of E + A/N^alpha + B/D^beta computed by hand
+    p = ch.params_draws()
+    direct = p["E"] + p["A"] / 7e10 ** p["alpha"] + p["B"] / 1.4e12 ** p["beta"]
+    assert law["median"].values[0] == pytest.approx(np.median(direct), rel=1e-9)
+    assert len(t) == 4
+
+
+def test_compute_optimal_product_and_closed_form(fits):
+    ch = fits[0]
+    alloc = ch.compute_optimal([1e21, 5.88e23])
+    p = ch.params_draws()
+    np.testing.assert_allclose(6 * alloc.N_opt * alloc.D_opt, [[1e21, 5.88e23]] * len(p["A"]),
+                               rtol=1e-12)
+    n, _ = chinchilla_optimum(5.88e23, A=p["A"], B=p["B"], alpha=p["alpha"], beta=p["beta"])
+    np.testing.assert_allclose(alloc.N_opt[:, 1], n, rtol=1e-12)
+
+
+def test_one_variable_fit_cannot_allocate():
+    x = np.geomspace(1e6, 1e9, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = bs.fit(ScalingData.from_arrays(x=x, loss=3 * x ** -0.1), "power_pure",
+                   chains=1, warmup=50, draws=50, progress=False)
+    with pytest.raises(FitError, match="N and D"):
+        f.compute_optimal(1e20)
+    assert f.predict(x=[1e12]).law_draws.shape == (50, 1)
+
+
+def test_compare_ranks_true_law_first(fits):
+    ch, ka = fits[0], fits[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = bs.compare([ka, ch])
+    assert table.index[0] == "chinchilla"  # the data were simulated from it
+    assert {"elpd_loo", "weight", "warning", "max_pareto_k"} <= set(table.columns)
+    with pytest.raises(FitError, match="at least two"):
+        bs.compare([ch])
+
+
+def test_cli_predict_allocate_compare(fits, capsys):
+    _, _, ch_nc, ka_nc = fits
+    assert main(["predict", str(ch_nc), "--N", "7e10", "--D", "1.4e12", "--N", "1e9", "--D",
+                 "2e10", "--json", "--allow-unconverged"] if False else
+                ["predict", str(ch_nc), "--N", "7e10", "--D", "1.4e12", "--N", "1e9", "--D",
+                 "2e10", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [pt["N"] for pt in out["points"]] == [7e10, 1e9]
+    for pt in out["points"]:
+        assert pt["new_run"]["lo"] <= pt["law"]["lo"] <= pt["law"]["median"] <= pt["law"]["hi"]
+    code = main(["allocate", str(ch_nc), "--compute", "5.88e23", "--compute", "1e21", "--json",
+                 "--allow-unconverged"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and [b["compute"] for b in out["budgets"]] == [5.88e23, 1e21]
+    b = out["budgets"][0]
+    assert b["N_opt"]["lo"] <= b["N_opt"]["median"] <= b["N_opt"]["hi"]
+    assert b["tokens_per_param"]["median"] == pytest.approx(
+        b["D_opt"]["median"] / b["N_opt"]["median"], rel=0.2)
+    assert out["exponents"]["a"]["median"] + out["exponents"]["b"]["median"] == pytest.approx(1)
+    assert main(["compare", str(ch_nc), str(ka_nc), "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)["models"]
+    assert models[0]["model"] == str(ch_nc)
+    assert main(["predict", str(ch_nc), "--N", "7e10"]) == 2
+    assert "as many --N as --D" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_chinchilla_allocation_on_bundled_data(tmp_path, capsys):
+    # Done-when of issue 3: tokens/param at 5.88e23 between 12 and 35, N*D*6 = C for every draw.
+    fit = bs.fit(bs.load_dataset("chinchilla"), progress=False)
+    alloc = fit.compute_optimal(5.88e23)
+    np.testing.assert_allclose(6 * alloc.N_opt * alloc.D_opt, 5.88e23, rtol=1e-12)
+    path = fit.save(tmp_path / "ch.nc")
+    assert main(["allocate", str(path), "--compute", "5.88e23", "--json"]) == 0
+    tpp = json.loads(capsys.readouterr().out)["budgets"][0]["tokens_per_param"]
+    assert 12 <= tpp["median"] <= 35 and tpp["lo"] < tpp["median"] < tpp["hi"]
+
+
+@pytest.mark.slow
+def test_n_opt_coverage_at_100x_budget():
+    # The truth's N* at 100x the largest training budget falls in the 90% interval in about 90%
+    # of simulated data sets (binomial sd over 50 sets: ~2 sets).
+    truth = dict(E=1.8, A=480.0, B=2100.0, alpha=0.35, beta=0.37)
+    hits, n_sets = 0, 50
+    for seed in range(n_sets):
+        N, D, loss, _ = simulate_chinchilla(truth, n_side=5, sigma=0.01, seed=1000 + seed)
+        C = 100 * float(np.max(6 * N * D))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = bs.fit(ScalingData.from_arrays(N=N, D=D, loss=loss), noise="normal",
+                         chains=2, warmup=300, draws=300, seed=seed, progress=False)
+        n_true, _ = chinchilla_optimum(C, **{k: truth[k] for k in ("A", "B", "alpha", "beta")})
+        lo, hi = np.quantile(fit.compute_optimal(C).N_opt[:, 0], [0.05, 0.95])
+        hits += bool(lo <= n_true <= hi)
+    assert 0.78 <= hits / n_sets <= 0.98, hits
