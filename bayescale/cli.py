@@ -217,6 +217,37 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from bayescale.errors import FitError
+
+    result, converged = _load_checked(args, "decide")
+    if (args.compute is None) == (args.target_loss is None):
+        raise FitError("give either --compute C (choose a split) or --target-loss L (find the "
+                       "compute for a target)")
+    if args.compute is not None:
+        out = result.decide(args.compute, objective=args.objective, seed=args.seed).to_dict(
+            level=args.level)
+    else:
+        out = result.compute_for_target(args.target_loss, probability=args.probability,
+                                        seed=args.seed).to_dict()
+    out["converged"] = converged
+    if args.json:
+        _print_json(out)
+        return 0
+    if args.compute is not None:
+        c, p = out["choice"], out["plugin"]
+        print(f"budget {out['compute']:.4g} FLOPs, objective {out['objective']}")
+        print(f"{'':10}  {'N':>10}  {'D':>10}  {'tokens/N':>9}  {'objective':>10}  {'P(<1% off)':>10}")
+        for name, r in (("choice", c), ("plug-in", p)):
+            print(f"{name:10}  {r['N']:>10.4g}  {r['D']:>10.4g}  {r['D'] / r['N']:>9.3g}  "
+                  f"{r['objective_value']:>10.5g}  {r['p_within_1pct']:>10.3f}")
+        print(f"expected regret of the plug-in split: {out['regret_of_plugin']:.3g} nats")
+    else:
+        print(f"to reach loss {out['target_loss']:g} with probability {out['probability']:g}: "
+              f"C = {out['compute']:.4g} FLOPs, N = {out['N']:.4g}, D = {out['D']:.4g}")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from bayescale.comparison import compare
     from bayescale.inference import load_fit
@@ -290,6 +321,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allocate even when the fit did not converge")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_allocate)
+
+    p = sub.add_parser("decide", help="risk-aware budget decisions from a saved fit")
+    p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`")
+    p.add_argument("--compute", type=float, help="budget in FLOPs to split between N and D")
+    p.add_argument("--objective", default="expected",
+                   help="expected | quantile:Q | cvar:Q | mean_std:LAMBDA (default expected)")
+    p.add_argument("--target-loss", type=float, help="find the compute that reaches this loss")
+    p.add_argument("--probability", type=float, default=0.9,
+                   help="required probability of reaching --target-loss (default 0.9)")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-unconverged", action="store_true",
+                   help="decide even when the fit did not converge")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_decide)
 
     p = sub.add_parser("compare", help="rank fits of the same runs by PSIS-LOO")
     p.add_argument("fits", nargs="+", help="two or more FIT.nc files")

@@ -326,6 +326,47 @@ class ScalingFit:
         return data_sufficiency(self.law, self.params_draws(), self.draws("sigma"), N,
                                 threshold=threshold)
 
+    def decide(self, C, *, objective: str = "expected", seed: int = 0, bounds=None):
+        """Risk-aware split of budget ``C`` (FLOPs): see :func:`bayescale.decisions.choose_allocation`."""
+        from bayescale.decisions import choose_allocation
+
+        return choose_allocation(self.law, self.params_draws(), self.noise_draws(), C,
+                                 objective=objective, seed=seed, bounds=bounds,
+                                 flops_per_param_token=self.data.flops_per_param_token)
+
+    def compute_for_target(self, target: float, *, probability: float = 0.9, seed: int = 0):
+        """Least compute whose chosen split reaches ``target`` loss with ``probability``."""
+        from bayescale.decisions import compute_for_target
+
+        return compute_for_target(self.law, self.params_draws(), self.noise_draws(), target,
+                                  probability=probability, seed=seed,
+                                  flops_per_param_token=self.data.flops_per_param_token)
+
+    def prob_below_target(self, target: float, *, N=None, D=None, C=None, seed: int = 0):
+        """P(a new run's loss <= ``target``) at (N, D), or at budget C's expected-loss split."""
+        from bayescale.decisions import prob_below_target
+
+        return prob_below_target(self.law, self.params_draws(), self.noise_draws(), target,
+                                 N=N, D=D, C=C, seed=seed,
+                                 flops_per_param_token=self.data.flops_per_param_token)
+
+    def inference_aware(self, target: float, *, inference_tokens: float,
+                        probability: float = 0.5, seed: int = 0):
+        """Minimise training + inference FLOPs subject to reaching ``target`` loss."""
+        from bayescale.decisions import inference_aware
+
+        return inference_aware(self.law, self.params_draws(), self.noise_draws(), target,
+                               inference_tokens=inference_tokens, probability=probability,
+                               seed=seed, flops_per_param_token=self.data.flops_per_param_token)
+
+    def value_of_experiment(self, candidates, **kwargs):
+        """Rank pilot runs by expected reduction of a decision's posterior variance per FLOP."""
+        from bayescale.voi import value_of_experiment
+
+        return value_of_experiment(self.law, self.params_draws(), self.noise_draws(), candidates,
+                                   flops_per_param_token=self.data.flops_per_param_token,
+                                   **kwargs)
+
     # ---------------------------------------------------------------- persistence
     def _meta(self) -> dict[str, Any]:
         data = {k: getattr(self.data, k).tolist() for k in ("loss", "N", "D", "C", "x", "group",

@@ -128,3 +128,25 @@ def test_n_opt_coverage_at_100x_budget():
         lo, hi = np.quantile(fit.compute_optimal(C).N_opt[:, 0], [0.05, 0.95])
         hits += bool(lo <= n_true <= hi)
     assert 0.78 <= hits / n_sets <= 0.98, hits
+
+
+def test_cli_decide(fits, capsys):
+    ch_nc = str(fits[2])
+    code = main(["decide", ch_nc, "--compute", "1e22", "--objective", "quantile:0.9", "--json",
+                 "--allow-unconverged"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["objective"] == "quantile:0.9"
+    c, p = out["choice"], out["plugin"]
+    assert 6 * c["N"] * c["D"] == pytest.approx(1e22, rel=1e-9)
+    assert c["objective_value"] <= p["objective_value"] + 1e-12  # never worse than plug-in
+    assert out["regret_of_plugin"] >= 0
+    lo = main(["decide", ch_nc, "--target-loss", "2.3", "--probability", "0.5", "--json",
+               "--allow-unconverged"])
+    a = json.loads(capsys.readouterr().out)
+    hi = main(["decide", ch_nc, "--target-loss", "2.3", "--probability", "0.95", "--json",
+               "--allow-unconverged"])
+    b = json.loads(capsys.readouterr().out)
+    assert lo == hi == 0 and b["compute"] > a["compute"]  # more certainty costs more compute
+    assert main(["decide", ch_nc, "--compute", "1e22", "--objective", "median",
+                 "--allow-unconverged"]) == 2
+    assert "objective" in capsys.readouterr().err

@@ -1,0 +1,384 @@
+r"""Risk-aware budget decisions from posterior draws of a scaling law.
+
+A fit enters as ``law`` (a :class:`~bayescale.laws.Law` or its name), ``params`` (parameter name ->
+1-d array of S draws, natural units) and ``noise`` (``{"sigma": (S,), "nu": (S,) | float | None}``,
+the Student-t noise on log loss; ``None`` or ``inf`` dof is Gaussian). A new training run at N
+parameters and D tokens has the posterior predictive loss (nats)
+
+.. math::
+    L^{new}_s(N, D) = \exp\big(\log L_s(N, D) + \varepsilon_s\big),\qquad
+    \varepsilon_s \sim t_{\nu_s}(0, \sigma_s),\quad s = 1..S,
+
+and a budget of C FLOPs fixes :math:`D = C / (k N)` (k = 6 FLOPs per parameter per token). The noise
+:math:`\varepsilon_s` is drawn once per posterior draw from ``seed`` and reused for every candidate
+N (common random numbers), so each objective is a smooth function of N.
+
+Objectives (:func:`expected`, :func:`quantile`, :func:`cvar`, :func:`mean_std`) are small factories
+returning closures over loss draws; :func:`parse_objective` reads the CLI's ``"cvar:0.9"``.
+Decisions: :func:`choose_allocation` (a split of a budget, next to the plug-in split),
+:func:`prob_below_target`, :func:`compute_for_target`, :func:`inference_aware` (the least training
+plus inference FLOPs reaching a target). The value of a pilot run is in :mod:`bayescale.voi`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize
+
+from bayescale._draws import (
+    Draws,
+    as_draws,
+    check_reachable,
+    common_noise,
+    interval,
+    level,
+    log_n_bounds,
+    optimal_log_n,
+    positive,
+    require_nd,
+)
+from bayescale._inference_cost import InferenceDecision, inference_aware
+from bayescale._objectives import (
+    Objective,
+    cvar,
+    expected,
+    mean_std,
+    parse_objective,
+    quantile,
+    spec_of,
+)
+from bayescale.errors import FitError
+from bayescale.laws import Law
+
+__all__ = [
+    "Objective",
+    "expected",
+    "quantile",
+    "cvar",
+    "mean_std",
+    "parse_objective",
+    "Choice",
+    "Decision",
+    "choose_allocation",
+    "prob_below_target",
+    "TargetCompute",
+    "compute_for_target",
+    "InferenceDecision",
+    "inference_aware",
+]
+
+# --- choosing a split ----------------------------------------------------------------------------
+
+
+def _objective_of_log_n(d: Draws, eps, obj: Objective, log_c: float):
+    def value(log_n):
+        log_n = np.asarray(log_n, dtype=float)[..., None]
+        return np.asarray(obj(np.exp(d.log_law(log_n, log_c - log_n) + eps)), dtype=float)
+
+    return value
+
+
+def _choose_log_n(d, eps, obj, log_c, lo, hi, *, plugin: float, n_grid: int = 121) -> float:
+    """log N minimising the objective: a grid on [lo, hi], bounded Brent next to its best point,
+    and the best of those and the plug-in log N when that lies in [lo, hi]."""
+    value = _objective_of_log_n(d, eps, obj, log_c)
+    grid = np.linspace(lo, hi, n_grid)
+    i = int(np.nanargmin(value(grid)))
+    a, b = grid[max(i - 1, 0)], grid[min(i + 1, n_grid - 1)]
+    res = optimize.minimize_scalar(
+        lambda u: float(value(u)), bounds=(a, b), method="bounded", options={"xatol": 1e-8}
+    )
+    cands = np.array([grid[i], res.x, *([plugin] if lo <= plugin <= hi else [])])
+    return float(cands[int(np.nanargmin(value(cands)))])
+
+
+def _plugin_log_n(d: Draws, log_c: float, lo: float, hi: float) -> float:
+    return float(optimal_log_n(d.median(), log_c, lo, hi)[0][0])
+
+
+@dataclass(frozen=True, eq=False)
+class Choice:
+    r"""One split of a budget and how it fares under the posterior.
+
+    Attributes
+    ----------
+    N, D: parameters and training tokens, ``k N D = C``.
+    objective_value: the objective of the predictive loss at this split (nats).
+    p_within_1pct: share of draws whose law loss here is within 1% of that draw's best at C.
+    regret: :math:`\mathbb{E}_s[L_s(N, D) - \min_{N'} L_s(N', C/(kN'))]` (nats, law loss).
+    loss_draws: predictive loss draws at this split (nats), one per posterior draw.
+    """
+
+    N: float
+    D: float
+    objective_value: float
+    p_within_1pct: float
+    regret: float
+    loss_draws: np.ndarray = field(repr=False)
+
+    def __post_init__(self):
+        if not (self.N > 0 and self.D > 0):
+            raise FitError(f"a split needs N > 0 and D > 0; got N={self.N}, D={self.D}")
+
+
+def _assess(d, eps, obj, log_c, log_n, best_log) -> Choice:
+    log_l = d.log_law(log_n, log_c - log_n)
+    losses = np.exp(log_l + eps)
+    return Choice(
+        N=float(np.exp(log_n)),
+        D=float(np.exp(log_c - log_n)),
+        objective_value=float(obj(losses)),
+        p_within_1pct=float(np.mean(log_l - best_log <= math.log(1.01))),
+        regret=float(np.mean(np.maximum(np.exp(log_l) - np.exp(best_log), 0.0))),
+        loss_draws=losses,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Decision:
+    """The chosen split of a budget of C FLOPs, next to the plug-in split.
+
+    ``regret_of_plugin`` is the expected law-loss gap (nats) of the plug-in split to each draw's own
+    optimum at C; ``choice.regret`` is the same for the chosen split.
+    """
+
+    compute: float
+    objective: str
+    flops_per_param_token: float
+    choice: Choice
+    plugin: Choice
+
+    @property
+    def regret_of_plugin(self) -> float:
+        return self.plugin.regret
+
+    def to_dict(self, level: float = 0.95) -> dict:
+        """Plain floats, shaped as ``bayescale decide --compute C --json`` prints them."""
+        c, p = self.choice, self.plugin
+        return {
+            "compute": float(self.compute),
+            "objective": self.objective,
+            "choice": {
+                "N": c.N, "D": c.D, "objective_value": c.objective_value,
+                "loss": interval(c.loss_draws, level), "p_within_1pct": c.p_within_1pct,
+            },
+            "plugin": {
+                "N": p.N, "D": p.D, "objective_value": p.objective_value,
+                "p_within_1pct": p.p_within_1pct,
+            },
+            "regret_of_plugin": self.regret_of_plugin,
+        }
+
+
+def choose_allocation(
+    law: Law | str,
+    params: Mapping[str, np.ndarray],
+    noise: Mapping[str, object] | None,
+    C: float,
+    *,
+    objective: str | Objective = "expected",
+    flops_per_param_token: float = 6.0,
+    include_noise: bool = True,
+    seed: int = 0,
+    bounds: tuple[float, float] | None = None,
+) -> Decision:
+    r"""Split a budget of C FLOPs into N parameters and :math:`D = C/(kN)` tokens under risk.
+
+    Minimises ``objective`` of the posterior predictive loss draws
+    :math:`\{L^{new}_s(N, C/(kN))\}_s` over log N: a 121-point grid on the search interval, then
+    bounded Brent between the grid neighbours of its best point. The plug-in split (optimum of the
+    law at the posterior-median parameters: closed form for Chinchilla, numerical otherwise) is
+    also a candidate when it lies within ``bounds``, so the choice is then never worse than it
+    under the objective.
+
+    Parameters
+    ----------
+    law, params, noise: the posterior draws (see the module docstring); a law of N and D.
+    C: training compute (FLOPs).
+    objective: an :data:`Objective` or its spec (``"expected"``, ``"quantile:0.9"``, ...).
+    flops_per_param_token: k in :math:`C = kND`.
+    include_noise: add the run-to-run noise to the law (False scores the law's loss alone).
+    seed: seed of the common random numbers.
+    bounds: (N_min, N_max) searched; default D/N from 1e-2 to 1e6 tokens per parameter.
+
+    Returns
+    -------
+    :class:`Decision`; per-draw regret and the 1% criterion use the law loss without noise.
+
+    Examples
+    --------
+    One draw of Epoch's Chinchilla refit and no noise give Hoffmann's closed form:
+
+    >>> draws = {"E": [1.82], "A": [482.0], "B": [2085.0], "alpha": [0.348], "beta": [0.366]}
+    >>> dec = choose_allocation("chinchilla", draws, None, 5.88e23)
+    >>> f"N = {dec.choice.N:.3g}, {dec.choice.D / dec.choice.N:.1f} tokens per parameter"
+    'N = 7.31e+10, 18.3 tokens per parameter'
+    """
+    d = as_draws(law, params, noise)
+    require_nd(d.law)
+    obj = parse_objective(objective)
+    k = positive(flops_per_param_token, "flops_per_param_token")
+    log_c = math.log(positive(C, "compute C")) - math.log(k)
+    lo, hi = log_n_bounds(log_c, bounds)
+    eps = common_noise(d, seed, include_noise)
+    plug = _plugin_log_n(d, log_c, lo, hi)
+    log_n = _choose_log_n(d, eps, obj, log_c, lo, hi, plugin=plug)
+    if log_n != plug and min(log_n - lo, hi - log_n) < 1e-6:
+        warnings.warn(
+            f"the chosen N = {math.exp(log_n):.3g} lies at the edge of the search interval; "
+            "pass wider bounds=(N_min, N_max)",
+            stacklevel=2,
+        )
+    best = optimal_log_n(d, log_c, lo, hi)[1]
+    return Decision(
+        compute=float(C),
+        objective=spec_of(obj),
+        flops_per_param_token=k,
+        choice=_assess(d, eps, obj, log_c, log_n, best),
+        plugin=_assess(d, eps, obj, log_c, plug, best),
+    )
+
+
+# --- targets -------------------------------------------------------------------------------------
+
+
+def prob_below_target(
+    law: Law | str,
+    params: Mapping[str, np.ndarray],
+    noise: Mapping[str, object] | None,
+    target: float,
+    *,
+    N: float | None = None,
+    D: float | None = None,
+    C: float | None = None,
+    objective: str | Objective = "expected",
+    flops_per_param_token: float = 6.0,
+    include_noise: bool = True,
+    seed: int = 0,
+    bounds: tuple[float, float] | None = None,
+) -> float:
+    r""":math:`P(L^{new} \le \text{target})` over the draws, at (N, D) or at the split chosen for C.
+
+    Give either both ``N`` and ``D``, or ``C`` (then the split is :func:`choose_allocation`'s under
+    ``objective``, with the same ``seed`` and noise draws). ``target`` is a loss in nats.
+    """
+    d = as_draws(law, params, noise)
+    require_nd(d.law)
+    log_t = math.log(positive(target, "target loss"))
+    if C is not None:
+        if N is not None or D is not None:
+            raise FitError("give either C (a budget) or N and D (a run), not both")
+        dec = choose_allocation(
+            d.law, d.params, {"sigma": d.sigma, "nu": d.nu}, C, objective=objective,
+            flops_per_param_token=flops_per_param_token, include_noise=include_noise, seed=seed,
+            bounds=bounds,
+        )
+        N, D = dec.choice.N, dec.choice.D
+    elif N is None or D is None:
+        raise FitError("prob_below_target needs both N and D, or a budget C")
+    log_l = d.log_law(math.log(positive(N, "N")), math.log(positive(D, "D")))
+    return float(np.mean(log_l + common_noise(d, seed, include_noise) <= log_t))
+
+
+@dataclass(frozen=True)
+class TargetCompute:
+    """The least compute C (FLOPs) whose split, N parameters and D tokens, chosen under
+    ``objective``, reaches ``target_loss`` (nats) with ``probability``."""
+
+    target_loss: float
+    probability: float
+    compute: float
+    N: float
+    D: float
+    objective: str = "expected"
+
+    def to_dict(self) -> dict:
+        """Plain floats, shaped as ``bayescale decide --target-loss L --json`` prints them."""
+        keys = ("target_loss", "probability", "compute", "N", "D")
+        return {k: float(getattr(self, k)) for k in keys}
+
+
+def compute_for_target(
+    law: Law | str,
+    params: Mapping[str, np.ndarray],
+    noise: Mapping[str, object] | None,
+    target: float,
+    *,
+    probability: float = 0.9,
+    objective: str | Objective | None = None,
+    flops_per_param_token: float = 6.0,
+    include_noise: bool = True,
+    seed: int = 0,
+    bounds: tuple[float, float] | None = None,
+    compute_range: tuple[float, float] = (1e6, 1e45),
+    rtol: float = 1e-4,
+) -> TargetCompute:
+    r"""Smallest budget C whose chosen split reaches a target loss with probability p.
+
+    Bisection on log C over ``compute_range`` for the least C with
+    :math:`P(L^{new} \le \text{target}) \ge p` at :func:`choose_allocation`'s split under
+    ``objective`` (same noise draws), to a relative tolerance ``rtol`` on C. The default objective,
+    ``quantile(p)``, picks at each C the split with the lowest p-quantile of loss, i.e. (nearly) the
+    split most likely to reach the target, so C is the least budget of any split. The search
+    assumes that probability grows with C, which holds when every draw's loss falls with N and D.
+
+    Parameters
+    ----------
+    law, params, noise: posterior draws (see the module docstring); a law of N and D.
+    target: target loss (nats).
+    probability: p, the required probability that a new run reaches the target.
+    objective: how the split is chosen at each C; default ``quantile(probability)``.
+    compute_range: (C_min, C_max) searched (FLOPs).
+    rtol: relative tolerance on C.
+
+    Returns
+    -------
+    :class:`TargetCompute` with C (FLOPs), N and D of the chosen split and the objective's spec.
+
+    Raises
+    ------
+    FitError: the target is below the irreducible loss (reachable by no budget with probability p),
+        or not reached within ``compute_range``.
+    """
+    d = as_draws(law, params, noise)
+    require_nd(d.law)
+    p = level(probability, "probability")
+    obj = quantile(p) if objective is None else parse_objective(objective)
+    k = positive(flops_per_param_token, "flops_per_param_token")
+    log_t = math.log(positive(target, "target loss"))
+    eps = common_noise(d, seed, include_noise)
+    check_reachable(d, eps, log_t, p)
+
+    def split(log_C):
+        log_c = log_C - math.log(k)
+        lo, hi = log_n_bounds(log_c, bounds)
+        plug = _plugin_log_n(d, log_c, lo, hi)
+        log_n = _choose_log_n(d, eps, obj, log_c, lo, hi, plugin=plug)
+        return log_n, log_c - log_n
+
+    def reached(log_C):
+        return np.mean(d.log_law(*split(log_C)) + eps <= log_t) >= p
+
+    a, b = (math.log(positive(c, "compute_range")) for c in compute_range)
+    if not reached(b):
+        raise FitError(
+            f"target loss {target:g} nats is not reached with probability {p:g} within "
+            f"{compute_range[1]:.3g} FLOPs; raise compute_range or the target"
+        )
+    if reached(a):
+        raise FitError(
+            f"target loss {target:g} is already reached at {compute_range[0]:.3g} FLOPs; "
+            "lower compute_range"
+        )
+    while b - a > math.log1p(rtol):
+        m = 0.5 * (a + b)
+        a, b = (a, m) if reached(m) else (m, b)
+    log_n, log_d = split(b)
+    return TargetCompute(
+        float(target), p, math.exp(b), math.exp(log_n), math.exp(log_d), objective=spec_of(obj)
+    )

@@ -1,0 +1,348 @@
+"""Risk-aware decisions on fixed posterior draws, checked against brute force and closed forms.
+
+Nothing here samples a posterior. The brute-force checks evaluate the Chinchilla law in natural
+units with NumPy (not through ``bayescale.laws``) on dense grids, and the value-of-experiment
+estimate is compared with the exact conjugate answer of Bayesian linear regression.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from bayescale.decisions import (
+    choose_allocation,
+    compute_for_target,
+    cvar,
+    expected,
+    inference_aware,
+    mean_std,
+    parse_objective,
+    prob_below_target,
+    quantile,
+)
+from bayescale.errors import FitError
+from bayescale.voi import value_of_experiment
+
+K = 6.0
+C = 5.88e23
+OBJECTIVES = ["expected", "quantile:0.9", "cvar:0.9", "mean_std:1"]
+
+
+def chinchilla_draws(n: int = 400, seed: int = 0) -> dict[str, np.ndarray]:
+    """Draws around Epoch's refit of Chinchilla (E 1.82, A 482, B 2085, alpha 0.35, beta 0.37)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((5, n))
+    return {
+        "E": 1.8 + 0.02 * z[0],
+        "A": 480.0 * np.exp(0.2 * z[1]),
+        "B": 2100.0 * np.exp(0.3 * z[2]),
+        "alpha": 0.35 + 0.015 * z[3],
+        "beta": 0.37 + 0.02 * z[4],
+    }
+
+
+NOISE = {"sigma": 0.02, "nu": 5.0}
+
+
+def loss(p, N, D):
+    """Chinchilla in natural units, draws on the last axis: E + A/N^alpha + B/D^beta."""
+    return p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"]
+
+
+def hoffmann_n_opt(p, C):
+    """Hoffmann et al. eq. 4, written out: N* = G (C/6)^(beta/(alpha+beta))."""
+    a, b = p["alpha"], p["beta"]
+    G = (a * p["A"] / (b * p["B"])) ** (1 / (a + b))
+    return G * (C / K) ** (b / (a + b))
+
+
+def brute_objective(name: str, x: np.ndarray) -> np.ndarray:
+    """The objectives computed independently along the last axis."""
+    if name == "expected":
+        return x.mean(-1)
+    if name == "quantile:0.9":
+        return np.quantile(x, 0.9, axis=-1)
+    if name == "cvar:0.9":
+        top = np.sort(x, axis=-1)[..., -x.shape[-1] // 10 :]
+        return top.mean(-1)
+    return x.mean(-1) + x.std(-1)
+
+
+# --- objectives ---------------------------------------------------------------------------------
+
+
+def test_objectives_equal_numpy():
+    x = np.random.default_rng(3).gamma(2.0, 1.0, 1000)
+    assert quantile(0.9)(x) == pytest.approx(np.quantile(x, 0.9))
+    assert cvar(0.9)(x) == pytest.approx(np.sort(x)[-100:].mean())
+    assert cvar(0.95)(x) == pytest.approx(np.sort(x)[-50:].mean())
+    assert expected()(x) == pytest.approx(x.mean())
+    assert mean_std(2.0)(x) == pytest.approx(x.mean() + 2 * x.std())
+    # 1001 draws at q = 0.9: the top 100.1 draws, the 101st from the top counting 0.1.
+    y = np.append(x, 0.5)
+    top = np.sort(y)[::-1]
+    assert cvar(0.9)(y) == pytest.approx((top[:100].sum() + 0.1 * top[100]) / 100.1)
+    # draws on the last axis: rows are scored separately
+    rows = x.reshape(4, 250)
+    assert np.allclose(cvar(0.9)(rows), [np.sort(r)[-25:].mean() for r in rows])
+
+
+def test_parse_objective_specs_and_errors():
+    assert [parse_objective(s).spec for s in OBJECTIVES] == OBJECTIVES
+    assert parse_objective(" CVaR:0.95 ").spec == "cvar:0.95"
+    bad_specs = ["quantile:1.5", "cvar:0", "quantile:abc", "median", "expected:3", "mean_std:-1"]
+    bad_specs.append(0.9)  # not a string
+    for bad in bad_specs:
+        with pytest.raises(FitError) as err:
+            parse_objective(bad)
+        assert isinstance(err.value, ValueError)
+    with pytest.raises(FitError, match="strictly between 0 and 1"):
+        quantile(1.0)
+
+
+# --- choosing a split ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_choice_equals_dense_grid_optimum(objective):
+    p = chinchilla_draws()
+    dec = choose_allocation("chinchilla", p, NOISE, C, objective=objective, include_noise=False)
+    # default search interval: 1e-2..1e6 tokens per parameter
+    grid = np.linspace(0.5 * math.log(C / K / 1e6), 0.5 * math.log(C / K / 1e-2), 4001)
+    N = np.exp(grid)[:, None]
+    values = brute_objective(objective, loss(p, N, C / (K * N)))
+    i = np.argmin(values)
+    assert dec.choice.objective_value <= values[i] * (1 + 1e-12)
+    assert abs(math.log(dec.choice.N) - grid[i]) <= 2 * (grid[1] - grid[0])
+    n, d = dec.choice.N, dec.choice.D
+    assert K * n * d == pytest.approx(C)
+    assert dec.choice.objective_value == pytest.approx(brute_objective(objective, loss(p, n, d)))
+
+
+def test_choice_with_noise_equals_grid_optimum_under_common_random_numbers():
+    p = chinchilla_draws()
+    dec = choose_allocation("chinchilla", p, NOISE, C, objective="cvar:0.9", seed=4)
+    n, d = dec.choice.N, dec.choice.D
+    eps = np.log(dec.choice.loss_draws) - np.log(loss(p, n, d))  # the noise draws it used
+    assert np.std(eps) == pytest.approx(0.02 * math.sqrt(5 / 3), rel=0.2)  # t_5 sd
+    grid = np.linspace(math.log(n) - 1.0, math.log(n) + 1.0, 2001)
+    N = np.exp(grid)[:, None]
+    values = brute_objective("cvar:0.9", loss(p, N, C / (K * N)) * np.exp(eps))
+    assert dec.choice.objective_value <= values.min() * (1 + 1e-12)
+    assert abs(math.log(n) - grid[np.argmin(values)]) <= 2 * (grid[1] - grid[0])
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_choice_is_never_worse_than_plugin(objective):
+    p = chinchilla_draws(seed=1)
+    dec = choose_allocation("chinchilla", p, NOISE, 1e22, objective=objective)
+    median = {k: np.median(v) for k, v in p.items()}
+    assert dec.plugin.N == pytest.approx(hoffmann_n_opt(median, 1e22), rel=1e-9)
+    assert dec.choice.objective_value <= dec.plugin.objective_value
+    # the plug-in split ignores the spread of the draws: the risk-aware choice differs from it
+    assert abs(math.log(dec.choice.N / dec.plugin.N)) > 0.02
+
+
+def test_regret_and_within_1pct_by_brute_force():
+    p = chinchilla_draws(seed=2)
+    dec = choose_allocation("chinchilla", p, NOISE, C)
+    best = loss(p, hoffmann_n_opt(p, C), C / (K * hoffmann_n_opt(p, C)))
+    at_plugin = loss(p, dec.plugin.N, dec.plugin.D)
+    assert dec.regret_of_plugin == pytest.approx(np.mean(at_plugin - best), rel=1e-6)
+    assert dec.regret_of_plugin > 0
+    at_choice = loss(p, dec.choice.N, dec.choice.D)
+    assert dec.choice.p_within_1pct == pytest.approx(np.mean(at_choice <= 1.01 * best))
+    assert dec.plugin.p_within_1pct == pytest.approx(np.mean(at_plugin <= 1.01 * best))
+
+
+@pytest.mark.parametrize("n_draws", [1, 20])
+def test_identical_draws_without_noise_give_closed_form(n_draws):
+    one = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
+    p = {k: np.full(n_draws, v) for k, v in one.items()}
+    dec = choose_allocation("chinchilla", p, {"sigma": 0.0}, C, objective="quantile:0.9")
+    n_star = hoffmann_n_opt(one, C)
+    assert dec.choice.N == pytest.approx(n_star, rel=1e-5)
+    assert dec.plugin.N == pytest.approx(n_star, rel=1e-9)
+    assert dec.regret_of_plugin == pytest.approx(0.0, abs=1e-12)
+    assert dec.choice.p_within_1pct == 1.0
+    assert dec.choice.objective_value == pytest.approx(loss(one, n_star, C / (K * n_star)))
+
+
+def test_kaplan_choice_equals_dense_grid():
+    p = {"N_c": np.array([8.8e13]), "D_c": np.array([5.4e13]), "alpha_N": np.array([0.076]),
+         "alpha_D": np.array([0.095])}
+    dec = choose_allocation("kaplan", p, None, 1e21)
+    grid = np.linspace(*np.log([1e6, 1e14]), 20001)
+    N = np.exp(grid)
+    r = p["alpha_N"] / p["alpha_D"]
+    values = ((p["N_c"] / N) ** r + p["D_c"] / (1e21 / (K * N))) ** p["alpha_D"]
+    assert math.log(dec.choice.N) == pytest.approx(grid[np.argmin(values)], abs=2e-3)
+    assert dec.plugin.N == pytest.approx(dec.choice.N, rel=1e-4)
+    assert dec.regret_of_plugin == pytest.approx(0.0, abs=1e-9)
+
+
+def test_decision_to_dict_is_plain_json():
+    dec = choose_allocation("chinchilla", chinchilla_draws(n=100), NOISE, C, objective="cvar:0.9")
+    out = json.loads(json.dumps(dec.to_dict(level=0.9)))
+    assert set(out) == {"compute", "objective", "choice", "plugin", "regret_of_plugin"}
+    assert out["objective"] == "cvar:0.9"
+    assert set(out["choice"]) == {"N", "D", "objective_value", "loss", "p_within_1pct"}
+    assert set(out["plugin"]) == {"N", "D", "objective_value", "p_within_1pct"}
+    band = out["choice"]["loss"]
+    assert band["lo"] < band["median"] < band["hi"]
+    assert band["hi"] == pytest.approx(np.quantile(dec.choice.loss_draws, 0.95))
+
+
+def test_bounds_are_respected_with_a_warning_at_the_edge():
+    p = chinchilla_draws(n=100)
+    with pytest.warns(UserWarning, match="edge of the search interval"):
+        dec = choose_allocation("chinchilla", p, NOISE, C, bounds=(1e8, 1e10))
+    assert dec.choice.N == pytest.approx(1e10)
+    assert dec.plugin.N > 1e10  # reported, though outside the bounds
+
+
+def test_law_of_one_input_cannot_be_split():
+    p = {"A": np.array([10.0]), "alpha": np.array([0.1])}
+    with pytest.raises(FitError, match="law of N and D"):
+        choose_allocation("power_pure", p, None, C)
+
+
+# --- targets ------------------------------------------------------------------------------------
+
+
+def test_prob_below_target_at_a_run_without_noise():
+    p = chinchilla_draws()
+    N, D = 7e10, 1.4e12
+    got = prob_below_target("chinchilla", p, NOISE, 1.95, N=N, D=D, include_noise=False)
+    assert got == pytest.approx(np.mean(loss(p, N, D) <= 1.95))
+    with pytest.raises(FitError, match="not both"):
+        prob_below_target("chinchilla", p, NOISE, 1.95, N=N, D=D, C=C)
+
+
+def test_compute_for_target_grows_with_probability():
+    p = chinchilla_draws(n=200)
+    budgets = []
+    for prob in (0.5, 0.8, 0.95):
+        tc = compute_for_target("chinchilla", p, NOISE, 2.0, probability=prob)
+        budgets.append(tc.compute)
+        assert K * tc.N * tc.D == pytest.approx(tc.compute)
+        assert tc.objective == f"quantile:{prob:g}"
+        kw = {"objective": tc.objective}
+        reached = prob_below_target("chinchilla", p, NOISE, 2.0, C=tc.compute, **kw)
+        short = prob_below_target("chinchilla", p, NOISE, 2.0, C=tc.compute * 0.99, **kw)
+        assert short < prob <= reached
+    assert budgets[0] < budgets[1] < budgets[2]
+    assert set(tc.to_dict()) == {"target_loss", "probability", "compute", "N", "D"}
+
+
+def test_compute_for_target_is_least_budget_by_brute_force():
+    """No split of any smaller budget reaches the target with the required probability."""
+    p = chinchilla_draws(n=100)
+    tc = compute_for_target("chinchilla", p, None, 2.0, probability=0.8)
+    budgets = np.geomspace(tc.compute / 1.2, tc.compute * 1.2, 201)
+    N = np.geomspace(1e10, 1e12, 601)[:, None, None]
+    best = np.mean(loss(p, N, budgets[:, None] / (K * N)) <= 2.0, axis=-1).max(axis=0)
+    least = budgets[np.argmax(best >= 0.8)]
+    assert tc.compute == pytest.approx(least, rel=2 * (budgets[1] / budgets[0] - 1))
+
+
+def test_unreachable_target_is_a_clear_error():
+    p = chinchilla_draws(n=100)  # irreducible loss E ~ 1.8
+    with pytest.raises(FitError, match="unreachable.*irreducible loss"):
+        compute_for_target("chinchilla", p, NOISE, 1.7, probability=0.9)
+    with pytest.raises(FitError, match="unreachable"):
+        inference_aware("chinchilla", p, NOISE, 1.7, inference_tokens=1e12)
+
+
+# --- inference-aware allocation -----------------------------------------------------------------
+
+
+def test_inference_aware_model_shrinks_as_inference_grows():
+    p = chinchilla_draws(n=80)
+    runs = [
+        inference_aware("chinchilla", p, NOISE, 2.0, inference_tokens=T)
+        for T in (0, 1e12, 1e13, 1e14)
+    ]
+    N = [r.N for r in runs]
+    assert N[0] > N[1] > N[2] > N[3]
+    assert all(a.D < b.D for a, b in zip(runs, runs[1:]))
+    medians = [np.median(r.N_draws) for r in runs]
+    assert medians[0] > medians[1] > medians[2] > medians[3]
+    out = json.loads(json.dumps(runs[2].to_dict()))
+    assert out["total_flops"] == pytest.approx(6 * N[2] * runs[2].D + 2 * N[2] * 1e13)
+
+
+def test_inference_aware_single_draw_by_brute_force():
+    one = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
+    p = {k: np.array([v]) for k, v in one.items()}
+    target, T = 2.0, 1e13
+    dec = inference_aware("chinchilla", p, None, target, inference_tokens=T)
+    # least D reaching the target at N, in closed form, then total FLOPs on a dense grid of N
+    N = np.geomspace(1e9, 1e12, 200001)
+    slack = target - one["E"] - one["A"] / N ** one["alpha"]
+    D = np.where(slack > 0, (one["B"] / np.where(slack > 0, slack, 1)) ** (1 / one["beta"]), np.inf)
+    i = np.argmin(K * N * D + 2 * N * T)
+    assert dec.N == pytest.approx(N[i], rel=1e-3)
+    assert dec.D == pytest.approx(D[i], rel=1e-3)
+    assert dec.N_draws[0] == pytest.approx(dec.N, rel=1e-6)
+    assert loss(one, dec.N, dec.D) == pytest.approx(target, rel=1e-8)
+
+
+# --- value of the next experiment ---------------------------------------------------------------
+
+
+def test_value_of_experiment_matches_exact_conjugate_update():
+    """power_pure with Gaussian noise of known sigma and a Gaussian prior on (log A, alpha) is
+    Bayesian linear regression in log x: the posterior variance after one more run is exact."""
+    rng = np.random.default_rng(0)
+    sigma = 0.05
+    x = np.array([1e3, 3e3, 1e4])
+    H = np.c_[np.ones(3), -np.log(x)]
+    prior_mean, prior_cov = np.array([2.0, 0.3]), np.diag([4.0, 1.0])
+    y = H @ np.array([2.5, 0.32]) + sigma * rng.standard_normal(3)
+    V = np.linalg.inv(np.linalg.inv(prior_cov) + H.T @ H / sigma**2)
+    m = V @ (np.linalg.solve(prior_cov, prior_mean) + H.T @ y / sigma**2)
+    theta = rng.multivariate_normal(m, V, size=4000)
+    params = {"A": np.exp(theta[:, 0]), "alpha": theta[:, 1]}
+
+    x0, pilots = 1e8, np.array([1e3, 3e4, 1e5, 1e6])
+    g = np.array([1.0, -math.log(x0)])  # log L(x0) = g . theta
+    exact_after = []
+    for xc in pilots:
+        h = np.array([1.0, -math.log(xc)])
+        V_new = V - np.outer(V @ h, V @ h) / (sigma**2 + h @ V @ h)
+        exact_after.append(g @ V_new @ g)
+    exact_after = np.array(exact_after)
+
+    table = value_of_experiment(
+        "power_pure", params, {"sigma": sigma}, {"x": pilots, "cost": pilots},
+        quantity="log_loss", at={"x": x0},
+    ).sort_index()
+    # Monte Carlo error of a variance from ~1000+ effective draws is a few percent
+    assert np.allclose(table["var_now"], g @ V @ g, rtol=0.08)
+    assert np.allclose(table["var_after"], exact_after, rtol=0.08)
+    assert np.allclose(table["reduction"], g @ V @ g - exact_after, rtol=0.1)
+    assert ((table["ess_mean"] > 500) & (table["ess_mean"] <= 4000)).all()
+    exact_rank = np.argsort(-(g @ V @ g - exact_after) / pilots)
+    assert list(table.sort_values("rank").index) == list(exact_rank)
+
+
+def test_value_of_experiment_log_n_opt_and_errors():
+    p = chinchilla_draws(n=300)
+    runs = [(1e9, 2e10), (4e9, 8e10), (1e10, 2e11)]
+    table = value_of_experiment("chinchilla", p, NOISE, runs, quantity="log_N_opt", C=C, n_sim=64)
+    assert np.allclose(table["cost"].sort_values(), sorted(K * n * d for n, d in runs))
+    assert np.allclose(table["var_now"], np.var(np.log(hoffmann_n_opt(p, C))), rtol=1e-9)
+    assert (table["reduction"] >= -1e-3 * table["var_now"]).all()
+    assert list(table["rank"]) == [1, 2, 3]
+    assert table["reduction_per_cost"].is_monotonic_decreasing
+    with pytest.raises(FitError, match="needs the budget C"):
+        value_of_experiment("chinchilla", p, NOISE, runs)
+    with pytest.raises(FitError, match="sigma"):
+        value_of_experiment("chinchilla", p, {"sigma": 0.0}, runs, C=C)
+    with pytest.raises(FitError, match="row 1: N"):
+        value_of_experiment("chinchilla", p, NOISE, [(1e9, 2e10), (-1.0, 2e10)], C=C)
