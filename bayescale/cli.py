@@ -132,7 +132,7 @@ def _report_fit(out: dict[str, Any], as_json: bool, *, formula: str = "",
         _print_json(out)
         return
     head = f"law {out['law']}" + (f": {formula}" if formula else "")
-    print(f"{head}\n{out['n_points']} runs" + (f", sampled in {seconds:.1f} s" if seconds else ""))
+    print(f"{head}\n{out['n_points']} runs" + (f", fitted in {seconds:.1f} s" if seconds else ""))
     print(_interval_table(out["params"], out["level"]))
     if "diagnostics" in out:
         print(_diagnostics_line(out["diagnostics"]))

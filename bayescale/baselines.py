@@ -1,0 +1,505 @@
+r"""Least-squares baselines: how scaling laws were fitted before a posterior.
+
+Every fit reports point estimates in the natural units of the Bayesian fit, named as in
+``bayescale.laws.LAWS[law].params``: loss in nats, N in parameters, D in tokens, x in the caller's
+unit. All fitters work on log loss (residuals are relative errors) with log amplitudes
+:math:`E = e^e, A = e^a, B = e^b`.
+
+- :func:`ols_loglog`: ``power_pure`` :math:`L = A x^{-\alpha}`, linear regression of log L on log x.
+- :func:`curve_fit_power`, :func:`curve_fit_chinchilla`: ``power`` and ``chinchilla`` by
+  ``scipy.optimize.curve_fit``, squared log-loss residuals.
+- :func:`huber_approach3`: ``chinchilla`` by Hoffmann et al.'s Approach 3 as Epoch AI replicated
+  it: summed Huber loss of log-loss residuals, L-BFGS-B from a grid of 4500 starts.
+- :func:`bootstrap` refits on resampled rows; :class:`LSQFit` hands its draws out as posterior
+  draws are handed out, so comparisons treat both alike. :func:`fit_lsq` dispatches by name.
+
+NumPy and SciPy only: importing this module does no JAX work.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import itertools
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import OptimizeWarning, curve_fit, minimize
+
+from bayescale.errors import DataError, FitError
+
+__all__ = [
+    "LSQFit",
+    "EPOCH_GRID",
+    "ols_loglog",
+    "curve_fit_power",
+    "curve_fit_chinchilla",
+    "huber_objective",
+    "huber_approach3",
+    "bootstrap",
+    "fit_lsq",
+    "fit_lsq_data",
+]
+
+# Equal to bayescale.laws.LAWS[law].params (a test checks it); copied so no JAX is imported.
+_PARAMS = {
+    "power_pure": ("A", "alpha"),
+    "power": ("E", "A", "alpha"),
+    "chinchilla": ("E", "A", "B", "alpha", "beta"),
+}
+
+_LOGGED = ("E", "A", "B")  # fitted as their natural logs e, a, b
+
+#: Epoch AI's L-BFGS-B starts for Approach 3, axes of a 5 x 6 x 6 x 5 x 5 = 4500-point grid in the
+#: log-space parameters of :func:`huber_objective`.
+EPOCH_GRID: dict[str, tuple[float, ...]] = {
+    "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
+    "a": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
+    "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
+    "alpha": (0.0, 0.5, 1.0, 1.5, 2.0),
+    "beta": (0.0, 0.5, 1.0, 1.5, 2.0),
+}
+
+# SciPy's default ftol is absolute for objectives below 1, and the Huber sum is ~1e-3 here: a
+# run from a nearby start stops after a step or two. Bootstrap refits so stopped were ~100x too
+# narrow on Epoch's data.
+_TIGHT = {"ftol": 1e-15, "gtol": 1e-10, "maxiter": 15000}
+
+
+@dataclass(frozen=True)
+class LSQFit:
+    """A least-squares fit: point estimates and, optionally, bootstrap draws.
+
+    Attributes
+    ----------
+    method: ``"ols"``, ``"curve_fit"`` or ``"huber"``.
+    law: ``"power_pure"``, ``"power"`` or ``"chinchilla"``.
+    params: point estimates in natural units (E in nats; A, B in nats times input^exponent).
+    draws: bootstrap refits, one 1-d array per parameter, or ``None`` without a bootstrap.
+    n_points: rows fitted.
+    seconds: wall time of the fit, bootstrap included.
+    """
+
+    method: str
+    law: str
+    params: dict[str, float]
+    draws: dict[str, np.ndarray] | None
+    n_points: int
+    seconds: float
+
+    def __post_init__(self):
+        if self.law not in _PARAMS or tuple(self.params) != _PARAMS[self.law]:
+            got, want = tuple(self.params), _PARAMS.get(self.law)
+            raise FitError(f"law {self.law!r} has parameters {want}, not {got}")
+        if self.draws is not None:
+            shapes = {k: np.shape(self.draws.get(k)) for k in self.params}
+            if set(self.draws) != set(self.params) or len(set(shapes.values())) != 1 or any(
+                len(s) != 1 for s in shapes.values()
+            ):
+                raise FitError(f"draws must be 1-d arrays of one length per parameter: {shapes}")
+
+    def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
+        """Central percentile interval of ``name`` over the draws; (point, point) without any."""
+        if name not in self.params:
+            raise FitError(f"no parameter {name!r}; law {self.law!r} has {tuple(self.params)}")
+        if not 0.0 < level < 1.0:
+            raise FitError(f"level must lie strictly between 0 and 1, got {level}")
+        if self.draws is None:
+            return self.params[name], self.params[name]
+        lo, hi = np.percentile(self.draws[name], [50.0 * (1 - level), 50.0 * (1 + level)])
+        return float(lo), float(hi)
+
+    def to_dict(self, level: float = 0.95) -> dict:
+        """The JSON of ``bayescale fit --method ... --json``: the Bayesian fit's shape.
+
+        ``median`` is the bootstrap median (the point estimate without a bootstrap, when
+        ``lo == hi == median``); ``estimate`` is always the point estimate.
+        """
+        params = {}
+        for name, value in self.params.items():
+            lo, hi = self.interval(name, level)
+            med = value if self.draws is None else float(np.median(self.draws[name]))
+            params[name] = {"median": float(med), "lo": lo, "hi": hi, "estimate": float(value)}
+        n_boot = 0 if self.draws is None else len(next(iter(self.draws.values())))
+        return {"law": self.law, "n_points": self.n_points, "level": level, "method": self.method,
+                "params": params, "bootstrap": n_boot, "seconds": self.seconds}
+
+    def params_draws(self) -> dict[str, np.ndarray]:
+        """Draws per parameter: the bootstrap refits, or the point estimate as a length-1 array."""
+        if self.draws is not None:
+            return {k: np.asarray(v, dtype=float) for k, v in self.draws.items()}
+        return {k: np.array([v], dtype=float) for k, v in self.params.items()}
+
+
+def _columns(**arrays) -> list[np.ndarray]:
+    """1-d, equal-length, finite, positive float arrays, or a DataError naming argument and row."""
+    out = [np.asarray(v, dtype=float) for v in arrays.values()]
+    for name, arr in zip(arrays, out):
+        if arr.ndim != 1:
+            raise DataError(f"{name} must be a 1-d array, got shape {arr.shape}")
+        bad = np.flatnonzero(~(np.isfinite(arr) & (arr > 0)))
+        if bad.size:
+            raise DataError(
+                f"{name}[{bad[0]}] = {arr[bad[0]]!r}: values must be finite and > 0 "
+                f"({bad.size} rows are not); drop or fix those rows before fitting"
+            )
+    if len({a.size for a in out}) > 1:
+        raise DataError(f"arrays differ in length: {dict(zip(arrays, (a.size for a in out)))}")
+    return out
+
+
+@functools.cache
+def _openblas_thread_setters() -> tuple:
+    """(get, set) thread-count functions of each OpenBLAS loaded in this process (Linux only)."""
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = sorted({ln.split()[-1] for ln in fh if "openblas" in ln.rsplit("/", 1)[-1]})
+    except OSError:
+        return ()
+    out = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for pre, suf in itertools.product(("scipy_openblas", "openblas"), ("", "64_")):
+            names = (f"{pre}_{op}_num_threads{suf}" for op in ("get", "set"))
+            get, set_ = (getattr(lib, name, None) for name in names)
+            if get is not None and set_ is not None:
+                out.append((get, set_))
+                break
+    return tuple(out)
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread: OpenBLAS threads made L-BFGS-B's tiny BLAS calls 2-10x slower here.
+
+    threadpoolctl where installed, else OpenBLAS's own setter through ctypes, else nothing.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        setters = _openblas_thread_setters()
+        before = [get() for get, _ in setters]
+        for _, set_ in setters:
+            set_(1)
+        try:
+            yield
+        finally:
+            for (_, set_), n in zip(setters, before):
+                set_(n)
+    else:
+        with threadpool_limits(1, user_api="blas"):
+            yield
+
+
+def _lse_terms(c: np.ndarray, k: np.ndarray, X: np.ndarray):
+    r""":math:`\log\sum_j \exp(c_j - k_j X_{ji})` for each column i, and the softmax weights."""
+    T = c[:, None] - k[:, None] * X
+    top = T.max(axis=0)
+    W = np.exp(T - top)
+    s = W.sum(axis=0)
+    return top + np.log(s), W / s
+
+
+def _natural(law: str, logp: Sequence[float]) -> dict[str, float]:
+    """Natural-unit parameters from log-space ones in law order (e, a, b, alpha, beta)."""
+    return {n: float(np.exp(v) if n in _LOGGED else v) for n, v in zip(_PARAMS[law], logp)}
+
+
+def _logspace(law: str, params: Mapping[str, float]) -> np.ndarray:
+    return np.array([np.log(params[n]) if n in _LOGGED else params[n] for n in _PARAMS[law]])
+
+
+def _check_rows(law: str, n: int) -> None:
+    if n <= len(_PARAMS[law]):
+        raise FitError(f"law {law!r} has {len(_PARAMS[law])} parameters; {n} rows cannot fit it")
+
+
+def ols_loglog(x, loss, *, start: Mapping[str, float] | None = None) -> LSQFit:
+    r"""Pure power law :math:`L = A x^{-\alpha}` by ordinary least squares in log-log space.
+
+    The slope of :math:`\log L` on :math:`\log x` is :math:`-\alpha` and the intercept
+    :math:`\log A`: exactly ``numpy.polyfit(log x, log L, 1)``. ``start`` is ignored (closed form),
+    accepted so that every fitter is bootstrapped alike.
+    """
+    t0 = time.perf_counter()
+    x, loss = _columns(x=x, loss=loss)
+    _check_rows("power_pure", x.size)
+    slope, intercept = np.polyfit(np.log(x), np.log(loss), 1)
+    params = {"A": float(np.exp(intercept)), "alpha": float(-slope)}
+    return LSQFit("ols", "power_pure", params, None, x.size, time.perf_counter() - t0)
+
+
+def _curve_fit(law: str, inputs: list[np.ndarray], loss: np.ndarray, start) -> dict[str, float]:
+    r"""Least squares on log loss with amplitudes at the data's centre; natural units out.
+
+    Parameters (e, a_c, [b_c,] alpha, [beta]) with :math:`a_c = a - \alpha\,\overline{\log N}`,
+    nearly uncorrelated with the exponents. Without ``start``, four starts: E at 50% or 90% of the
+    smallest loss, the rest of the mean loss split evenly among the power terms, exponents 0.3 or
+    0.6; the lowest sum of squares is kept.
+    """
+    logs = [np.log(v) for v in inputs]
+    ref = np.array([lg.mean() for lg in logs])
+    X = np.stack([np.zeros_like(logs[0])] + [lg - r for lg, r in zip(logs, ref)])
+    log_L, m, t = np.log(loss), len(inputs) + 1, len(inputs)
+
+    def f(X, *p):
+        return _lse_terms(np.asarray(p[:m]), np.array((0.0,) + p[m:]), X)[0]
+
+    def jac(X, *p):
+        _, W = _lse_terms(np.asarray(p[:m]), np.array((0.0,) + p[m:]), X)
+        return np.column_stack([*W, *(-W[1:] * X[1:])])
+
+    if start is not None:
+        starts = [_logspace(law, start)]
+        starts[0][1:m] -= starts[0][m:] * ref
+    else:
+        E0 = np.array([0.5, 0.5, 0.9, 0.9]) * loss.min()
+        amp = np.log((loss.mean() - E0) / t)
+        expo = (0.3, 0.6, 0.3, 0.6)
+        starts = [np.array([np.log(e)] + [a] * t + [k] * t) for e, a, k in zip(E0, amp, expo)]
+    lower = np.array([log_L.min() - 20.0] + [-np.inf] * t + [0.0] * t)
+    upper = np.array([log_L.max()] + [np.inf] * t + [5.0] * t)
+    best, best_ssr = None, np.inf
+    with _one_blas_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)
+        for p0 in starts:
+            p0 = np.clip(p0, lower + 1e-9, upper - 1e-9)
+            try:
+                p, _ = curve_fit(f, X, log_L, p0=p0, jac=jac, bounds=(lower, upper))
+            except (RuntimeError, ValueError):
+                continue
+            ssr = float(np.sum((f(X, *p) - log_L) ** 2))
+            if ssr < best_ssr:
+                best, best_ssr = p, ssr
+    if best is None:
+        raise FitError(f"curve_fit of {law!r} did not converge from any of {len(starts)} starts")
+    best[1:m] += best[m:] * ref  # a = a_c + alpha * mean(log N), likewise b
+    return _natural(law, best)
+
+
+def curve_fit_power(x, loss, *, start: Mapping[str, float] | None = None) -> LSQFit:
+    r"""Saturating power law :math:`L = E + A x^{-\alpha}` by ``scipy.optimize.curve_fit``.
+
+    Minimises :math:`\sum_i [\log L_i - \log(E + A x_i^{-\alpha})]^2` (loss in nats) in
+    :math:`(\log E,\ \log A - \alpha\,\overline{\log x},\ \alpha)` with the analytic Jacobian and
+    bounds :math:`e^{-20}\min L \le E \le \max L`, :math:`0 \le \alpha \le 5`. Four starts, best
+    kept; with ``start`` (natural units, e.g. the full-data fit in a bootstrap) only that one.
+    """
+    t0 = time.perf_counter()
+    x, loss = _columns(x=x, loss=loss)
+    _check_rows("power", x.size)
+    params = _curve_fit("power", [x], loss, start)
+    return LSQFit("curve_fit", "power", params, None, x.size, time.perf_counter() - t0)
+
+
+def curve_fit_chinchilla(N, D, loss, *, start: Mapping[str, float] | None = None) -> LSQFit:
+    r"""Chinchilla law :math:`L = E + A N^{-\alpha} + B D^{-\beta}` by ``scipy.optimize.curve_fit``.
+
+    N in parameters, D in tokens, loss in nats. Minimises squared log-loss residuals with
+    :math:`\log\hat L = \mathrm{logsumexp}(e,\ a_c - \alpha(\log N - \overline{\log N}),\
+    b_c - \beta(\log D - \overline{\log D}))`; Jacobian, bounds, starts and ``start`` as in
+    :func:`curve_fit_power`, both exponents in [0, 5].
+    """
+    t0 = time.perf_counter()
+    N, D, loss = _columns(N=N, D=D, loss=loss)
+    _check_rows("chinchilla", N.size)
+    params = _curve_fit("chinchilla", [N, D], loss, start)
+    return LSQFit("curve_fit", "chinchilla", params, None, N.size, time.perf_counter() - t0)
+
+
+def _huber_fg(p: np.ndarray, X: np.ndarray, log_L: np.ndarray, delta: float):
+    pred, W = _lse_terms(p[:3], np.array([0.0, p[3], p[4]]), X)
+    r = pred - log_L
+    psi = np.clip(r, -delta, delta)  # Huber'(r)
+    G = W * psi
+    grad = np.concatenate((G.sum(axis=1), -(G[1:] * X[1:]).sum(axis=1)))
+    return float(psi @ (r - 0.5 * psi)), grad
+
+
+def huber_objective(params, log_N, log_D, log_L, delta: float = 1e-3) -> tuple[float, np.ndarray]:
+    r"""Approach-3 objective and its gradient in ``params = (e, a, b, alpha, beta)``.
+
+    .. math::
+        f = \sum_i H_\delta\big(\mathrm{logsumexp}(e,\ a - \alpha \log N_i,\ b - \beta \log D_i)
+            - \log L_i\big),\qquad
+        H_\delta(r) = \begin{cases} r^2/2 & |r| \le \delta \\ \delta(|r| - \delta/2) & |r| > \delta
+        \end{cases}
+
+    computed as :math:`\psi(r - \psi/2)` with :math:`\psi = H_\delta'(r) = \mathrm{clip}(r, -\delta,
+    \delta)`; the gradient is :math:`\sum_i \psi_i\, \partial\log\hat L_i / \partial\theta`, whose
+    terms are the softmax weights of the three log terms (times :math:`-\log N_i`,
+    :math:`-\log D_i` for the exponents). Natural logs of parameters, tokens and nats.
+
+    Returns
+    -------
+    ``(value, gradient)``, gradient of shape (5,): what ``minimize(..., jac=True)`` expects.
+    """
+    X = np.stack([np.zeros(np.shape(log_N)), np.asarray(log_N, float), np.asarray(log_D, float)])
+    return _huber_fg(np.asarray(params, dtype=float), X, np.asarray(log_L, dtype=float), delta)
+
+
+def huber_approach3(
+    N,
+    D,
+    loss,
+    *,
+    delta: float = 1e-3,
+    grid: Mapping[str, Sequence[float]] | None = None,
+    start: Mapping[str, float] | None = None,
+) -> LSQFit:
+    r"""Chinchilla law by Hoffmann et al.'s Approach 3 as Epoch AI (2024) replicated it.
+
+    Runs ``scipy.optimize.minimize(method="L-BFGS-B")`` on :func:`huber_objective` (Huber loss with
+    ``delta`` on log-loss residuals, summed over rows; analytic gradient; SciPy's default
+    tolerances) from every point of the grid, keeps the lowest objective, and polishes it with
+    ``ftol=1e-15, gtol=1e-10`` (it does not move on Epoch's data). N in parameters, D in tokens,
+    loss in nats. On Epoch's 240 rows the full grid takes ~11 s of one core.
+
+    Parameters
+    ----------
+    grid: start values per log-space axis (``e, a, b, alpha, beta``); axes left out keep
+        :data:`EPOCH_GRID`'s values. The starts are the product of the axes.
+    start: natural-unit parameters to run from instead of the grid, with the tight tolerances
+        (how :func:`bootstrap` refits, from the full-data optimum).
+    """
+    t0 = time.perf_counter()
+    N, D, loss = _columns(N=N, D=D, loss=loss)
+    _check_rows("chinchilla", N.size)
+    args = (np.stack([np.zeros(N.size), np.log(N), np.log(D)]), np.log(loss), delta)
+    if start is not None:
+        starts, options = [_logspace("chinchilla", start)], _TIGHT
+    else:
+        unknown = set(grid or {}) - set(EPOCH_GRID)
+        if unknown:
+            raise FitError(f"unknown grid axes {sorted(unknown)}; the axes are {list(EPOCH_GRID)}")
+        axes = {**EPOCH_GRID, **(grid or {})}
+        starts, options = [np.array(p, float) for p in itertools.product(*axes.values())], {}
+    best = None
+    with _one_blas_thread():
+        for p0 in starts:
+            res = minimize(_huber_fg, p0, args=args, jac=True, method="L-BFGS-B", options=options)
+            if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+                best = res
+        if best is None:
+            raise FitError("L-BFGS-B found no finite Huber objective from any start")
+        if start is None:
+            tight = minimize(_huber_fg, best.x, args, "L-BFGS-B", jac=True, options=_TIGHT)
+            best = tight if tight.fun <= best.fun else best
+    params = _natural("chinchilla", best.x)
+    return LSQFit("huber", "chinchilla", params, None, N.size, time.perf_counter() - t0)
+
+
+def bootstrap(
+    fitter: Callable[..., LSQFit],
+    *arrays,
+    n: int = 1000,
+    seed: int = 0,
+    start: Mapping[str, float] | None = None,
+) -> dict[str, np.ndarray]:
+    """Refit ``fitter`` on ``n`` resamples of the rows, drawn with replacement.
+
+    Parameters
+    ----------
+    fitter: a fitter of this module, called as ``fitter(*resampled, start=start)``.
+    arrays: its arrays (``N, D, loss`` or ``x, loss``), all resampled by the same row indices.
+    seed: seed of the ``numpy.random.Generator`` that draws every resample up front.
+    start: natural-unit parameters each refit starts from; ``None`` fits the full data first and
+        starts from that optimum (for Approach 3: the grid once, then one L-BFGS-B run per
+        resample, as Epoch AI did).
+
+    Returns
+    -------
+    One array of draws per parameter, natural units. Resamples whose refit fails are dropped
+    with a warning (arrays shorter than ``n``); more than half failing raises FitError.
+    """
+    arrays = _columns(**{f"arrays[{i}]": a for i, a in enumerate(arrays)})
+    if n < 1:
+        raise FitError(f"a bootstrap needs n >= 1 resamples, got {n}")
+    if start is None:
+        start = fitter(*arrays).params
+    rows = arrays[0].size
+    fits = []
+    with _one_blas_thread():
+        for idx in np.random.default_rng(seed).integers(0, rows, size=(n, rows)):
+            try:
+                fits.append(fitter(*(a[idx] for a in arrays), start=start).params)
+            except FitError:
+                pass
+    if 2 * len(fits) < n:
+        raise FitError(f"{n - len(fits)} of {n} bootstrap refits failed; the fit is not stable")
+    if len(fits) < n:
+        warnings.warn(f"{n - len(fits)} of {n} bootstrap refits failed; dropped", stacklevel=2)
+    return {k: np.array([f[k] for f in fits]) for k in start}
+
+
+_bootstrap = bootstrap  # fit_lsq's argument of the same name shadows it
+
+_FITTERS: dict[tuple[str, str], Callable[..., LSQFit]] = {
+    ("ols", "power_pure"): ols_loglog,
+    ("curve_fit", "power"): curve_fit_power,
+    ("curve_fit", "chinchilla"): curve_fit_chinchilla,
+    ("huber", "chinchilla"): huber_approach3,
+}
+
+
+def fit_lsq(
+    method: str,
+    law: str,
+    *,
+    N=None,
+    D=None,
+    x=None,
+    loss,
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> LSQFit:
+    """Fit ``law`` by ``method``; with ``bootstrap > 0`` attach that many bootstrap draws.
+
+    Parameters
+    ----------
+    method: ``"ols"`` (law ``power_pure``), ``"curve_fit"`` (``power`` or ``chinchilla``) or
+        ``"huber"`` (``chinchilla``, Hoffmann Approach 3 on Epoch AI's grid).
+    law: name in ``bayescale.laws.LAWS``.
+    N, D: parameters and tokens per run, for ``chinchilla``; x: the input of one-variable laws.
+    loss: final loss per run, nats.
+    bootstrap: number of resamples, refitted from the full-data optimum; 0 for none.
+    seed: seed of the resampling.
+    """
+    t0 = time.perf_counter()
+    if (method, law) not in _FITTERS:
+        laws = [lw for m, lw in _FITTERS if m == method]
+        if not laws:
+            raise FitError(f"unknown method {method!r}; choose one of ols, curve_fit, huber")
+        raise FitError(f"method {method!r} fits law {' or '.join(map(repr, laws))}, not {law!r}")
+    if law == "chinchilla":
+        if N is None or D is None or x is not None:
+            raise FitError(f"law {law!r} takes N and D (not x)")
+        arrays = (N, D, loss)
+    else:
+        if x is None or N is not None or D is not None:
+            raise FitError(f"law {law!r} takes x (not N or D)")
+        arrays = (x, loss)
+    fitter = _FITTERS[method, law]
+    point = fitter(*arrays)
+    draws = None
+    if bootstrap:
+        draws = _bootstrap(fitter, *arrays, n=bootstrap, seed=seed, start=point.params)
+    return LSQFit(method, law, point.params, draws, point.n_points, time.perf_counter() - t0)
+
+
+def fit_lsq_data(method: str, law: str, data, *, bootstrap: int = 0, seed: int = 0) -> LSQFit:
+    """:func:`fit_lsq` on a :class:`bayescale.ScalingData` (its N and D, or x, and loss)."""
+    if law in ("power", "power_pure"):
+        if data.x is None:
+            raise FitError(f"law {law!r} needs an x column (--x-col); these data have N and D")
+        return fit_lsq(method, law, x=data.x, loss=data.loss, bootstrap=bootstrap, seed=seed)
+    if data.N is None:
+        raise FitError(f"law {law!r} needs N and D (or C); these data have only x")
+    return fit_lsq(method, law, N=data.N, D=data.D, loss=data.loss, bootstrap=bootstrap, seed=seed)
