@@ -88,27 +88,15 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     if quick_mode():
         chains, warmup, draws = min(chains, 2), min(warmup, 300), min(draws, 300)
     data.check_for(law.inputs, law.n_params, law.name)
-    if repeats == "auto":
-        repeats = data.has_repeats(law.inputs)
-    priors = resolve_priors(law, data.loss, priors, repeats=bool(repeats), noise=noise)
-    log_ref = data.log_reference(law.inputs)
-    log_inputs = {i: jnp.log(jnp.asarray(v)) for i, v in data.inputs(law.inputs).items()}
-    y = jnp.log(jnp.asarray(data.loss))
-    config = data.configurations(law.inputs) if repeats else None
-    model_kw = dict(law=law, priors=priors, log_ref=log_ref,
-                    config=None if config is None else jnp.asarray(config),
-                    n_config=0 if config is None else int(config.max()) + 1)
-
-    def model(log_inputs, y=None):
-        scaling_model(log_inputs, y, **model_kw)
-
+    model, log_inputs, y, priors, repeats = _build_model(data, law, noise=noise, priors=priors,
+                                                        repeats=repeats)
     chain_method = "parallel" if jax.local_device_count() >= chains > 1 else "vectorized"
     kernel = NUTS(model, dense_mass=dense_mass, target_accept_prob=target_accept,
                   init_strategy=init_to_median(num_samples=15))
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
-                chain_method=chain_method, progress_bar=progress)
+                chain_method=chain_method, progress_bar=progress, jit_model_args=True)
     start = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(seed), log_inputs, y)
+    mcmc.run(jax.random.PRNGKey(seed), log_inputs, y, *model.extra_args)
     seconds = time.perf_counter() - start
     idata = _to_idata(az, mcmc, model, log_inputs, y, seed, data, law)
     result = ScalingFit(
@@ -120,12 +108,43 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     return result
 
 
+def _build_model(data: ScalingData, law: Law, *, noise: str, priors: Mapping[str, Any] | None,
+                repeats: bool | str):
+    """The NumPyro model :func:`fit` samples, shared with :func:`bayescale.checks.prior_predictive`.
+
+    Returns ``(model, log_inputs, y, priors, repeats)``: ``model(log_inputs, y=None)`` with the
+    priors resolved, the log inputs and log losses of the runs, and whether repeats are modelled.
+    """
+    if repeats == "auto":
+        repeats = data.has_repeats(law.inputs)
+    repeats = bool(repeats)
+    priors = resolve_priors(law, data.loss, priors, repeats=repeats, noise=noise)
+    log_inputs = {i: jnp.log(jnp.asarray(v)) for i, v in data.inputs(law.inputs).items()}
+    y = jnp.log(jnp.asarray(data.loss))
+    config = data.configurations(law.inputs) if repeats else None
+    n_config = 0 if config is None else int(config.max()) + 1
+    # Data-dependent prior parameters and the reference point travel as traced arguments (numpyro
+    # distributions are pytrees), so fits of same-shaped data share one compiled program and
+    # JAX's persistent compilation cache serves every fit after the first.
+    fixed = {k: v for k, v in priors.items() if isinstance(v, float)}
+    extra = ({k: v for k, v in priors.items() if k not in fixed},
+             {k: jnp.asarray(v) for k, v in data.log_reference(law.inputs).items()},
+             None if config is None else jnp.asarray(config))
+
+    def model(log_inputs, y=None, dynamic=extra[0], log_ref=extra[1], config=extra[2]):
+        scaling_model(log_inputs, y, law=law, priors={**dynamic, **fixed}, log_ref=log_ref,
+                      config=config, n_config=n_config)
+
+    model.extra_args = extra
+    return model, log_inputs, y, priors, repeats
+
+
 def _to_idata(az, mcmc, model, log_inputs, y, seed, data, law):
     from numpyro.infer import Predictive
 
     samples = mcmc.get_samples()
     pred = Predictive(model, posterior_samples=samples, return_sites=[OBS_SITE])
-    pp = pred(jax.random.PRNGKey(seed + 1), log_inputs)[OBS_SITE]
+    pp = pred(jax.random.PRNGKey(seed + 1), log_inputs, None, *model.extra_args)[OBS_SITE]
     chains = mcmc.num_chains
     pp = np.asarray(pp).reshape(chains, -1, pp.shape[-1])
     constant = {k: np.asarray(v) for k, v in data.inputs(law.inputs).items()}
