@@ -32,3 +32,16 @@ def simulate_chinchilla(truth=None, *, n_side=7, sigma=0.01, seed=0, df=None):
 @pytest.fixture
 def chinchilla_sim():
     return simulate_chinchilla()
+
+
+def chinchilla_draws(n: int = 500, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fixed 'posterior' draws jittered around Epoch AI's Chinchilla fit (no sampling)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((5, n))
+    return {
+        "E": 1.8 * np.exp(0.01 * z[0]),
+        "A": 480.0 * np.exp(0.1 * z[1]),
+        "B": 2100.0 * np.exp(0.1 * z[2]),
+        "alpha": 0.35 + 0.01 * z[3],
+        "beta": 0.37 + 0.01 * z[4],
+    }

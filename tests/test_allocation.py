@@ -19,19 +19,11 @@ from bayescale.allocation import (
 from bayescale.errors import FitError
 from bayescale.laws import LAWS, chinchilla_exponents, chinchilla_optimum
 
+from conftest import chinchilla_draws  # noqa: E402
+
 BUDGETS = np.logspace(18, 26, 9)
 
 
-def chinchilla_draws(n: int = 500, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((5, n))
-    return {
-        "E": 1.8 * np.exp(0.01 * z[0]),
-        "A": 480.0 * np.exp(0.1 * z[1]),
-        "B": 2100.0 * np.exp(0.1 * z[2]),
-        "alpha": 0.35 + 0.01 * z[3],
-        "beta": 0.37 + 0.01 * z[4],
-    }
 
 
 def kaplan_draws(n: int = 200, seed: int = 1) -> dict[str, np.ndarray]:

@@ -12,19 +12,13 @@ from bayescale.errors import FitError
 from bayescale.predict import predict
 from bayescale.summaries import interval, summary_dict
 
+from conftest import chinchilla_draws as _draws  # noqa: E402
+
 S = 4000
 
 
 def chinchilla_draws(n: int = S, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((5, n))
-    return {
-        "E": 1.8 * np.exp(0.01 * z[0]),
-        "A": 480.0 * np.exp(0.1 * z[1]),
-        "B": 2100.0 * np.exp(0.1 * z[2]),
-        "alpha": 0.35 + 0.01 * z[3],
-        "beta": 0.37 + 0.01 * z[4],
-    }
+    return _draws(n, seed)
 
 
 def chinchilla_np(p, N, D):
