@@ -32,6 +32,8 @@ _EXPORTS = {
     "compare": "bayescale.comparison",
     "LAWS": "bayescale.laws",
     "get_law": "bayescale.laws",
+    "prior_predictive": "bayescale.checks",
+    "prior_sensitivity": "bayescale.checks",
 }
 
 __all__ = ["__version__", *_EXPORTS]

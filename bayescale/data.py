@@ -4,11 +4,24 @@ A table of finished runs becomes arrays of parameters N, training tokens D, trai
 (FLOPs), final loss (nats) and optional group / seed labels. Every problem a user can cause is
 raised as :class:`bayescale.DataError` naming the column, the rows (1-based, header not counted)
 and the fix.
+
+Two levels of checks:
+
+* every :class:`ScalingData` (however built): numbers only, finite, positive, one value per run,
+  and C within 2x of k N D when all three are given;
+* tables (:meth:`ScalingData.from_frame`, :meth:`~ScalingData.from_csv`, hence the CLI and the
+  bundled datasets) also get the checks for how real tables go wrong: duplicate column names,
+  rows identical in every column, sizes that look like millions or billions (largest N or D below
+  1000), and a "loss" column that looks like accuracy (every value in [0, 1] and rising with
+  compute, Spearman rank correlation above 0.5). :meth:`~ScalingData.from_arrays` skips these
+  heuristics, so toy data in arbitrary units can still be built by hand.
 """
 
 from __future__ import annotations
 
+import csv
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +32,11 @@ import pandas as pd
 from bayescale.errors import DataError
 
 __all__ = ["ScalingData", "COLUMN_ALIASES"]
+
+#: Below this largest value, N or D look like they are given in millions or billions.
+MIN_PLAUSIBLE_SIZE = 1000.0
+#: Above this rank correlation with compute (or x), losses all in [0, 1] look like accuracy.
+ACCURACY_RHO = 0.5
 
 #: Column names recognised when a column is not named explicitly, in order of preference.
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -70,7 +88,9 @@ class ScalingData:
     def __post_init__(self):
         k = self.flops_per_param_token
         if not (np.isfinite(k) and k > 0):
-            raise DataError(f"flops_per_param_token must be a positive number, got {k!r}")
+            raise DataError(f"flops_per_param_token (--flops-per-param-token) must be a positive "
+                            f"number of FLOPs per parameter per token (6 for dense transformers), "
+                            f"got {k!r}")
         loss = _numeric("loss", self.loss)
         n = len(loss)
         if n == 0:
@@ -138,6 +158,9 @@ class ScalingData:
         Columns named explicitly must exist; those left as None are found among
         :data:`COLUMN_ALIASES` (``N``/``N_params``, ``D``/``D_tokens``, ``C``/``C_flops``,
         ``loss``/``val_loss``...). The loss column is required, and either N with D or C, or x.
+        Besides the checks of every ScalingData, a table may not repeat a column name or a row
+        (identical in every column), give N or D in millions or billions (largest below 1000), or
+        hold an accuracy in its loss column (see the module docstring).
         """
         if not isinstance(df, pd.DataFrame):
             raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
@@ -147,6 +170,10 @@ class ScalingData:
                 "training runs"
             )
         columns = [str(c) for c in df.columns]
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise DataError(f"column {repeated[0]!r} appears more than once in the header: rename "
+                            "or drop the copies so that each column has one name")
         chosen = {}
         for key, given in (("N", n_col), ("D", d_col), ("C", c_col), ("loss", loss_col),
                            ("x", x_col), ("group", group_col), ("seed", seed_col)):
@@ -173,8 +200,12 @@ class ScalingData:
                 values[key] = _numeric(col, values[key])
         if "x" in values and "N" in values and x_col is None:
             values.pop("x")
-        return cls(**values, group=_opt(df, chosen.get("group")), seed=_opt(df, chosen.get("seed")),
+        _check_duplicate_rows(df)
+        _check_units(values, chosen, flops_per_param_token)
+        data = cls(**values, group=_opt(df, chosen.get("group")), seed=_opt(df, chosen.get("seed")),
                    flops_per_param_token=flops_per_param_token, name=name, citation=citation)
+        _check_not_accuracy(data, chosen["loss"])
+        return data
 
     @classmethod
     def from_csv(cls, path: str | Path, **columns: Any) -> ScalingData:
@@ -184,21 +215,42 @@ class ScalingData:
             raise DataError(f"file not found: {path}; check the path")
         if path.is_dir():
             raise DataError(f"{path} is a folder, not a CSV file")
+        with open(path, "rb") as f:
+            if b"\0" in f.read(4096):
+                raise DataError(f"{path} is a binary file, not CSV text: export the table as "
+                                "comma-separated text with a header line")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = f.readline().lstrip("\ufeff")
+        sep = max([",", ";", "\t", "|"], key=header.count) if header.strip() else ","
+        names = [n.strip() for n in next(csv.reader([header], delimiter=sep), [])]
+        long_rows = (f"{path}: {{}} more cells than the header has names ({len(names)}): remove "
+                     "the extra cells or name every column")
         try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                header = f.readline()
-            sep = max([",", ";", "\t", "|"], key=header.count) if header.strip() else ","
-            df = pd.read_csv(path, sep=sep)
+            try:
+                df = pd.read_csv(path, sep=sep)
+            except UnicodeDecodeError:  # e.g. Excel's cp1252; numbers are ASCII either way
+                df = pd.read_csv(path, sep=sep, encoding="latin-1")
         except pd.errors.EmptyDataError:
             raise DataError(f"{path} is empty: it needs a header line and one row per run") from None
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise DataError(f"{path} could not be read as CSV ({err}); save it as comma-separated "
-                            "text with a header line") from None
+        except pd.errors.ParserError as err:
+            rows = _long_rows(path, sep, len(names))
+            if rows:
+                raise DataError(long_rows.format(rows)) from None
+            why = " ".join(str(err).split())  # one line, whatever pandas wrote
+            raise DataError(f"{path} could not be read as CSV ({why}); save it as comma-separated "
+                            "UTF-8 text with a header line") from None
+        if not isinstance(df.index, pd.RangeIndex):  # pandas took surplus cells as an index
+            raise DataError(long_rows.format(_long_rows(path, sep, len(names))))
+        repeated = sorted({n for n in names if n and names.count(n) > 1})
+        if repeated:
+            raise DataError(f"column {repeated[0]!r} appears more than once in the header of "
+                            f"{path}: rename or drop the copies so that each column has one name")
         if len(df) == 0:
             raise DataError(f"{path} has a header but no rows: add one row per finished run")
-        if df.shape[1] == 1 and len(df):
-            raise DataError(f"{path} has a single column {df.columns[0]!r}: separate the "
-                            "columns with commas (or ; tab |) and give N, D or C, and loss")
+        if df.shape[1] == 1:
+            raise DataError(f"{path} has a single column {df.columns[0]!r}{_delimiter_hint(header)}"
+                            ": separate the columns with commas (or ; tab |) and give N with D or "
+                            "C, and loss")
         columns.setdefault("name", path.stem)
         return cls.from_frame(df, **columns)
 
@@ -271,7 +323,7 @@ def _numeric(name: str, values: Any) -> np.ndarray:
         first = raw[np.flatnonzero(bad)[0]] if bad.any() else "?"
         raise DataError(
             f"column {name!r} has non-numeric values at {_rows(bad)} (e.g. {first!r}): "
-            "write plain numbers such as 7e10"
+            f"{_number_hint(first)}"
         ) from None
     bad = ~np.isfinite(arr)
     if bad.any():
@@ -282,6 +334,104 @@ def _numeric(name: str, values: Any) -> np.ndarray:
         raise DataError(f"column {name!r} has zero or negative values at {_rows(bad)}: sizes, "
                         "compute and loss must be positive")
     return arr
+
+
+def _number_hint(cell: Any) -> str:
+    text = str(cell).strip()
+    if re.fullmatch(r"\d{1,3}(,\d{3})+", text):
+        return f"write plain numbers without thousands separators ({text.replace(',', '')})"
+    if re.fullmatch(r"[-+]?\d+,\d+", text):
+        return f"use a decimal point, not a comma ({text.replace(',', '.')})"
+    if len(re.findall(r"\d[\d.eE+-]*", text)) > 1 and re.search(r"[,;\t|]", text):
+        return ("each cell holds one number; this one holds several, so the rows seem to use "
+                "another delimiter than the header: use the same one in every line")
+    unit = re.fullmatch(r"([-+]?[\d.]+)\s*([kKmMbBtT])", text)
+    if unit:
+        power = {"k": 3, "m": 6, "b": 9, "t": 12}[unit.group(2).lower()]
+        return f"write plain numbers without units ({unit.group(1)}e{power}, not {text})"
+    return "write plain numbers such as 7e10, without units or thousands separators"
+
+
+def _long_rows(path: Path, sep: str, n_names: int) -> str:
+    """'row 3 has' / 'rows 3, 9 have' for rows with more cells than the header, else ''."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        rows = [r for r in csv.reader(f, delimiter=sep) if r][1:]
+    long = np.array([len(r) > n_names for r in rows], dtype=bool)
+    if not long.any():
+        return ""
+    return f"{_rows(long)} {'have' if long.sum() > 1 else 'has'}"
+
+
+def _delimiter_hint(header: str) -> str:
+    for char, what in ((";", "semicolons"), ("\t", "tabs"), (" ", "spaces")):
+        if char in header.strip():
+            return f" (the header seems to be separated by {what})"
+    return ""
+
+
+def _check_duplicate_rows(df: pd.DataFrame) -> None:
+    """Rows identical in every column are copies, not repeated runs."""
+    dup = df.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return
+    first: dict[tuple, int] = {}
+    pairs = []
+    for i, row in enumerate(df.itertuples(index=False, name=None)):
+        key = tuple("nan" if pd.isna(v) else v for v in row)
+        if key in first:
+            pairs.append(f"row {i + 1} repeats row {first[key] + 1}")
+        else:
+            first[key] = i
+    more = f" and {len(pairs) - 3} more" if len(pairs) > 3 else ""
+    raise DataError(
+        f"duplicate rows: {', '.join(pairs[:3])}{more} (identical in every column): drop the "
+        "copies; repeated runs of one configuration must differ in a seed column (--seed-col) or "
+        "in their loss"
+    )
+
+
+def _check_units(values: dict[str, np.ndarray], chosen: dict[str, str], k: float) -> None:
+    """Largest N or D below 1000: the table is in millions or billions, not raw counts."""
+    if "N" in values and values["N"].max() < MIN_PLAUSIBLE_SIZE:
+        raise DataError(
+            f"column {chosen['N']!r} (parameters N) is at most {values['N'].max():g} in every "
+            "row: N looks like it is in millions or billions; give raw parameter counts "
+            "(7e9, not 7)"
+        )
+    if "D" in values and values["D"].max() < MIN_PLAUSIBLE_SIZE:
+        raise DataError(
+            f"column {chosen['D']!r} (tokens D) is at most {values['D'].max():g} in every row: D "
+            "looks like it is in millions or billions; give raw token counts (1.4e12, not 1400)"
+        )
+    if "N" in values and "C" in values and "D" not in values:
+        tokens = values["C"] / (k * values["N"])
+        if tokens.max() < MIN_PLAUSIBLE_SIZE:
+            raise DataError(
+                f"column {chosen['C']!r} (compute C) gives at most {tokens.max():.3g} tokens per "
+                f"run (D = C / ({k:g} N)) in every row: C looks like it is not in FLOPs "
+                "(PF-days or units of 1e18?); give raw FLOPs"
+            )
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation (Pearson correlation of average ranks); NaN when either is constant."""
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _check_not_accuracy(data: ScalingData, loss_col: str) -> None:
+    """Every value in [0, 1] and rising with compute (or x): an accuracy, not a loss."""
+    if data.n_points < 3 or data.loss.max() > 1:
+        return
+    against, what = (data.C, "compute C = k N D") if data.C is not None else (data.x, "x")
+    rho = _spearman(data.loss, against)
+    if rho > ACCURACY_RHO:
+        raise DataError(
+            f"column {loss_col!r} is between 0 and 1 in every row and rises with {what} (Spearman "
+            f"rank correlation {rho:.2f}): this looks like accuracy; give a loss (lower is better)"
+        )
 
 
 def _opt(df: pd.DataFrame, col: str | None):

@@ -17,7 +17,7 @@ from bayescale._jax import jax, jnp
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
 from bayescale.laws import Law, get_law
-from bayescale.models import OBS_SITE, scaling_model
+from bayescale.models import OBS_SITE, config_log_likelihood, scaling_model
 from bayescale.priors import priors_from_json, priors_to_json, resolve_priors
 
 __all__ = ["fit", "ScalingFit", "load_fit", "as_data", "ConvergenceWarning", "quick_mode"]
@@ -136,6 +136,7 @@ def _build_model(data: ScalingData, law: Law, *, noise: str, priors: Mapping[str
                       config=config, n_config=n_config)
 
     model.extra_args = extra
+    model.n_config = n_config
     return model, log_inputs, y, priors, repeats
 
 
@@ -157,6 +158,28 @@ def _to_idata(az, mcmc, model, log_inputs, y, seed, data, law):
             coords={"run": np.arange(data.n_points)},
             dims={OBS_SITE: ["run"], **{k: ["run"] for k in constant}},
         )
+    if getattr(model, "n_config", 0):
+        # Repeated runs: the likelihood is one term per configuration (effects integrated out).
+        config, n_config = model.extra_args[2], model.n_config
+        params = {p: samples[p] for p in law.params}
+        params = {k: v[:, None] for k, v in params.items()}
+        mu = law.log_loss(params, log_inputs)
+        ll = jax.vmap(lambda m, s, t: config_log_likelihood(y, m, config, n_config, sigma=s,
+                                                            sigma_fit=t))(
+            mu, samples["sigma"], samples["sigma_fit"])
+        ll = np.asarray(ll).reshape(chains, -1, n_config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for group in ("log_likelihood", "observed_data"):
+                if group in idata.groups():
+                    delattr(idata, group)
+            idata.add_groups(
+                log_likelihood=az.convert_to_dataset({OBS_SITE: ll}, dims={OBS_SITE: ["config"]},
+                                                     coords={"config": np.arange(n_config)}),
+                observed_data=az.convert_to_dataset({OBS_SITE: np.asarray(y)[None, None]},
+                                                    dims={OBS_SITE: ["run"]},
+                                                    coords={"run": np.arange(data.n_points)})
+                .squeeze(["chain", "draw"], drop=True))
     return idata
 
 

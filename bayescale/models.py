@@ -5,10 +5,11 @@ Observations are log losses :math:`y_i = \log L_i`:
 
 * no repeated runs: :math:`y_i \sim \mathrm{StudentT}(\nu, \log L(N_i, D_i), \sigma)` (the robust
   default, the Bayesian counterpart of the Huber loss) or :math:`\mathrm{Normal}(\log L, \sigma)`;
-* repeated runs of a configuration (same inputs, several seeds): a configuration effect
-  :math:`\delta_c = \sigma_{fit} z_c`, :math:`z_c \sim \mathrm{StudentT}(\nu, 0, 1)` (or Normal),
-  absorbs the law's misfit, and :math:`y_i \sim \mathrm{Normal}(\log L + \delta_{c(i)}, \sigma)`,
-  so :math:`\sigma` is the seed-to-seed noise learned from the repeats.
+* repeated runs of a configuration (same inputs, several seeds): a Gaussian configuration
+  effect :math:`\delta_c \sim N(0, \sigma_{fit}^2)` absorbs the law's misfit and
+  :math:`y_i \sim N(\log L + \delta_{c(i)}, \sigma^2)`, so :math:`\sigma` is the seed-to-seed
+  noise learned from the repeats. The effects are integrated out exactly
+  (:func:`config_log_likelihood`); the log likelihood is then one term per configuration.
 
 Law parameters are sampled at the reference point of the data (``A_ref`` ...) and recorded in natural
 units as deterministic sites (``A``, ``B``, ``N_c`` ...) with the names every output uses.
@@ -26,10 +27,12 @@ import numpyro.distributions as dist
 from bayescale._jax import jnp
 from bayescale.laws import LAWS, Law
 
-__all__ = ["scaling_model", "MODELS", "OBS_SITE"]
+__all__ = ["scaling_model", "config_log_likelihood", "MODELS", "OBS_SITE", "CONFIG_FACTOR"]
 
 #: Name of the observed site: the natural log of the loss.
 OBS_SITE = "log_loss"
+#: Name of the factor holding the likelihood of repeated runs (configuration effects integrated out).
+CONFIG_FACTOR = "log_loss_by_config"
 
 
 def scaling_model(log_inputs: Mapping[str, Any], y=None, *, law: Law, priors: Mapping[str, Any],
@@ -60,10 +63,42 @@ def scaling_model(log_inputs: Mapping[str, Any], y=None, *, law: Law, priors: Ma
             numpyro.sample(OBS_SITE, noise, obs=y)
         return
     sigma_fit = numpyro.sample("sigma_fit", priors["sigma_fit"])
-    with numpyro.plate("configs", n_config):
-        z = numpyro.sample("z_config", dist.Normal() if nu is None else dist.StudentT(nu))
-    with numpyro.plate("runs", mu.shape[0]):
-        numpyro.sample(OBS_SITE, dist.Normal(mu + sigma_fit * jnp.take(z, config), sigma), obs=y)
+    if y is None:  # simulate: a new effect per configuration, then one run per row
+        with numpyro.plate("configs", n_config):
+            delta = numpyro.sample("delta_config", dist.Normal(0.0, sigma_fit))
+        with numpyro.plate("runs", mu.shape[0]):
+            numpyro.sample(OBS_SITE, dist.Normal(mu + jnp.take(delta, config), sigma))
+        return
+    # Fit: the configuration effects integrated out exactly (no funnel between sigma_fit and
+    # effects of configurations run once).
+    numpyro.factor(CONFIG_FACTOR, jnp.sum(
+        config_log_likelihood(y, mu, config, n_config, sigma=sigma, sigma_fit=sigma_fit)))
+
+
+def config_log_likelihood(y, mu, config, n_config: int, *, sigma, sigma_fit):
+    r"""Log likelihood of each configuration's runs with its Gaussian effect integrated out.
+
+    For the :math:`n_c` runs of configuration :math:`c` (mean :math:`\bar y_c`, within sum of
+    squares :math:`S_c`) with :math:`y_{ci} = \mu_c + \delta_c + \epsilon_{ci}`,
+    :math:`\delta_c \sim N(0, \tau^2)`, :math:`\epsilon \sim N(0, \sigma^2)`:
+
+    .. math::
+        \log p_c = -\tfrac{n_c}{2}\log 2\pi - (n_c - 1)\log\sigma
+        - \tfrac12\log(\sigma^2 + n_c\tau^2) - \frac{S_c}{2\sigma^2}
+        - \frac{n_c(\bar y_c - \mu_c)^2}{2(\sigma^2 + n_c\tau^2)}
+
+    Returns an array of shape (n_config,).
+    """
+    import jax
+
+    seg = partial(jax.ops.segment_sum, segment_ids=config, num_segments=n_config)
+    n = seg(jnp.ones_like(y))
+    ybar = seg(y) / n
+    mu_c = seg(mu) / n
+    ss = seg((y - jnp.take(ybar, config)) ** 2)
+    var = sigma**2 + n * sigma_fit**2
+    return (-0.5 * n * jnp.log(2 * jnp.pi) - (n - 1) * jnp.log(sigma) - 0.5 * jnp.log(var)
+            - ss / (2 * sigma**2) - n * (ybar - mu_c) ** 2 / (2 * var))
 
 
 #: A thin model per law: ``MODELS["chinchilla"](log_inputs, y, priors=..., log_ref=...)``.

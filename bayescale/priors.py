@@ -18,7 +18,8 @@ site           default (``m`` = median observed loss, ``l`` = lowest observed lo
                spread of repeated runs (Kaplan et al. 2020), i.e. 0.02/m on log loss
 ``sigma_fit``  LogNormal(log(0.02 / m), 1): with repeated runs, the deviation of a
                configuration's mean from the law (``sigma`` is then the seed-to-seed noise)
-``nu``         4.0: Student-t degrees of freedom (a number fixes it; a distribution learns it)
+``nu``         4.0: Student-t degrees of freedom (a number fixes it; a distribution learns it);
+               not used with repeated runs, whose configuration effects are Gaussian
 =============  =============================================================================
 
 Override any of them by name: ``fit(data, priors={"alpha": dist.Uniform(0, 2), "nu": 10.0})``.
@@ -68,7 +69,7 @@ def default_priors(law, loss: np.ndarray, *, repeats: bool = False, noise: str =
     priors["sigma"] = dist.LogNormal(math.log(0.02 / m), 1.0)
     if repeats:
         priors["sigma_fit"] = dist.LogNormal(math.log(0.02 / m), 1.0)
-    if noise == "student_t":
+    if noise == "student_t" and not repeats:  # repeats: Gaussian effects, integrated out
         priors["nu"] = 4.0
     return priors
 

@@ -54,9 +54,11 @@ def test_normal_noise_and_learned_nu():
 
 def test_repeats_model_has_config_effects():
     config = np.array([0, 0, 1, 1, 2, 3, 4])
-    tr = trace(config=config, n_config=5)
-    assert tr["z_config"]["value"].shape == (5,)
-    assert "sigma_fit" in tr
+    tr = trace(config=config, n_config=5)  # simulating: an effect per configuration
+    assert tr["delta_config"]["value"].shape == (5,)
+    assert "sigma_fit" in tr and "nu" not in tr
+    tr = trace(config=config, n_config=5, y=np.log(LOSS))  # fitting: effects integrated out
+    assert "delta_config" not in tr and tr["log_loss_by_config"]["type"] == "sample"
 
 
 def test_kaplan_sites():
@@ -96,3 +98,22 @@ def test_priors_json_round_trip():
             assert type(back[k]) is type(v)
             for arg in v.arg_constraints:
                 np.testing.assert_allclose(getattr(back[k], arg), getattr(v, arg))
+
+
+def test_config_likelihood_equals_multivariate_normal():
+    # Integrating out a N(0, tau^2) effect per configuration gives y_c ~ MVN(mu_c 1,
+    # sigma^2 I + tau^2 11^T); compare with scipy on configurations of 1, 2 and 4 runs.
+    from bayescale.models import config_log_likelihood
+
+    rng = np.random.default_rng(0)
+    config = np.array([0, 1, 1, 2, 2, 2, 2])
+    mu = np.array([1.0, 0.5, 0.5, 0.8, 0.8, 0.8, 0.8])
+    y = mu + 0.05 * rng.standard_normal(7)
+    sigma, tau = 0.02, 0.04
+    got = np.asarray(config_log_likelihood(y, mu, config, 3, sigma=sigma, sigma_fit=tau))
+    for c in range(3):
+        idx = config == c
+        n = idx.sum()
+        cov = sigma**2 * np.eye(n) + tau**2 * np.ones((n, n))
+        want = stats.multivariate_normal(mu[idx], cov).logpdf(y[idx])
+        assert got[c] == pytest.approx(want, rel=1e-10)
