@@ -109,7 +109,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.method != "bayes":
         return _fit_lsq(args, data)
     result = fit(data, args.law, noise=args.noise, chains=args.chains, warmup=args.warmup,
-                 draws=args.draws, seed=args.seed, progress=not args.no_progress)
+                 draws=args.draws, seed=args.seed, progress=not args.no_progress,
+                 target_accept=args.target_accept)
     if args.out:
         result.save(args.out)
         print(f"bayescale: saved fit to {args.out}", file=sys.stderr)
@@ -262,6 +263,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    from bayescale.inference import load_fit
+    from bayescale.report import write_report
+
+    result = load_fit(args.fit)
+    path = write_report(result, args.out, budgets=args.compute or None, level=args.level)
+    print(f"bayescale: wrote {path}", file=sys.stderr)
+    return 0
+
+
 # ------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bayescale", description="Bayesian inference of neural scaling laws.")
@@ -285,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--level", type=float, default=0.95, help="credible interval level")
+    p.add_argument("--target-accept", type=float, default=0.9,
+                   help="NUTS target acceptance; raise to 0.95-0.99 when divergences are reported")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
 
@@ -341,6 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fits", nargs="+", help="two or more FIT.nc files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("report", help="write a fit's report as one self-contained HTML file")
+    p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--compute", type=float, action="append", default=[],
+                   help="budget in FLOPs for the allocation table (repeat; default 10x, 100x, "
+                        "1000x the runs' largest)")
+    p.add_argument("--level", type=float, default=0.9, help="credible interval level")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

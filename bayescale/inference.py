@@ -82,6 +82,8 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     law = get_law(law)
     if noise not in ("student_t", "normal"):
         raise FitError(f"noise must be 'student_t' or 'normal', got {noise!r}")
+    if not 0 < target_accept < 1:
+        raise FitError(f"target_accept must be between 0 and 1 (e.g. 0.95), got {target_accept}")
     for name, value, low in (("chains", chains, 1), ("warmup", warmup, 1), ("draws", draws, 1)):
         if not isinstance(value, (int, np.integer)) or value < low:
             raise FitError(f"{name} must be a positive integer, got {value!r}")

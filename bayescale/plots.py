@@ -1,0 +1,457 @@
+r"""Pictures of a fitted scaling law, drawn with matplotlib on log axes in natural units.
+
+Every function takes a :class:`~bayescale.inference.ScalingFit` (plus what it needs), draws on the
+``ax`` it is given or on a new figure, and returns the Axes (the ArviZ diagnostics return the
+Figure). Bands are central credible intervals at ``level`` (0.9 by default); two kinds are drawn:
+
+* **law** (dark band): :math:`L_s(N, D)` over posterior draws s, the uncertainty about the law;
+* **new run** (light band): the loss a new training run would reach, the law times the
+  Student-t (or normal) noise on log loss; it always contains the law band.
+
+Units: parameters N, training tokens D, training compute C in FLOPs (:math:`C = kND`), loss in nats.
+For a law in N and D drawn against compute, the curve is the loss at each draw's compute-optimal
+split of C (:meth:`ScalingFit.predict` with ``C=``); against N or D, the same frontier is drawn at
+its posterior-median N*(C) or D*(C).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bayescale._plotting import (
+    CHINCHILLA_RULE,
+    LABELS,
+    LAW_COLOR,
+    PRETTY,
+    RUN_COLOR,
+    band,
+    human,
+    interval_rows,
+    law_curve,
+    loss_axis,
+    narrow_log_ticks,
+    new_ax,
+    objective_curves,
+    plugin_ratio,
+    require_nd,
+    resolve_against,
+    scatter_runs,
+    sci,
+    tokens_axis,
+    x_grid,
+    zoom_inset,
+)
+from bayescale.errors import FitError
+from bayescale.summaries import check_level, interval
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from bayescale.inference import ScalingFit
+
+__all__ = [
+    "plot_fit",
+    "plot_frontier",
+    "plot_isoflop",
+    "plot_tokens_per_param",
+    "plot_decision",
+    "plot_bayes_vs_lsq",
+    "plot_diagnostics",
+]
+
+
+# ------------------------------------------------------------------------------------ plots
+def plot_fit(fit: ScalingFit, *, against: str | None = None, extrapolate_to: float | None = None,
+             level: float = 0.9, new_run: bool = True, zoom: bool = True,
+             n_grid: int = 120, ax: Axes | None = None) -> Axes:
+    """The runs with the posterior law and its credible bands, extrapolated to a budget.
+
+    Parameters
+    ----------
+    fit : ScalingFit
+        The fitted law.
+    against : {"C", "N", "D", "x"}, optional
+        Horizontal axis: compute (FLOPs, default for laws in N and D), parameters, tokens, or
+        ``x`` (the only choice, and the default, for one-variable laws). Laws in N and D are drawn
+        along the compute-optimal frontier; the runs are coloured by N (against C) or by tokens
+        per parameter (against N or D).
+    extrapolate_to : float, optional
+        Extend the curve to this value of ``against`` and mark it with the interval there.
+    level : float, default 0.9
+        Mass of the central credible bands.
+    new_run : bool, default True
+        Also draw the (wider, grey, dashed-edged) band of a new training run.
+    zoom : bool, default True
+        With ``extrapolate_to``, magnify 0.8 decades of the curve up to it in an inset, placed
+        where nothing else is drawn (left out when there is no such room).
+    n_grid : int, default 120
+        Points along the curve.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure by default.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    level = check_level(level)
+    against = resolve_against(fit.law, against)
+    ax = new_ax(ax)
+    k = fit.data.flops_per_param_token
+    grid, j = x_grid(getattr(fit.data, against), extrapolate_to, n_grid)
+    xs, pred = law_curve(fit.law, fit.params_draws(), fit.noise_draws(), against, grid, k)
+    pct = f"{100 * level:g}%"
+
+    def draw(target, legend):
+        if new_run:
+            band(target, xs, pred.new_run_draws, level, color=RUN_COLOR, alpha=0.18, line=False,
+                 edge="--", label=f"new run, {pct}" if legend else None)
+        out = band(target, xs, pred.law_draws, level, color=LAW_COLOR, alpha=0.45, edge="-",
+                   label=f"law, {pct}" if legend else None)
+        m, l_lo, l_hi = (v[j] for v in out)
+        if extrapolate_to is not None:
+            target.axvline(xs[j], color="0.3", ls=":", lw=1)
+            target.errorbar(xs[j], m, yerr=[[m - l_lo], [l_hi - m]], fmt="D", color="C3", ms=5,
+                            capsize=3, zorder=4, label=(f"at {sci(extrapolate_to)}: {m:.3f} "
+                                                        f"[{l_lo:.3f}, {l_hi:.3f}]")
+                            if legend else None)
+
+    draw(ax, True)
+    ax.plot([], [], color=LAW_COLOR, lw=1.8, label="posterior median"
+            + (" (compute-optimal)" if fit.law.inputs == ("N", "D") else ""))
+    scatter_runs(ax, fit, against)
+    ax.set_xscale("log")
+    ax.set_xlabel(LABELS[against])
+    loss_axis(ax)
+    ax.legend(fontsize="small", loc="upper right")
+    if extrapolate_to is not None and zoom:
+        zoom_inset(ax, xs, j, pred, level, draw, new_run)
+    return ax
+
+
+def plot_frontier(fit: ScalingFit, C_range: Sequence[float] | None = None, *, level: float = 0.9,
+                  n_grid: int = 60, ax: Axes | None = None) -> Axes:
+    """Compute-optimal parameters N*(C) and tokens D*(C) with credible bands.
+
+    Parameters
+    ----------
+    fit : ScalingFit
+        A fit of a law in N and D.
+    C_range : (C_min, C_max) or array of budgets in FLOPs, optional
+        Default: from the smallest budget of the data to 1000 times the largest.
+    level : float, default 0.9
+        Mass of the bands; the legend gives the exponents of :math:`N^*\\propto C^a`,
+        :math:`D^*\\propto C^b` with their intervals.
+    n_grid : int, default 60
+        Budgets between the ends of a two-element ``C_range``.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The data's budgets are shaded and marked by ticks along the bottom.
+    """
+    level = check_level(level)
+    require_nd(fit, "plot_frontier")
+    data = fit.data
+    if C_range is None:
+        C_range = (data.C.min(), 1e3 * data.C.max())
+    grid = np.sort(np.asarray(C_range, dtype=float))
+    if grid.size == 2:
+        grid = np.geomspace(grid[0], grid[1], n_grid)
+    alloc = fit.compute_optimal(grid)
+    ax = new_ax(ax)
+    expo = alloc.exponents()
+    for what, draws, color, e in (("N", alloc.N_opt, "C0", "a"), ("D", alloc.D_opt, "C1", "b")):
+        m, lo, hi = interval(expo[e], level)
+        band(ax, grid, draws, level, color=color, alpha=0.3,
+              label=f"{what}* ∝ $C^{{{e}}}$, {e} = {m:.3f} [{lo:.3f}, {hi:.3f}]")
+    ax.axvspan(data.C.min(), data.C.max(), color="0.92", zorder=0, label="budgets of the runs")
+    ax.plot(data.C, np.full(data.C.shape, 0.015), "|", color="0.35", ms=7,
+            transform=ax.get_xaxis_transform())
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(LABELS["C"])
+    ax.set_ylabel("compute-optimal parameters N* / tokens D*")
+    ax.legend(fontsize="small", loc="upper left", title=f"median, {100 * level:g}% band")
+    return ax
+
+
+def plot_isoflop(fit: ScalingFit, budgets: Sequence[float], *, level: float = 0.9, n_grid: int = 60,
+                 show_runs: bool = True, ax: Axes | None = None) -> Axes:
+    """IsoFLOP profiles: loss against N at fixed budgets, with each optimum's posterior.
+
+    Parameters
+    ----------
+    fit : ScalingFit
+        A fit of a law in N and D.
+    budgets : sequence of float
+        Budgets C in FLOPs, one curve each (:meth:`ScalingFit.isoflop_profile`).
+    level : float, default 0.9
+        Mass of the bands of the loss and of the interval bar of N* (the marker is the median N*).
+    show_runs : bool, default True
+        Overlay the runs whose budget lies within 12% of a curve's budget.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    level = check_level(level)
+    require_nd(fit, "plot_isoflop")
+    budgets = np.sort(np.atleast_1d(np.asarray(budgets, dtype=float)))
+    ax = new_ax(ax)
+    colors = plt.get_cmap("viridis")(np.linspace(0.05, 0.85, budgets.size))
+    for c, color in zip(budgets, colors):
+        prof = fit.isoflop_profile(c, n_grid=n_grid)
+        med, _, _ = band(ax, prof.N, prof.loss, level, color=color, alpha=0.35, label=sci(c))
+        n_med, n_lo, n_hi = interval(prof.N_opt, level)
+        y = np.interp(np.log(n_med), np.log(prof.N), med)
+        ax.errorbar(n_med, y, xerr=[[n_med - n_lo], [n_hi - n_med]], fmt="o", color=color,
+                    mec="k", ms=6, capsize=3, zorder=4)
+        if show_runs and fit.data.N is not None:
+            near = np.abs(np.log(fit.data.C / c)) < np.log(1.12)
+            ax.scatter(fit.data.N[near], fit.data.loss[near], color=color, marker="x", s=22,
+                       zorder=3)
+    ax.errorbar([], [], xerr=[], fmt="o", color="0.5", mec="k", capsize=3,
+                label=f"median N*, {100 * level:g}% interval")
+    ax.set_xscale("log")
+    ax.set_xlabel(LABELS["N"] + f"   (D = C / ({fit.data.flops_per_param_token:g} N))")
+    loss_axis(ax)
+    ax.legend(fontsize="small", loc="upper right", title=f"budget (FLOPs), {100 * level:g}% band",
+              title_fontsize="small")
+    return ax
+
+
+def plot_tokens_per_param(fit: ScalingFit, C: float, *,
+                          plugin: float | Mapping[str, float] | None = None, level: float = 0.9,
+                          bins: int = 40, ax: Axes | None = None) -> Axes:
+    """Posterior of the compute-optimal tokens per parameter D*/N* at one budget.
+
+    Parameters
+    ----------
+    fit : ScalingFit
+        A fit of a law in N and D.
+    C : float
+        The budget in FLOPs.
+    plugin : float or mapping, optional
+        The plug-in value to mark: a ratio, or point parameters (e.g. a least-squares fit's
+        ``params``) whose optimum gives it. Default: the optimum of the posterior-median parameters.
+    level : float, default 0.9
+        Mass of the shaded central interval.
+    bins : int, default 40
+        Histogram bins, evenly spaced in log10(D*/N*); the height is density per decade.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        Also marks the 20 tokens per parameter rule of thumb of Hoffmann et al. (2022).
+    """
+    level = check_level(level)
+    require_nd(fit, "plot_tokens_per_param")
+    ratio = fit.compute_optimal(C).tokens_per_param[:, 0]
+    plug = plugin_ratio(fit, C, plugin)
+    ax = new_ax(ax)
+    dens, edges = np.histogram(np.log10(ratio), bins=bins, density=True)
+    ax.stairs(dens, 10**edges, fill=True, color="C0", alpha=0.35, label="posterior")
+    ax.stairs(dens, 10**edges, color="C0", lw=1.2)
+    med, lo, hi = interval(ratio, level)
+    ax.axvspan(lo, hi, color="C0", alpha=0.08,
+               label=f"median {med:.3g}, {100 * level:g}% [{lo:.3g}, {hi:.3g}]")
+    ax.axvline(med, color="C0", lw=1.5)
+    ax.axvline(plug, color="C3", ls="--", lw=1.5, label=f"plug-in: {plug:.3g}")
+    ax.axvline(CHINCHILLA_RULE, color="0.3", ls=":", lw=1.5, label="20 tokens/parameter rule")
+    ax.set_xscale("log")
+    span = [ratio.min(), ratio.max(), plug, CHINCHILLA_RULE]
+    ax.set_xlim(min(span) / 1.3, max(span) * 1.3)
+    narrow_log_ticks(ax.xaxis, lambda v: f"{v:g}", decades=2.5)
+    ax.set_xlabel("compute-optimal tokens per parameter D*/N*")
+    ax.set_ylabel("posterior density per decade")
+    ax.set_title(f"C = {sci(C)} FLOPs", fontsize="medium")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_decision(fit: ScalingFit, C: float, *,
+                  objectives: Sequence[str] = ("expected", "quantile:0.9", "cvar:0.9"),
+                  span: float = 0.7, n_grid: int = 81, seed: int = 0,
+                  ax: Axes | None = None) -> Axes:
+    """Risk-aware split of one budget: each objective of the new-run loss against N, minimised.
+
+    Parameters
+    ----------
+    fit : ScalingFit
+        A fit of a law in N and D.
+    C : float
+        The budget in FLOPs; a model of N parameters trains on D = C/(kN) tokens (top axis).
+    objectives : sequence of str
+        Specs read by :func:`bayescale.decisions.parse_objective` (``"expected"``,
+        ``"quantile:Q"``, ``"cvar:Q"``, ``"mean_std:LAMBDA"``).
+    span : float, default 0.7
+        Decades of N drawn on each side of the choices.
+    n_grid : int, default 81
+        Model sizes along the curve.
+    seed : int, default 0
+        Seed of the common random numbers shared with
+        :func:`bayescale.decisions.choose_allocation`, so each curve's minimum is its choice.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One curve per objective with its choice marked, and the plug-in N (optimum of the
+        posterior-median law) as a dotted line. The loss axis is linear: the curves differ by
+        hundredths of a nat.
+    """
+    require_nd(fit, "plot_decision")
+    n, curves, decisions = objective_curves(fit, C, objectives, span=span, n_grid=n_grid,
+                                            seed=seed)
+    ax = new_ax(ax)
+    for i, (values, dec) in enumerate(zip(curves, decisions)):
+        color = f"C{i}"
+        ax.plot(n, values, color=color, lw=1.8, label=f"{dec.objective}: N = {human(dec.choice.N)}")
+        ax.plot(dec.choice.N, dec.choice.objective_value, "o", color=color, mec="k", ms=7,
+                zorder=3)
+    ax.axvline(decisions[0].plugin.N, color="0.3", ls=":", lw=1.5,
+               label=f"plug-in N = {human(decisions[0].plugin.N)}")
+    ax.set_xscale("log")
+    ax.set_xlabel(LABELS["N"])
+    narrow_log_ticks(ax.xaxis)
+    tokens_axis(ax, C, fit.data.flops_per_param_token)
+    ax.set_ylabel("objective of a new run's loss (nats)")
+    ax.set_title(f"C = {sci(C)} FLOPs", fontsize="medium")
+    ax.legend(fontsize="small", loc="upper center")
+    return ax
+
+
+def plot_bayes_vs_lsq(fit: ScalingFit, lsq_fits: Mapping[str, Any], *, against: str | None = None,
+                      extrapolate_to: float | None = None, level: float = 0.9,
+                      n_grid: int = 100, ax: Axes | Sequence[Axes] | None = None
+                      ) -> Axes | tuple[Axes, Axes]:
+    """The posterior's extrapolation next to least-squares ones, each with its interval.
+
+    Parameters
+    ----------
+    fit : ScalingFit
+        The Bayesian fit; its law band is drawn with its median.
+    lsq_fits : mapping of str to LSQFit
+        Label -> :class:`bayescale.baselines.LSQFit` of a law with the same inputs. Each point
+        estimate is a dashed line; a fit with bootstrap draws also gets its band at ``level``.
+    against : {"C", "N", "D", "x"}, optional
+        As in :func:`plot_fit` (laws in N and D follow each fit's own compute-optimal frontier).
+    extrapolate_to : float, optional
+        End of the curves, marked; default 100 times the largest value of the runs.
+    level : float, default 0.9
+    n_grid : int, default 100
+    ax : Axes or pair of Axes, optional
+        None: a new figure with two panels, the curves and the intervals at ``extrapolate_to``
+        side by side. One Axes: the curves only, the intervals written in the legend.
+
+    Returns
+    -------
+    matplotlib.axes.Axes or tuple of two Axes
+        What was drawn on: (curves, intervals), or the one Axes given.
+    """
+    from bayescale.laws import get_law
+
+    level = check_level(level)
+    against = resolve_against(fit.law, against)
+    k = fit.data.flops_per_param_token
+    values = getattr(fit.data, against)
+    target = 100 * float(np.max(values)) if extrapolate_to is None else extrapolate_to
+    grid, j = x_grid(values, target, n_grid)
+    pct = f"{100 * level:g}%"
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(1, 2, figsize=(10, 4.4), width_ratios=[1.9, 1], layout="constrained")
+    axes = tuple(np.ravel(ax))
+    ax, rows = axes[0], []
+
+    def label(name, draws):
+        if len(axes) > 1:
+            return name
+        m, lo_, hi_ = interval(draws[:, j], level)
+        return f"{name}: {m:.3f}" + (f" [{lo_:.3f}, {hi_:.3f}]" if draws.shape[0] > 1 else "")
+
+    xs, pred = law_curve(fit.law, fit.params_draws(), fit.noise_draws(), against, grid, k)
+    band(ax, xs, pred.law_draws, level, color="C0", alpha=0.4, edge="-",
+         label=label(f"Bayes, {pct}", pred.law_draws))
+    rows.append(("Bayes (posterior)", "C0", *interval(pred.law_draws[:, j], level)))
+    for i, (name, lsq) in enumerate(lsq_fits.items()):
+        law, color = get_law(lsq.law), f"C{i + 1}"
+        if law.inputs != fit.law.inputs:
+            raise FitError(f"least-squares fit {name!r} has law {law.name!r} with inputs "
+                           f"{law.inputs}; the posterior's law takes {fit.law.inputs}")
+        point = {p: np.atleast_1d(v) for p, v in lsq.params.items()}
+        xp, pp = law_curve(law, point, {"sigma": 0.0}, against, grid, k)
+        m = lo_ = hi_ = pp.law_draws[0, j]
+        if lsq.draws is not None:
+            xb, pb = law_curve(law, lsq.params_draws(), {"sigma": 0.0}, against, grid, k)
+            band(ax, xb, pb.law_draws, level, color=color, alpha=0.15, line=False, edge=":",
+                 label=label(f"{name}, bootstrap {pct}", pb.law_draws))
+            _, lo_, hi_ = interval(pb.law_draws[:, j], level)
+        ax.plot(xp, pp.law_draws[0], color=color, ls="--", lw=1.8,
+                label=label(f"{name}, point", pp.law_draws))
+        rows.append((name, color, m, lo_, hi_))
+    ax.scatter(values, fit.data.loss, s=8, color="0.45", zorder=3, label="runs")
+    ax.axvline(xs[j], color="0.3", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel(LABELS[against])
+    loss_axis(ax)
+    ax.legend(fontsize="small", loc="upper right",
+              title=None if len(axes) > 1 else f"loss at {sci(target)}")
+    if len(axes) == 1:
+        return ax
+    interval_rows(axes[1], rows[::-1], f"loss at {sci(target)} (nats)")
+    axes[1].set_title(f"marker: posterior median or point estimate\nbar: {pct} posterior or "
+                      "bootstrap interval", fontsize="small")
+    return axes[0], axes[1]
+
+
+def plot_diagnostics(fit: ScalingFit, kind: str = "trace", *,
+                     var_names: Sequence[str] | None = None, **kwargs: Any) -> Figure:
+    """Sampler diagnostics through ArviZ for the law's natural-unit parameters and the noise.
+
+    Parameters
+    ----------
+    fit : ScalingFit
+    kind : {"trace", "pair", "rank"}
+        ``az.plot_trace`` (density and trace per chain), ``az.plot_pair`` (scatter with divergent
+        transitions marked) or ``az.plot_rank`` (rank histograms per chain: flat when mixed).
+    var_names : sequence of str, optional
+        Default: the law's parameters (E, A, B, alpha, beta, ...) and the noise (sigma, nu).
+    **kwargs
+        Passed on to the ArviZ function.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import arviz as az
+
+    names = list(var_names or fit.param_names)
+    labeller = az.labels.MapLabeller(var_name_map={n: PRETTY.get(n, n) for n in names})
+    common = dict(var_names=names, labeller=labeller)
+    if kind == "trace":
+        axes = az.plot_trace(fit.idata, compact=False, **common, **kwargs)
+    elif kind == "pair":
+        kwargs.setdefault("scatter_kwargs", {"alpha": 0.25, "s": 3, "rasterized": True})
+        kwargs.setdefault("figsize", (1.8 * len(names), 1.8 * len(names)))
+        kwargs.setdefault("textsize", 9)
+        axes = az.plot_pair(fit.idata, divergences=True, **common, **kwargs)
+    elif kind == "rank":
+        axes = az.plot_rank(fit.idata, **common, **kwargs)
+    else:
+        raise FitError(f"kind must be 'trace', 'pair' or 'rank'; got {kind!r}")
+    fig = np.ravel(axes)[0].figure
+    if kind == "trace":
+        fig.set_size_inches(10, 1.7 * len(names))
+        fig.set_layout_engine("constrained")
+    return fig

@@ -1,0 +1,233 @@
+"""A fit as one self-contained HTML page: tables and plots, images embedded as base64 PNG.
+
+``bayescale report FIT.nc --out report.html --compute 1e24`` calls :func:`write_report`; the page
+needs no other file and no network, so it can be mailed or attached to an issue as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bayescale._plotting import human
+from bayescale.errors import FitError
+from bayescale.summaries import check_level, interval
+
+__all__ = ["write_report", "render_report", "default_budgets", "sci_html"]
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; color: #222;
+       line-height: 1.45; padding: 0 1em; }
+h1 { font-size: 1.6em; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
+th, td { padding: .25em .8em; text-align: right; border-bottom: 1px solid #eee; }
+th:first-child, td:first-child { text-align: left; }
+code { background: #f4f4f4; padding: 0 .25em; }
+.ok { color: #17612a; font-weight: 600; } .bad { color: #a31515; font-weight: 600; }
+.warn { background: #fdecea; border-left: 4px solid #a31515; padding: .6em 1em; }
+figure { margin: 1em 0; } figure img { max-width: 100%; }
+figcaption { color: #555; font-size: .9em; }
+.muted { color: #666; font-size: .9em; }
+"""
+
+
+def default_budgets(fit) -> tuple[float, ...]:
+    """10, 100 and 1000 times the largest budget of the runs, rounded up to powers of ten (FLOPs);
+    for a one-variable law the same multiples of the largest x."""
+    largest = float(np.max(fit.data.C if fit.law.inputs == ("N", "D") else fit.data.x))
+    base = 10.0 ** math.ceil(math.log10(largest))
+    return tuple(base * 10.0**i for i in range(3))
+
+
+def _fmt(v: float) -> str:
+    """4 significant digits; from 1e5 on as a power of ten (HTML)."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    return sci_html(v) if abs(v) >= 1e5 else f"{v:.4g}"
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _figure(fig_or_ax, caption: str) -> str:
+    import matplotlib.pyplot as plt
+
+    if isinstance(fig_or_ax, tuple):
+        fig_or_ax = fig_or_ax[0]
+    fig = getattr(fig_or_ax, "figure", fig_or_ax)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _ci(draws, level: float) -> str:
+    m, lo, hi = interval(np.ravel(draws), level)
+    return f"{_fmt(float(m))} <span class=muted>[{_fmt(float(lo))}, {_fmt(float(hi))}]</span>"
+
+
+def _data_section(fit) -> str:
+    d = fit.data
+    rows = [[html.escape(name), _fmt(float(v.min())), _fmt(float(v.max()))]
+            for name, v in (("loss (nats)", d.loss), ("parameters N", d.N),
+                            ("training tokens D", d.D), ("compute C (FLOPs)", d.C), ("x", d.x))
+            if v is not None]
+    cite = f"<p class=muted>Source: {html.escape(d.citation)}</p>" if d.citation else ""
+    name = html.escape(d.name or "runs")
+    return (f"<h2>Data</h2><p><b>{name}</b>: {d.n_points} training runs.</p>"
+            + _table(rows, ["quantity", "min", "max"]) + cite)
+
+
+def _posterior_section(fit, level: float) -> str:
+    pct = f"{100 * level:g}%"
+    table = fit.summary(level)
+    rows = [[f"<code>{html.escape(str(n))}</code>", *(_fmt(float(r[c])) for c in
+             ("median", "mean", "sd", "lo", "hi"))] for n, r in table.iterrows()]
+    o = fit.options
+    return (f"<h2>Posterior</h2><p>Law <code>{html.escape(fit.law.formula)}</code>, "
+            f"{html.escape(fit.noise)} noise on log loss"
+            + (", seed-to-seed noise learnt from repeated runs" if fit.repeats else "")
+            + f". NUTS: {o.get('chains')} chains of {o.get('warmup')} warm-up + {o.get('draws')} "
+            f"draws, seed {fit.seed}, {fit.seconds:.1f} s.</p>"
+            + _table(rows, ["parameter", "median", "mean", "sd", f"{pct} lo", f"{pct} hi"]))
+
+
+def _diagnostics_section(fit) -> str:
+    from bayescale.plots import plot_diagnostics
+
+    d = fit.diagnostics
+    verdict = ("<span class=ok>converged</span>" if d["converged"] else
+               "<span class=bad>NOT converged: do not trust this posterior yet</span>")
+    rows = [["max R-hat (≤ 1.01)", _fmt(d["max_rhat"])],
+            ["min bulk ESS (≥ 400)", _fmt(d["min_ess_bulk"])],
+            ["divergent transitions (0)", str(d["divergences"])]]
+    return ("<h2>Diagnostics</h2>" + _table(rows, ["check", "value"]) + f"<p>{verdict}</p>"
+            + _figure(plot_diagnostics(fit, "trace"), "Posterior densities and traces per chain.")
+            + _figure(plot_diagnostics(fit, "rank"),
+                      "Rank histograms per chain: flat when the chains mix."))
+
+
+def _allocation_section(fit, budgets, level: float) -> str:
+    from bayescale import plots
+
+    alloc = fit.compute_optimal(budgets)
+    pred = fit.predict(C=budgets, level=level)
+    rows = [[sci_html(c), _ci(alloc.N_opt[:, j], level), _ci(alloc.D_opt[:, j], level),
+             _ci(alloc.tokens_per_param[:, j], level), _ci(pred.law_draws[:, j], level),
+             _ci(pred.new_run_draws[:, j], level)] for j, c in enumerate(alloc.compute)]
+    pct = f"{100 * level:g}%"
+    top = float(np.max(budgets))
+    lo_c = float(np.min(fit.data.C))
+    inside = np.geomspace(10 * lo_c, float(np.max(fit.data.C)), 3)
+    iso = sorted({*(float(f"{c:.2g}") for c in inside), *budgets})
+    return ("<h2>Compute-optimal allocation</h2>"
+            f"<p>Median and {pct} interval of each quantity at each budget; the loss of the law "
+            "at each draw's optimal split, and of one new training run there.</p>"
+            + _table(rows, ["C (FLOPs)", "parameters N*", "tokens D*", "D*/N*", "law loss (nats)",
+                            "new-run loss (nats)"])
+            + _figure(plots.plot_frontier(fit, (lo_c, top), level=level),
+                      "Compute-optimal parameters and tokens against compute; the grey span "
+                      "is the range of the runs' budgets.")
+            + _figure(plots.plot_isoflop(fit, iso, level=level),
+                      "IsoFLOP profiles with each budget's optimal model size (median and "
+                      "interval); crosses are runs within 12% of a budget.")
+            + _figure(plots.plot_tokens_per_param(fit, top, level=level),
+                      f"Posterior of the compute-optimal tokens per parameter at {human(top)} "
+                      "FLOPs, the plug-in value and the 20 tokens/parameter rule."))
+
+
+def sci_html(v: float) -> str:
+    """``5.76e23`` as 5.76&times;10<sup>23</sup> (3 significant digits)."""
+    exp = math.floor(math.log10(abs(v)))
+    mant = float(f"{v / 10**exp:.3g}")
+    if abs(mant) >= 10:
+        mant, exp = mant / 10, exp + 1
+    return (f"{mant:g}&times;" if abs(mant - 1) > 1e-9 else "") + f"10<sup>{exp}</sup>"
+
+
+def _prediction_section(fit, points, level: float) -> str:
+    from bayescale.plots import plot_diagnostics
+
+    pred = fit.predict(x=points, level=level)
+    rows = [[_fmt(x), _ci(pred.law_draws[:, j], level), _ci(pred.new_run_draws[:, j], level)]
+            for j, x in enumerate(points)]
+    return ("<h2>Predictions</h2>"
+            + _table(rows, ["x", "law loss (nats)", "new-run loss (nats)"])
+            + _figure(plot_diagnostics(fit, "pair"),
+                      "Pairwise posterior draws."))
+
+
+def render_report(fit, *, budgets: Sequence[float] | None = None, level: float = 0.9) -> str:
+    """The HTML text of :func:`write_report`."""
+    from bayescale import __version__, plots
+
+    level = check_level(level)
+    budgets = np.sort(np.atleast_1d(np.asarray(
+        default_budgets(fit) if budgets is None or len(budgets) == 0 else budgets, dtype=float)))
+    if budgets.ndim != 1 or not np.all(np.isfinite(budgets) & (budgets > 0)):
+        what = "budgets (FLOPs)" if fit.law.inputs == ("N", "D") else "values of x"
+        raise FitError(f"report {what} must be positive numbers; got {budgets.tolist()}")
+    two = fit.law.inputs == ("N", "D")
+    title = f"{fit.law.name} scaling law" + (f" on {fit.data.name}" if fit.data.name else "")
+    warn = "" if fit.diagnostics["converged"] else (
+        "<p class=warn>The sampler did not converge (see Diagnostics): refit with more warm-up "
+        "and draws before using these numbers.</p>")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        extrap = _figure(plots.plot_fit(fit, extrapolate_to=float(budgets[-1]), level=level),
+                         f"Runs, posterior median law and {100 * level:g}% bands (law: dark; a "
+                         "new run: grey, dashed edges), extrapolated to the largest budget.")
+        body = [f"<h1>{html.escape(title)}</h1>", warn, _data_section(fit),
+                _posterior_section(fit, level), "<h2>Extrapolation</h2>", extrap,
+                (_allocation_section(fit, budgets, level) if two
+                 else _prediction_section(fit, budgets, level)),
+                _diagnostics_section(fit)]
+    versions = ", ".join(f"{k} {v}" for k, v in fit.versions.items())
+    body.append(f"<p class=muted>Written by bayescale {html.escape(__version__)}; fit made with "
+                f"{html.escape(versions)}.</p>")
+    return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_report(fit, path: str | os.PathLike, *, budgets: Sequence[float] | None = None,
+                 level: float = 0.9) -> Path:
+    """Write a fit's report as one self-contained HTML file.
+
+    Parameters
+    ----------
+    fit : ScalingFit
+        The fit to report on.
+    path : str or PathLike
+        Where to write the HTML (atomically: a temporary file renamed into place).
+    budgets : sequence of float, optional
+        Compute budgets in FLOPs for the allocation table and the extrapolation (for a
+        one-variable law: values of x to predict at). Default :func:`default_budgets`.
+    level : float, default 0.9
+        Mass of every central credible interval in the tables and plots.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``. The page holds the data summary and citation, the posterior table, the
+        extrapolation, the allocation at each budget with the frontier, IsoFLOP and
+        tokens-per-parameter plots, and the sampler diagnostics with trace and rank plots, every
+        image embedded as a base64 PNG.
+    """
+    from bayescale.io import atomic_write_text
+
+    return atomic_write_text(path, render_report(fit, budgets=budgets, level=level))

@@ -1,0 +1,198 @@
+"""Each plot is drawn on one small fit, and what it drew is checked against facts of the posterior.
+
+The fit samples little (2 chains of 150 + 150 on 25 simulated runs), so it may not pass the
+convergence checks; the plots only need draws.
+"""
+
+from __future__ import annotations
+
+import warnings
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.collections import PathCollection, PolyCollection  # noqa: E402
+
+import bayescale as bs  # noqa: E402
+from bayescale import plots  # noqa: E402
+from bayescale.errors import FitError  # noqa: E402
+from conftest import simulate_chinchilla  # noqa: E402
+
+BUDGET = 1e24  # FLOPs, 70 times the largest run of the simulated grid
+
+
+@pytest.fixture(scope="module")
+def small_fit():
+    N, D, loss, _ = simulate_chinchilla(n_side=5, seed=3)
+    data = bs.ScalingData.from_arrays(N=N, D=D, loss=loss, name="sim")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)
+        return bs.fit(data, "chinchilla", chains=2, warmup=150, draws=150, seed=1,
+                      progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _bands(ax):
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
+
+
+def _extent(band):
+    """(x, lo, hi) of a fill_between band, from its polygon (forward along lo, back along hi)."""
+    v = band.get_paths()[0].vertices
+    n = (len(v) - 1) // 2
+    x = v[1:n, 0]
+    return x, v[1:n, 1], np.interp(x, v[n + 1:-1, 0][::-1], v[n + 1:-1, 1][::-1])
+
+
+def test_plot_fit_against_compute(small_fit):
+    ax = plots.plot_fit(small_fit, extrapolate_to=BUDGET, level=0.9)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert "FLOPs" in ax.get_xlabel() and ax.get_ylabel() == "loss (nats)"
+    run_band, law_band = _bands(ax)
+    x, lo, hi = _extent(law_band)
+    _, run_lo, run_hi = _extent(run_band)
+    xs, ys = (np.asarray(a) for a in ax.lines[4].get_data())  # run edges (2), law edges (2), median
+    assert np.isclose(xs[-1], BUDGET) and np.isclose(xs[0], small_fit.data.C.min())
+    assert np.all((lo <= np.interp(x, xs, ys) + 1e-12) & (np.interp(x, xs, ys) <= hi + 1e-12))
+    assert np.all(run_lo <= lo + 1e-12) and np.all(hi <= run_hi + 1e-12)
+    scatter = [c for c in ax.collections if isinstance(c, PathCollection)][0]
+    assert len(scatter.get_offsets()) == small_fit.data.n_points
+    assert len(ax.child_axes) == 1  # the zoom on the extrapolation
+    marker = ax.containers[0].lines[0]
+    assert marker.get_xdata()[0] == BUDGET
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(f"{ys[-1]:.3f} [" in t for t in texts)
+    # the compute-optimal loss is the lower envelope: no run can beat the law's median by much
+    law_at_runs = np.interp(np.log(small_fit.data.C), np.log(xs), ys)
+    assert np.mean(small_fit.data.loss < law_at_runs * 0.98) < 0.1
+
+
+def test_plot_fit_marks_a_target_inside_the_runs(small_fit):
+    ax = plots.plot_fit(small_fit, extrapolate_to=1e20, new_run=False)
+    xs, _ = ax.lines[2].get_data()
+    assert np.isclose(xs[-1], small_fit.data.C.max()) and 1e20 in xs
+    assert ax.containers[0].lines[0].get_xdata()[0] == 1e20
+
+
+def test_plot_fit_against_parameters(small_fit):
+    ax = plots.plot_fit(small_fit, against="N", new_run=False, extrapolate_to=1e11, zoom=False)
+    assert len(_bands(ax)) == 1 and not ax.child_axes
+    xs, _ = ax.lines[2].get_data()
+    assert np.all(np.diff(xs) > 0)
+    assert np.isclose(xs[0], small_fit.data.N.min(), rtol=0.02)
+    assert np.isclose(xs[-1], 1e11, rtol=0.02)
+    assert "parameters" in ax.get_xlabel()
+    with pytest.raises(FitError, match="against"):
+        plots.plot_fit(small_fit, against="x")
+
+
+def test_plot_frontier(small_fit):
+    ax = plots.plot_frontier(small_fit, (1e18, 1e24), n_grid=30)
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert len(_bands(ax)) == 2
+    (c, n_med), (c2, d_med) = (ax.lines[i].get_data() for i in (0, 1))
+    # D* = C / (6 N*) draw by draw, so the medians of N* and D* pair up the same way (S even: the
+    # two middle draws average, which moves the product by well under 1%)
+    np.testing.assert_allclose(6 * np.asarray(n_med) * np.asarray(d_med), c, rtol=1e-2)
+    # the legend's exponent a of N* ~ C^a is the median of beta / (alpha + beta) (Hoffmann eq. 4)
+    a = small_fit.draws("beta") / (small_fit.draws("alpha") + small_fit.draws("beta"))
+    text = ax.get_legend().get_texts()[0].get_text()
+    assert float(text.split("a = ")[1].split(" ")[0]) == pytest.approx(np.median(a), abs=6e-4)
+
+
+def test_plot_isoflop(small_fit):
+    budgets = [1e19, 1e20, 1e21]
+    ax = plots.plot_isoflop(small_fit, budgets, n_grid=81)
+    assert len(_bands(ax)) == 3 and ax.get_xscale() == "log"
+    curves = [line for line in ax.lines if len(line.get_xdata()) == 81]
+    optima = [c.lines[0].get_xdata() for c in ax.containers if len(c.lines[0].get_xdata())]
+    assert len(curves) == 3 and len(optima) == 3
+    for curve, n_opt in zip(curves, optima):
+        n, loss = (np.asarray(v) for v in curve.get_data())
+        step = np.log(n[1] / n[0])
+        # the median N* sits at the bottom of the median loss curve
+        assert abs(np.log(n_opt[0] / n[np.argmin(loss)])) <= 2 * step
+
+
+def test_plot_tokens_per_param(small_fit):
+    ax = plots.plot_tokens_per_param(small_fit, BUDGET, bins=30)
+    assert ax.get_xscale() == "log" and "D*/N*" in ax.get_xlabel()
+    vlines = {round(float(line.get_xdata()[0]), 6) for line in ax.lines
+              if len(set(line.get_xdata())) == 1}
+    assert 20.0 in vlines
+    p = {k: np.median(v) for k, v in small_fit.params_draws().items()}
+    G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
+    n_opt = G * (BUDGET / 6) ** (p["beta"] / (p["alpha"] + p["beta"]))  # Hoffmann eq. 4
+    assert any(np.isclose(v, BUDGET / 6 / n_opt**2, rtol=1e-6) for v in vlines)
+    stairs = [p for p in ax.patches if hasattr(p, "get_data")][0].get_data()
+    values, edges = stairs.values, stairs.edges
+    assert np.isclose(np.sum(values * np.diff(np.log10(edges))), 1.0)  # density per decade
+
+
+def test_plot_decision(small_fit):
+    specs = ("expected", "quantile:0.9", "cvar:0.9")
+    ax = plots.plot_decision(small_fit, BUDGET, objectives=specs, n_grid=41)
+    curves = [line for line in ax.lines if len(line.get_xdata()) == 41]
+    marks = [line for line in ax.lines if len(line.get_xdata()) == 1]
+    assert len(curves) == 3 and len(marks) == 3 and ax.get_xscale() == "log"
+    for curve, mark in zip(curves, marks):
+        # each choice minimises its objective: no point on the curve is lower
+        assert mark.get_ydata()[0] <= np.min(curve.get_ydata()) + 1e-9
+    # risk aversion costs loss: CVaR >= quantile >= mean for a right-skewed loss
+    assert curves[2].get_ydata().min() >= curves[1].get_ydata().min() - 1e-9
+    assert curves[1].get_ydata().min() >= curves[0].get_ydata().min() - 1e-9
+    assert any("plug-in" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_plot_bayes_vs_lsq(small_fit):
+    from bayescale.baselines import fit_lsq
+
+    d = small_fit.data
+    lsq = {"curve_fit": fit_lsq("curve_fit", "chinchilla", N=d.N, D=d.D, loss=d.loss,
+                                bootstrap=20, seed=0)}
+    curves, rows = plots.plot_bayes_vs_lsq(small_fit, lsq, extrapolate_to=BUDGET)
+    assert curves.get_xscale() == "log" and len(_bands(curves)) == 2
+    assert [t.get_text() for t in rows.get_yticklabels()] == ["curve_fit", "Bayes (posterior)"]
+    dashed = [line for line in curves.lines if line.get_linestyle() == "--"][0]
+    p = lsq["curve_fit"].params
+    G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
+    n = G * (BUDGET / 6) ** (p["beta"] / (p["alpha"] + p["beta"]))
+    loss = p["E"] + p["A"] / n ** p["alpha"] + p["B"] / (BUDGET / 6 / n) ** p["beta"]
+    assert np.isclose(dashed.get_ydata()[-1], loss, rtol=1e-6)
+    one = plots.plot_bayes_vs_lsq(small_fit, lsq, ax=plt.subplots()[1])
+    assert any("[" in t.get_text() for t in one.get_legend().get_texts())
+
+
+@pytest.mark.parametrize("kind", ["trace", "rank", "pair"])
+def test_plot_diagnostics(small_fit, kind):
+    fig = plots.plot_diagnostics(small_fit, kind)
+    names = small_fit.param_names
+    used = [a for a in fig.axes if a.has_data()]
+    expected = {"trace": 2 * len(names), "rank": len(names),
+                "pair": len(names) * (len(names) - 1) // 2}[kind]
+    assert len(used) == expected
+    text = " ".join(a.get_title() + a.get_xlabel() + a.get_ylabel() for a in fig.axes)
+    assert "α" in text and "β" in text and "alpha" not in text
+
+
+@pytest.mark.parametrize("plot", [plots.plot_frontier, plots.plot_isoflop,
+                                  plots.plot_tokens_per_param, plots.plot_decision])
+def test_allocation_plots_need_a_law_in_n_and_d(plot):
+    one_variable = SimpleNamespace(law=bs.get_law("power"))
+    with pytest.raises(FitError, match="law in N and D"):
+        plot(one_variable, 1e21)
+
+
+def test_plot_diagnostics_rejects_unknown_kind(small_fit):
+    with pytest.raises(FitError, match="trace"):
+        plots.plot_diagnostics(small_fit, "forest")
