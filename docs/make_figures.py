@@ -17,7 +17,7 @@ from bayescale import plots  # noqa: E402
 from bayescale.baselines import fit_lsq  # noqa: E402
 
 OUT = Path(__file__).parent / "img"
-BUDGET = 5.76e23  # FLOPs of Gopher and Chinchilla (Hoffmann et al. 2022)
+BUDGET = 5.88e23  # FLOPs of Chinchilla: 6 x 70e9 parameters x 1.4e12 tokens
 
 fit = bs.load_fit(sys.argv[1]) if len(sys.argv) > 1 else bs.fit(bs.load_dataset("chinchilla"))
 d = fit.data

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Regenerates every output shown in README.md (run from the repository root, in the venv):
+#   bash docs/readme_examples.sh > docs/readme_examples.txt 2>&1
+set -euo pipefail
+export BAYESCALE_QUICK=0
+cd "$(mktemp -d)"
+run() { echo "\$ $*"; "$@"; echo; }
+run bayescale datasets
+run bayescale fit --dataset chinchilla --out chinchilla.nc --no-progress
+run bayescale fit --dataset chinchilla --json --no-progress
+run bayescale summary chinchilla.nc --level 0.9
+run bayescale predict chinchilla.nc --N 7e10 --D 1.4e12 --N 1e9 --D 2e10
+run bayescale predict chinchilla.nc --compute 5.88e23 --json
+run bayescale allocate chinchilla.nc --compute 5.88e23 --compute 1e25
+run bayescale allocate chinchilla.nc --compute 5.88e23 --json
+run bayescale fit --dataset chinchilla --law kaplan --out kaplan.nc --no-progress
+run bayescale compare chinchilla.nc kaplan.nc
+run bayescale decide chinchilla.nc --compute 5.88e23 --objective quantile:0.9
+run bayescale decide chinchilla.nc --compute 5.88e23 --objective cvar:0.9 --json
+run bayescale decide chinchilla.nc --target-loss 2.0 --probability 0.9
+run bayescale fit --dataset chinchilla --method huber --bootstrap 1000
+run bayescale fit --dataset chinchilla --method huber --json
+set +e
+run bayescale fit runs_missing.csv
+run bayescale decide chinchilla.nc --target-loss 1.5 --probability 0.9
+exit 0
