@@ -4,6 +4,7 @@
   to 1e-6, and float32 costs only a little speed here.
 * JAX's persistent compilation cache, so that a second fit in a new process skips most of XLA's
   compile time (set ``BAYESCALE_CACHE_DIR`` to move it, or to an empty string to turn it off).
+  It is capped at 2 GiB (least recently used entries go first) and locked for concurrent fits.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ if _cache and not jax.config.jax_compilation_cache_dir:
         Path(_cache).mkdir(parents=True, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", _cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        # A size cap makes JAX lock the cache folder (filelock) around every read and write:
+        # without it, a process reading an entry another process is still writing can crash
+        # (seen as a segfault in deserialisation with several fits running at once).
+        jax.config.update("jax_compilation_cache_max_size", 2 * 1024**3)
     except OSError:  # read-only home: run without the cache
         pass
 
