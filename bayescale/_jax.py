@@ -2,9 +2,12 @@
 
 * float64 everywhere: scaling-law draws feed closed forms and optimisers whose answers are checked
   to 1e-6, and float32 costs only a little speed here.
-* JAX's persistent compilation cache, so that a second fit in a new process skips most of XLA's
-  compile time (set ``BAYESCALE_CACHE_DIR`` to move it, or to an empty string to turn it off).
-  It is capped at 2 GiB (least recently used entries go first) and locked for concurrent fits.
+* JAX's persistent compilation cache, opt-in with ``BAYESCALE_CACHE_DIR=/some/folder``: a second
+  fit in a new process then skips most of XLA's compile time. It is off by default because on
+  the CPU, loading some cached executables crashes the process (a segfault in XLA's
+  deserialisation, jax-ml/jax#28908; seen here in a long test run). When on, it is capped at
+  2 GiB and locked for concurrent processes. Within one process, fits of same-shaped data reuse
+  the compiled sampler anyway (see :mod:`bayescale.inference`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-_cache = os.environ.get("BAYESCALE_CACHE_DIR", str(Path.home() / ".cache" / "bayescale" / "jax"))
+_cache = os.environ.get("BAYESCALE_CACHE_DIR", "")
 if _cache and not jax.config.jax_compilation_cache_dir:
     try:
         Path(_cache).mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,10 @@ RHAT_MAX = 1.01
 ESS_MIN = 400
 
 
+#: Recently used MCMC objects, keyed by everything their compiled sampler depends on.
+_MCMC_CACHE: dict[tuple, Any] = {}
+
+
 class ConvergenceWarning(UserWarning):
     """The sampler's diagnostics say the posterior may not be trusted."""
 
@@ -93,10 +97,22 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     model, log_inputs, y, priors, repeats = _build_model(data, law, noise=noise, priors=priors,
                                                         repeats=repeats)
     chain_method = "parallel" if jax.local_device_count() >= chains > 1 else "vectorized"
-    kernel = NUTS(model, dense_mass=dense_mass, target_accept_prob=target_accept,
-                  init_strategy=init_to_median(num_samples=15))
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
-                chain_method=chain_method, progress_bar=progress, jit_model_args=True)
+    # Fits with the same law, noise, data shape, fixed priors and sampler options share one MCMC
+    # object, whose compiled sampler takes the data and prior parameters as arguments: repeated
+    # fits in one process (benchmarks, coverage studies, notebooks) skip tracing and compiling.
+    key = (law.name, noise, bool(repeats), getattr(model, "n_config", 0), data.n_points,
+           tuple(sorted(model.fixed.items())),
+           tuple((k, type(v).__name__) for k, v in sorted(model.extra_args[0].items())),
+           chains, warmup, draws, float(target_accept), dense_mass, progress, chain_method)
+    mcmc = _MCMC_CACHE.pop(key, None)
+    if mcmc is None:
+        kernel = NUTS(model, dense_mass=dense_mass, target_accept_prob=target_accept,
+                      init_strategy=init_to_median(num_samples=15))
+        mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
+                    chain_method=chain_method, progress_bar=progress, jit_model_args=True)
+    _MCMC_CACHE[key] = mcmc
+    while len(_MCMC_CACHE) > 8:
+        _MCMC_CACHE.pop(next(iter(_MCMC_CACHE)))
     start = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(seed), log_inputs, y, *model.extra_args)
     seconds = time.perf_counter() - start
@@ -138,6 +154,7 @@ def _build_model(data: ScalingData, law: Law, *, noise: str, priors: Mapping[str
                       config=config, n_config=n_config)
 
     model.extra_args = extra
+    model.fixed = fixed
     model.n_config = n_config
     return model, log_inputs, y, priors, repeats
 
