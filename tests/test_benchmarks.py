@@ -1,0 +1,88 @@
+"""Smoke tests of the benchmark scripts: each runs with ``--quick`` into a temporary folder.
+
+The quick versions sample very little, so only the shape of the tables and the range of their
+values are checked (coverage in [0, 1], finite errors, positive times), not the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script: str, out: Path) -> str:
+    env = {**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def table(text: str, first_column: str) -> list[dict[str, str]]:
+    """Rows of the first markdown table whose header starts with ``first_column``."""
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {first_column} |"))
+    names = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for ln in lines[start + 2:]:
+        if not ln.startswith("|"):
+            break
+        rows.append(dict(zip(names, (c.strip() for c in ln.strip("|").split("|")))))
+    return rows
+
+
+def test_extrapolation_quick(tmp_path):
+    run("extrapolation.py", tmp_path)
+    text = (tmp_path / "extrapolation.md").read_text()
+    assert "Command: `python" in text and "--quick" in text
+    rows = table(text, "dataset")
+    assert {r["dataset"] for r in rows} >= {"Chinchilla", "revisiting LM", "revisiting all"}
+    assert {r["method"] for r in rows} == {"bayes", "huber", "curve_fit", "ols"}
+    for r in rows:
+        for level in (50, 80, 90, 95):
+            assert 0.0 <= float(r[f"cov{level}"]) <= 1.0
+        assert np.isfinite(float(r["rmse"])) and float(r["rmse"]) >= 0.0
+        assert np.isfinite(float(r["mlpd"]))
+        assert float(r["width90"]) > 0.0 and float(r["fit_s"]) > 0.0
+    # Coverage grows with the level on every row (nested central intervals of the same draws).
+    for r in rows:
+        covs = [float(r[f"cov{level}"]) for level in (50, 80, 90, 95)]
+        assert covs == sorted(covs)
+    assert "## Who wins" in text
+    assert (tmp_path / "extrapolation.png").stat().st_size > 0
+
+
+def test_calibration_quick(tmp_path):
+    run("calibration.py", tmp_path)
+    text = (tmp_path / "calibration.md").read_text()
+    rows = table(text, "method")
+    quantities = ["E", "A", "B", "alpha", "beta", "N_opt", "D/N_opt", "loss_new_run",
+                  "loss_law"]
+    assert set(quantities) <= set(rows[0])
+    assert {r["method"] for r in rows} == {"bayes", "huber", "curve_fit"}
+    for r in rows:
+        for q in quantities:
+            p, se = (float(v) for v in re.fullmatch(r"([\d.]+) ± ([\d.]+)", r[q]).groups())
+            assert 0.0 <= p <= 1.0 and 0.0 <= se <= 0.5
+    raw = (tmp_path / "calibration_raw.csv").read_text().splitlines()
+    assert raw[0].startswith("dataset,noise,method,quantity")
+    assert (tmp_path / "calibration.png").exists()
+
+
+def test_speed_quick(tmp_path):
+    run("speed.py", tmp_path)
+    rows = table((tmp_path / "speed.md").read_text(), "method")
+    assert len(rows) == 4
+    for r in rows:
+        process, inside = float(r["process_s"]), float(r["in_process_s"])
+        assert 0.0 < inside < process
+    huber = next(r for r in rows if r["method"].startswith("Huber"))
+    assert float(huber["x Huber+bootstrap"]) == pytest.approx(1.0)
