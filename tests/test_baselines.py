@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy.optimize import check_grad
@@ -12,7 +10,6 @@ from scipy.special import huber
 from bayescale import baselines as bl
 from bayescale.errors import DataError, FitError
 
-EPOCH_CSV = Path("/work/shared/data/epoch_chinchilla/chinchilla_approach3_epoch.csv")
 # Epoch AI's Approach-3 point estimate on the 240 non-outlier rows (README of the data set).
 EPOCH = {"E": 1.8172, "A": 477.8, "B": 2143.6, "alpha": 0.3473, "beta": 0.3672}
 # Epoch AI's published bootstrap 95% intervals (4000 resamples).
@@ -29,8 +26,9 @@ CHIN = {"E": 1.8, "A": 480.0, "B": 2100.0, "alpha": 0.35, "beta": 0.37}
 
 @pytest.fixture(scope="module")
 def epoch():
-    pd = pytest.importorskip("pandas")
-    df = pd.read_csv(EPOCH_CSV)
+    from bayescale.datasets import load_frame
+
+    df = load_frame("chinchilla")  # the bundled copy of Epoch AI's CSV
     df = df[df["epoch_excluded_outlier"] == 0]
     assert len(df) == 240
     return df["N_params"].to_numpy(), df["D_tokens"].to_numpy(), df["loss"].to_numpy()
