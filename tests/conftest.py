@@ -45,3 +45,23 @@ def chinchilla_draws(n: int = 500, seed: int = 0) -> dict[str, np.ndarray]:
         "alpha": 0.35 + 0.01 * z[3],
         "beta": 0.37 + 0.01 * z[4],
     }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_compiled_programs():
+    """Free compiled programs after each test module.
+
+    A long pytest process accumulates hundreds of XLA:CPU executables; late in full runs an LLVM
+    compile then segfaulted. Clearing JAX's caches (and bayescale's sampler cache) between
+    modules keeps the process as small as a user's.
+    """
+    yield
+    import gc
+
+    import jax
+
+    from bayescale import inference
+
+    inference._MCMC_CACHE.clear()
+    jax.clear_caches()
+    gc.collect()
