@@ -21,6 +21,7 @@ from scipy.optimize import elementwise
 from bayescale._jax import jax
 from bayescale.errors import FitError
 from bayescale.laws import Law, chinchilla_optimum, get_law
+from bayescale.summaries import summary_dict
 
 __all__ = [
     "LOG_INF",
@@ -228,9 +229,8 @@ def common_noise(d: Draws, seed: int, include_noise: bool) -> np.ndarray:
 
 def interval(x, lev: float) -> dict[str, float]:
     """Median and central ``lev`` interval of draws (NaN draws ignored), as plain floats."""
-    lev = level(lev, "level")
-    lo, med, hi = np.nanquantile(x, [(1 - lev) / 2, 0.5, (1 + lev) / 2])
-    return {"median": float(med), "lo": float(lo), "hi": float(hi)}
+    x = np.ravel(np.asarray(x, dtype=float))
+    return summary_dict(x[~np.isnan(x)], level(lev, "level"))
 
 
 def check_reachable(d: Draws, eps, log_t: float, p: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -19,6 +20,7 @@ from bayescale.errors import DataError, FitError
 from bayescale.laws import Law, get_law
 from bayescale.models import OBS_SITE, config_log_likelihood, scaling_model
 from bayescale.priors import priors_from_json, priors_to_json, resolve_priors
+from bayescale.summaries import interval
 
 __all__ = ["fit", "ScalingFit", "load_fit", "as_data", "ConvergenceWarning", "quick_mode"]
 
@@ -278,9 +280,12 @@ class ScalingFit:
         return {"sigma": sigma, "nu": nu}
 
     # ---------------------------------------------------------------- diagnostics
-    @property
+    @functools.cached_property
     def diagnostics(self) -> dict[str, Any]:
-        """max R-hat, min bulk ESS over the reported parameters, divergences, converged."""
+        """max R-hat, min bulk ESS over the reported parameters, divergences, converged.
+
+        Computed once per fit: the posterior does not change after sampling.
+        """
         import arviz as az
 
         names = list(self.law.sampled) + list(self.noise_params)
@@ -323,12 +328,11 @@ class ScalingFit:
     # ---------------------------------------------------------------- summaries
     def summary(self, level: float = 0.95) -> pd.DataFrame:
         """Median, mean, sd and central interval at ``level`` of each parameter (natural units)."""
-        _check_level(level)
         rows = {}
         for name in self.param_names:
             d = self.draws(name)
-            lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
-            rows[name] = {"median": float(np.median(d)), "mean": float(d.mean()),
+            med, lo, hi = interval(d, level)
+            rows[name] = {"median": float(med), "mean": float(d.mean()),
                           "sd": float(d.std(ddof=1)), "lo": float(lo), "hi": float(hi)}
         out = pd.DataFrame.from_dict(rows, orient="index")
         out.index.name = "param"
@@ -341,7 +345,7 @@ class ScalingFit:
         params = {n: {"median": float(r["median"]), "lo": float(r["lo"]), "hi": float(r["hi"])}
                   for n, r in table.iterrows()}
         return {"law": self.law.name, "n_points": self.data.n_points, "level": level,
-                "params": params, "diagnostics": self.diagnostics}
+                "params": params, "diagnostics": dict(self.diagnostics)}
 
     def __repr__(self) -> str:
         d = self.diagnostics
@@ -479,8 +483,3 @@ class ScalingFit:
 def load_fit(path: str | os.PathLike) -> ScalingFit:
     """Read a fit saved with :meth:`ScalingFit.save` or ``bayescale fit --out``."""
     return ScalingFit.load(path)
-
-
-def _check_level(level: float) -> None:
-    if not (isinstance(level, (int, float)) and 0 < level < 1):
-        raise FitError(f"level must be between 0 and 1 (e.g. 0.95), got {level!r}")

@@ -76,8 +76,6 @@ def test_compare_ranks_true_law_first(fits):
 def test_cli_predict_allocate_compare(fits, capsys):
     _, _, ch_nc, ka_nc = fits
     assert main(["predict", str(ch_nc), "--N", "7e10", "--D", "1.4e12", "--N", "1e9", "--D",
-                 "2e10", "--json", "--allow-unconverged"] if False else
-                ["predict", str(ch_nc), "--N", "7e10", "--D", "1.4e12", "--N", "1e9", "--D",
                  "2e10", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [pt["N"] for pt in out["points"]] == [7e10, 1e9]
