@@ -28,6 +28,8 @@ _EXPORTS = {
     "fit": "bayescale.inference",
     "ScalingFit": "bayescale.inference",
     "load_fit": "bayescale.inference",
+    "fit_many": "bayescale.many",
+    "FitGroup": "bayescale.many",
     "ConvergenceWarning": "bayescale.inference",
     "compare": "bayescale.comparison",
     "LAWS": "bayescale.laws",

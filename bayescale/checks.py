@@ -160,7 +160,8 @@ def prior_predictive(data: ScalingData | pd.DataFrame | str | os.PathLike,
     data.check_for(law.inputs, law.n_params, law.name)
     model, log_inputs, y, priors, _ = _build_model(data, law, noise=noise, priors=priors,
                                                    repeats=repeats)
-    out = Predictive(model, num_samples=int(n))(jax.random.PRNGKey(seed), log_inputs)
+    out = Predictive(model, num_samples=int(n))(jax.random.PRNGKey(seed),
+                                                *model.args(log_inputs, None))
     keep = [s for s in (*law.sampled, *law.params, "sigma", "sigma_fit", "nu") if s in out]
     prior = {s: np.asarray(out[s])[None] for s in dict.fromkeys(keep)}
     idata = az.from_dict(

@@ -18,7 +18,8 @@ from bayescale._jax import jax, jnp
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
 from bayescale.laws import Law, get_law
-from bayescale.models import OBS_SITE, config_log_likelihood, scaling_model
+from bayescale._nuts import NutsSpec, run_nuts
+from bayescale.models import CONFIG_FACTOR, OBS_SITE, scaling_model
 from bayescale.priors import priors_from_json, priors_to_json, resolve_priors
 from bayescale.summaries import interval
 
@@ -69,23 +70,35 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     priors: overrides of the default priors by site name (:mod:`bayescale.priors`).
     repeats: learn the seed-to-seed noise from repeated configurations: ``"auto"`` does so when
         some inputs appear more than once.
-    chains, warmup, draws: NUTS chains (vectorized on one device, parallel across several
-        devices), warm-up and kept draws per chain. ``BAYESCALE_QUICK=1`` caps them at 2 chains of
-        300 + 300 for notebooks and CI.
-    seed: PRNG seed; the same data, options and seed give identical draws on one machine.
+    chains, warmup, draws: NUTS chains (batched on one device, split across several: see
+        :mod:`bayescale._nuts`), warm-up and kept draws per chain. ``BAYESCALE_QUICK=1`` caps
+        them at 2 chains of 300 + 300 for notebooks and CI.
+    seed: PRNG seed; the same data, options, seed and device count give identical draws on one
+        machine, with or without the progress bar.
     progress: show a progress bar on stderr.
-    target_accept, dense_mass: NUTS settings (dense mass matrix by default: amplitudes and
-        exponents stay correlated a little even at the reference scale).
+    target_accept, dense_mass: NUTS settings. NUTS runs on the posterior whitened at its mode
+        (a Laplace approximation), where it is close to a standard normal; the dense mass
+        matrix adapted on top corrects what the approximation misses.
 
     Returns
     -------
     ScalingFit: posterior in an ``arviz.InferenceData`` with the law, priors, data and versions.
     """
-    import arviz as az
-    from numpyro.infer import MCMC, NUTS, init_to_median
-
     data = as_data(data)
     law = get_law(law)
+    chains, warmup, draws = _check_options(noise, target_accept, chains, warmup, draws)
+    data.check_for(law.inputs, law.n_params, law.name)
+    model, log_inputs, y, priors, repeats = _build_model(data, law, noise=noise, priors=priors,
+                                                        repeats=repeats)
+    spec = NutsSpec(chains=chains, warmup=warmup, draws=draws,
+                    target_accept=float(target_accept), dense_mass=bool(dense_mass))
+    result = run_nuts(model, model.args(log_inputs, y), spec, seed=int(seed), obs_site=OBS_SITE,
+                      predictive_args=_simulation_args, model_key=model.key, progress=progress,
+                      description=f"{law.name} fit")
+    return _make_fit(result, model, data, law, priors, noise, repeats, seed, spec)
+
+
+def _check_options(noise, target_accept, chains, warmup, draws):
     if noise not in ("student_t", "normal"):
         raise FitError(f"noise must be 'student_t' or 'normal', got {noise!r}")
     if not 0 < target_accept < 1:
@@ -95,112 +108,123 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
             raise FitError(f"{name} must be a positive integer, got {value!r}")
     if quick_mode():
         chains, warmup, draws = min(chains, 2), min(warmup, 300), min(draws, 300)
-    data.check_for(law.inputs, law.n_params, law.name)
-    model, log_inputs, y, priors, repeats = _build_model(data, law, noise=noise, priors=priors,
-                                                        repeats=repeats)
-    chain_method = "parallel" if jax.local_device_count() >= chains > 1 else "vectorized"
-    # Fits with the same law, noise, data shape, fixed priors and sampler options share one MCMC
-    # object, whose compiled sampler takes the data and prior parameters as arguments: repeated
-    # fits in one process (benchmarks, coverage studies, notebooks) skip tracing and compiling.
-    key = (law.name, noise, bool(repeats), getattr(model, "n_config", 0), data.n_points,
-           tuple(sorted(model.fixed.items())),
-           tuple((k, type(v).__name__) for k, v in sorted(model.extra_args[0].items())),
-           chains, warmup, draws, float(target_accept), dense_mass, progress, chain_method)
-    mcmc = _MCMC_CACHE.pop(key, None)
-    if mcmc is None:
-        kernel = NUTS(model, dense_mass=dense_mass, target_accept_prob=target_accept,
-                      init_strategy=init_to_median(num_samples=15))
-        mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
-                    chain_method=chain_method, progress_bar=progress, jit_model_args=True)
-    _MCMC_CACHE[key] = mcmc
-    while len(_MCMC_CACHE) > 8:
-        _MCMC_CACHE.pop(next(iter(_MCMC_CACHE)))
-    start = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(seed), log_inputs, y, *model.extra_args)
-    seconds = time.perf_counter() - start
-    idata = _to_idata(az, mcmc, model, log_inputs, y, seed, data, law)
-    result = ScalingFit(
-        idata=idata, law=law, data=data, priors=priors, noise=noise, repeats=bool(repeats),
-        seed=seed, options=dict(chains=chains, warmup=warmup, draws=draws,
-                                target_accept=target_accept, dense_mass=dense_mass),
-        seconds=seconds, versions=_versions())
-    result._warn_if_unconverged()
-    return result
+    return int(chains), int(warmup), int(draws)
+
+
+def _simulation_args(args):
+    """The model's arguments with the observations removed: it then simulates them."""
+    return (args[0], None, *args[2:])
+
+
+def _make_fit(result, model, data, law, priors, noise, repeats, seed, spec, *, rows=None):
+    """A :class:`ScalingFit` from the sampler's arrays (``rows``: this data set's chains)."""
+    rows = slice(None) if rows is None else rows
+    fit = ScalingFit(
+        idata=None, law=law, data=data, priors=priors, noise=noise, repeats=bool(repeats),
+        seed=seed, options=dict(chains=spec.chains, warmup=spec.warmup, draws=spec.draws,
+                                target_accept=spec.target_accept, dense_mass=spec.dense_mass),
+        seconds=result.seconds, versions=_versions())
+    fit._arrays = {group: {k: v[rows] for k, v in getattr(result, group).items()}
+                   for group in ("posterior", "log_likelihood", "predictive", "stats")}
+    fit._model = model
+    fit._warn_if_unconverged()
+    return fit
+
+
+class _Model:
+    """The NumPyro model of one law, noise and data layout; prior parameters and data are its
+    arguments, so fits of same-shaped data share one compiled program.
+
+    ``key`` names everything the traced program depends on besides argument shapes.
+    """
+
+    def __init__(self, law: Law, noise: str, priors: Mapping[str, Any], n_config: int):
+        from bayescale.priors import prior_to_dict
+
+        self.law, self.n_config = law, n_config
+        self.fixed = {k: v for k, v in priors.items() if isinstance(v, float)}
+        described = {k: prior_to_dict(v) for k, v in priors.items() if k not in self.fixed}
+        self.families = {k: (d["dist"], tuple(sorted(p for p in d if p != "dist")))
+                         for k, d in sorted(described.items())}
+        self.prior_params = {k: {p: np.asarray(d[p], dtype=float) for p in names}
+                             for k, (_, names) in self.families.items()
+                             for d in [described[k]]}
+        self.key = ("scaling_model/2", law.name, noise, n_config,
+                    tuple(sorted(self.fixed.items())), tuple(self.families.items()))
+
+    def args(self, log_inputs, y, log_ref=None, config=None, prior_params=None, mask=None):
+        return (log_inputs, y, self.prior_params if prior_params is None else prior_params,
+                self._log_ref if log_ref is None else log_ref,
+                self._config if config is None else config, mask)
+
+    def priors(self, params):
+        import numpyro.distributions as dist
+
+        out = {k: getattr(dist, family)(**params[k]) for k, (family, _) in self.families.items()}
+        return {**out, **self.fixed}
+
+    def __call__(self, log_inputs, y=None, prior_params=None, log_ref=None, config=None,
+                 mask=None):
+        scaling_model(log_inputs, y, law=self.law, priors=self.priors(prior_params),
+                      log_ref=log_ref, config=config, n_config=self.n_config, mask=mask)
 
 
 def _build_model(data: ScalingData, law: Law, *, noise: str, priors: Mapping[str, Any] | None,
                 repeats: bool | str):
     """The NumPyro model :func:`fit` samples, shared with :func:`bayescale.checks.prior_predictive`.
 
-    Returns ``(model, log_inputs, y, priors, repeats)``: ``model(log_inputs, y=None)`` with the
-    priors resolved, the log inputs and log losses of the runs, and whether repeats are modelled.
+    Returns ``(model, log_inputs, y, priors, repeats)``: ``model(*model.args(log_inputs, y))``
+    with the priors resolved, the log inputs and log losses of the runs, and whether repeats are
+    modelled.
     """
     if repeats == "auto":
         repeats = data.has_repeats(law.inputs)
     repeats = bool(repeats)
     priors = resolve_priors(law, data.loss, priors, repeats=repeats, noise=noise)
-    log_inputs = {i: jnp.log(jnp.asarray(v)) for i, v in data.inputs(law.inputs).items()}
-    y = jnp.log(jnp.asarray(data.loss))
+    log_inputs = {i: np.log(np.asarray(v, dtype=float)) for i, v in data.inputs(law.inputs).items()}
+    y = np.log(np.asarray(data.loss, dtype=float))
     config = data.configurations(law.inputs) if repeats else None
     n_config = 0 if config is None else int(config.max()) + 1
-    # Data-dependent prior parameters and the reference point travel as traced arguments (numpyro
-    # distributions are pytrees), so fits of same-shaped data share one compiled program and
-    # JAX's persistent compilation cache serves every fit after the first.
-    fixed = {k: v for k, v in priors.items() if isinstance(v, float)}
-    extra = ({k: v for k, v in priors.items() if k not in fixed},
-             {k: jnp.asarray(v) for k, v in data.log_reference(law.inputs).items()},
-             None if config is None else jnp.asarray(config))
-
-    def model(log_inputs, y=None, dynamic=extra[0], log_ref=extra[1], config=extra[2]):
-        scaling_model(log_inputs, y, law=law, priors={**dynamic, **fixed}, log_ref=log_ref,
-                      config=config, n_config=n_config)
-
-    model.extra_args = extra
-    model.fixed = fixed
-    model.n_config = n_config
+    model = _Model(law, noise, priors, n_config)
+    model._log_ref = {k: np.asarray(v, dtype=float)
+                      for k, v in data.log_reference(law.inputs).items()}
+    model._config = None if config is None else np.asarray(config)
     return model, log_inputs, y, priors, repeats
 
 
-def _to_idata(az, mcmc, model, log_inputs, y, seed, data, law):
-    from numpyro.infer import Predictive
+def _to_idata(arrays: Mapping[str, Mapping[str, np.ndarray]], model: _Model, data: ScalingData,
+              law: Law):
+    """An ``arviz.InferenceData`` from the sampler's arrays (built when first asked for)."""
+    import arviz as az
 
-    samples = mcmc.get_samples()
-    pred = Predictive(model, posterior_samples=samples, return_sites=[OBS_SITE])
-    pp = pred(jax.random.PRNGKey(seed + 1), log_inputs, None, *model.extra_args)[OBS_SITE]
-    chains = mcmc.num_chains
-    pp = np.asarray(pp).reshape(chains, -1, pp.shape[-1])
+    post = arrays["posterior"]
+    keep = [s for s in (*law.sampled, *law.params, "sigma", "sigma_fit", "nu") if s in post]
+    posterior = {s: post[s] for s in dict.fromkeys(keep)}
+    y = np.log(np.asarray(data.loss, dtype=float))
     constant = {k: np.asarray(v) for k, v in data.inputs(law.inputs).items()}
+    stats = dict(arrays["stats"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        idata = az.from_numpyro(
-            mcmc,
-            posterior_predictive={OBS_SITE: pp},
+        if model.n_config:
+            # Repeated runs: the likelihood is one term per configuration (effects integrated out).
+            ll = {OBS_SITE: arrays["log_likelihood"][CONFIG_FACTOR]}
+            ll_dims, ll_coords = {OBS_SITE: ["config"]}, {"config": np.arange(model.n_config)}
+        else:
+            ll = {OBS_SITE: arrays["log_likelihood"][OBS_SITE]}
+            ll_dims, ll_coords = {OBS_SITE: ["run"]}, {}
+        idata = az.from_dict(
+            posterior=posterior,
+            sample_stats=stats,
+            posterior_predictive={OBS_SITE: arrays["predictive"][OBS_SITE]},
+            observed_data={OBS_SITE: y},
             constant_data=constant,
-            coords={"run": np.arange(data.n_points)},
+            coords={"run": np.arange(data.n_points), **ll_coords},
             dims={OBS_SITE: ["run"], **{k: ["run"] for k in constant}},
         )
-    if getattr(model, "n_config", 0):
-        # Repeated runs: the likelihood is one term per configuration (effects integrated out).
-        config, n_config = model.extra_args[2], model.n_config
-        params = {p: samples[p] for p in law.params}
-        params = {k: v[:, None] for k, v in params.items()}
-        mu = law.log_loss(params, log_inputs)
-        ll = jax.vmap(lambda m, s, t: config_log_likelihood(y, m, config, n_config, sigma=s,
-                                                            sigma_fit=t))(
-            mu, samples["sigma"], samples["sigma_fit"])
-        ll = np.asarray(ll).reshape(chains, -1, n_config)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for group in ("log_likelihood", "observed_data"):
-                if group in idata.groups():
-                    delattr(idata, group)
-            idata.add_groups(
-                log_likelihood=az.convert_to_dataset({OBS_SITE: ll}, dims={OBS_SITE: ["config"]},
-                                                     coords={"config": np.arange(n_config)}),
-                observed_data=az.convert_to_dataset({OBS_SITE: np.asarray(y)[None, None]},
-                                                    dims={OBS_SITE: ["run"]},
-                                                    coords={"run": np.arange(data.n_points)})
-                .squeeze(["chain", "draw"], drop=True))
+        idata.add_groups(log_likelihood=az.convert_to_dataset(ll, dims=ll_dims,
+                                                              coords=ll_coords or {
+                                                                  "run": np.arange(
+                                                                      data.n_points)}))
     return idata
 
 
@@ -228,7 +252,9 @@ class ScalingFit:
     def __init__(self, *, idata, law: Law, data: ScalingData, priors: Mapping[str, Any],
                  noise: str, repeats: bool, seed: int, options: Mapping[str, Any],
                  seconds: float, versions: Mapping[str, str]):
-        self.idata = idata
+        self._idata = idata
+        self._arrays: dict[str, dict[str, np.ndarray]] | None = None  # sampler output, if fresh
+        self._model = None
         self.law = law
         self.data = data
         self.priors = dict(priors)
@@ -241,9 +267,30 @@ class ScalingFit:
 
     # ---------------------------------------------------------------- draws
     @property
+    def idata(self):
+        """The posterior as ``arviz.InferenceData`` (built from the sampler's arrays when first
+        asked for: summaries and decisions read the arrays directly)."""
+        if self._idata is None:
+            self._idata = _to_idata(self._arrays, self._model, self.data, self.law)
+        return self._idata
+
+    @idata.setter
+    def idata(self, value) -> None:
+        self._idata = value
+        self._arrays = None
+
+    def _chain_draws(self, name: str) -> np.ndarray | None:
+        """Draws of ``name`` shaped (chain, draw), or None if the posterior has no such name."""
+        if self._idata is None and self._arrays is not None:
+            value = self._arrays["posterior"].get(name)
+            return None if value is None else np.asarray(value)
+        post = self.idata.posterior
+        return np.asarray(post[name].values) if name in post else None
+
+    @property
     def noise_params(self) -> tuple[str, ...]:
         names = ["sigma"] + (["sigma_fit"] if self.repeats else [])
-        if "nu" in self.idata.posterior:
+        if self._chain_draws("nu") is not None:
             names.append("nu")
         return tuple(names)
 
@@ -254,10 +301,10 @@ class ScalingFit:
 
     def draws(self, name: str) -> np.ndarray:
         """All draws of one quantity, chains concatenated, shape (chains * draws,)."""
-        post = self.idata.posterior
-        if name not in post:
+        value = self._chain_draws(name)
+        if value is None:
             raise FitError(f"no quantity {name!r} in this fit; have {', '.join(self.param_names)}")
-        return np.asarray(post[name].values).reshape(-1)
+        return value.reshape(-1)
 
     def params_draws(self) -> dict[str, np.ndarray]:
         """Law parameters in natural units, one array of draws each."""
@@ -273,7 +320,7 @@ class ScalingFit:
         sigma = self.draws("sigma")
         if self.repeats:
             sigma = np.sqrt(sigma**2 + self.draws("sigma_fit") ** 2)
-        if "nu" in self.idata.posterior:
+        if self._chain_draws("nu") is not None:
             nu = self.draws("nu")
         else:
             nu = self.priors.get("nu")
@@ -289,18 +336,19 @@ class ScalingFit:
         import arviz as az
 
         names = list(self.law.sampled) + list(self.noise_params)
-        names = [n for n in dict.fromkeys(names) if n in self.idata.posterior]
+        arrays = {n: self._chain_draws(n) for n in dict.fromkeys(names)}
+        arrays = {n: v for n, v in arrays.items() if v is not None}
+        n_chains = next(iter(arrays.values())).shape[0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ess = az.ess(self.idata, var_names=names, method="bulk")
-            min_ess = float(min(float(ess[n].min()) for n in names))
-            n_chains = self.idata.posterior.sizes["chain"]
-            if n_chains > 1:
-                rhat = az.rhat(self.idata, var_names=names)
-                max_rhat = float(max(float(rhat[n].max()) for n in names))
-            else:
-                max_rhat = float("nan")
-        divergences = int(np.asarray(self.idata.sample_stats["diverging"]).sum())
+            min_ess = min(float(az.ess(v, method="bulk")) for v in arrays.values())
+            max_rhat = (max(float(az.rhat(v)) for v in arrays.values()) if n_chains > 1
+                        else float("nan"))
+        if self._idata is None and self._arrays is not None:
+            diverging = self._arrays["stats"]["diverging"]
+        else:
+            diverging = self.idata.sample_stats["diverging"]
+        divergences = int(np.asarray(diverging).sum())
         converged = bool(
             (n_chains == 1 or max_rhat <= RHAT_MAX) and min_ess >= ESS_MIN and divergences == 0
         )

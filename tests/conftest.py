@@ -9,6 +9,12 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# bayescale's persistent cache (exported sampler programs, XLA executables) in a folder of this
+# test session: subprocesses (CLI, notebooks) share it, and the user's cache is left alone.
+if "BAYESCALE_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["BAYESCALE_CACHE_DIR"] = tempfile.mkdtemp(prefix="bayescale-test-cache-")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -60,8 +66,8 @@ def _fresh_compiled_programs():
 
     import jax
 
-    from bayescale import inference
+    from bayescale import _nuts
 
-    inference._MCMC_CACHE.clear()
+    _nuts._LOADED.clear()
     jax.clear_caches()
     gc.collect()

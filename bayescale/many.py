@@ -1,0 +1,291 @@
+r"""Many fits at once: K data sets in one compiled program (:func:`fit_many`).
+
+Independent fits (the default) pad the data sets to a common length (padding rows are masked
+out of the likelihood), stack their data-scaled priors, and run every chain of every data set
+as one batch: one compilation, one sampler loop, split across all devices JAX sees. Each data
+set's posterior is exactly the one :func:`bayescale.fit` targets.
+
+``hierarchical=True`` fits one joint model instead: the groups share the law's exponents
+(``alpha`` and ``beta`` of the Chinchilla law, ``alpha`` of a power law, ``alpha_N`` and
+``alpha_D`` of Kaplan's) and each has its own amplitudes, irreducible loss and noise scale.
+This is the model for configurations that differ in data or architecture but are expected to
+scale alike: the exponents are estimated from every group, and each group's intervals tighten.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayescale._nuts import NutsSpec, run_nuts
+from bayescale.data import ScalingData
+from bayescale.errors import DataError, FitError
+from bayescale.inference import (_build_model, _check_options, _make_fit, _simulation_args,
+                                 as_data)
+from bayescale.laws import Law, get_law
+from bayescale.models import OBS_SITE
+
+__all__ = ["fit_many", "FitGroup", "shared_exponents"]
+
+
+def shared_exponents(law: Law) -> tuple[str, ...]:
+    """The sampled sites a hierarchical :func:`fit_many` shares across groups: the exponents."""
+    return tuple(s for s in law.sampled if s.startswith(("alpha", "beta")))
+
+
+class FitGroup(dict):
+    """The fits of :func:`fit_many`, by group name (a ``dict`` of :class:`ScalingFit`).
+
+    Attributes
+    ----------
+    seconds: wall time of the whole call. hierarchical: whether the groups shared exponents.
+    """
+
+    seconds: float = float("nan")
+    hierarchical: bool = False
+
+    def summary(self, level: float = 0.95) -> pd.DataFrame:
+        """One row per group and parameter: median, mean, sd and the central interval."""
+        frames = [f.summary(level).assign(group=name) for name, f in self.items()]
+        out = pd.concat(frames).reset_index().set_index(["group", "param"])
+        out.attrs["level"] = level
+        return out
+
+    def diagnostics(self) -> pd.DataFrame:
+        """max R-hat, min bulk ESS, divergences and converged, one row per group."""
+        return pd.DataFrame.from_dict({n: f.diagnostics for n, f in self.items()},
+                                      orient="index")
+
+
+def _groups(datasets: Any, by: str | None) -> dict[str, ScalingData]:
+    """Named data sets from a mapping, a sequence, or one table split by a column."""
+    if isinstance(datasets, Mapping):
+        out = {str(k): as_data(v) for k, v in datasets.items()}
+    elif by is not None or isinstance(datasets, (pd.DataFrame, ScalingData, str)):
+        if isinstance(datasets, (str,)) or hasattr(datasets, "__fspath__"):
+            datasets = ScalingData.from_csv(datasets)
+        if isinstance(datasets, ScalingData):
+            if by not in (None, "group"):
+                raise DataError(f"a ScalingData splits by its 'group' labels, not {by!r}; pass a "
+                                "DataFrame to split by another column")
+            if datasets.group is None:
+                raise DataError("these runs have no group labels: give group_col= when loading "
+                                "them, or pass a dict of data sets")
+            frame, by = datasets.to_frame(), "group"
+        else:
+            frame = datasets
+            if by is None:
+                raise DataError("say which column splits the runs into groups: by='config'")
+            if by not in frame.columns:
+                raise DataError(f"no column {by!r} to split by; the columns are "
+                                f"{', '.join(map(str, frame.columns))}")
+        out = {}
+        for name, part in frame.groupby(by, sort=True):
+            try:
+                out[str(name)] = ScalingData.from_frame(part.drop(columns=[by]).reset_index(
+                    drop=True))
+            except DataError as err:
+                raise DataError(f"group {name!r}: {err}") from None
+    elif isinstance(datasets, Sequence):
+        out = {}
+        for i, item in enumerate(datasets):
+            data = as_data(item)
+            name = data.name or str(i)
+            out[name if name not in out else f"{name}_{i}"] = data
+    else:
+        raise DataError(f"cannot fit groups from {type(datasets).__name__}: give a dict of data "
+                        "sets, a list of them, or one table and by='column'")
+    if not out:
+        raise DataError("no groups to fit: the input is empty")
+    return out
+
+
+def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = None,
+             hierarchical: bool = False, noise: str = "student_t",
+             priors: Mapping[str, Any] | None = None, chains: int = 4, warmup: int = 1000,
+             draws: int = 1000, seed: int = 0, progress: bool = True,
+             target_accept: float = 0.9, dense_mass: bool = True) -> FitGroup:
+    """Fit one law to many data sets in one compiled program.
+
+    Parameters
+    ----------
+    datasets: a dict ``name -> data`` (:class:`ScalingData`, DataFrame or CSV path), a list of
+        data sets, or one table (DataFrame, ScalingData with group labels, CSV path) split by
+        the column ``by``.
+    law, noise, priors, chains, warmup, draws, target_accept, dense_mass: as in
+        :func:`bayescale.fit`, for every group (default priors are scaled to each group's data;
+        ``priors`` overrides apply to all).
+    hierarchical: share the exponents across groups (see the module docstring); otherwise
+        the groups are independent fits run side by side.
+    seed: chain ``c`` of group ``g`` uses stream ``g * chains + c``.
+    progress: show one progress bar for all groups.
+
+    Repeated runs (seed-to-seed noise) are not modelled here: fit such data sets with
+    :func:`bayescale.fit`.
+
+    Returns
+    -------
+    FitGroup: a dict of :class:`ScalingFit` by group name, with ``summary()`` and
+    ``diagnostics()`` across groups.
+    """
+    start = time.perf_counter()
+    law = get_law(law)
+    groups = _groups(datasets, by)
+    chains, warmup, draws = _check_options(noise, target_accept, chains, warmup, draws)
+    for name, data in groups.items():
+        try:
+            data.check_for(law.inputs, law.n_params, law.name)
+        except DataError as err:
+            raise DataError(f"group {name!r}: {err}") from None
+    built = {name: _build_model(d, law, noise=noise, priors=priors, repeats=False)
+             for name, d in groups.items()}
+    first = next(iter(built.values()))[0]
+    for name, (model, *_rest) in built.items():
+        if model.key != first.key:
+            raise FitError(f"group {name!r} has priors of other families than the first group; "
+                           "give every group the same prior families")
+    names = list(groups)
+    length = max(d.n_points for d in groups.values())
+    stacked = _stack(built, names, length)
+    spec = NutsSpec(chains=chains, warmup=warmup, draws=draws,
+                    target_accept=float(target_accept), dense_mass=bool(dense_mass))
+    out = FitGroup()
+    if hierarchical:
+        model = _HierarchicalModel(first, shared_exponents(law), len(names))
+        args = (*stacked,)
+        result = run_nuts(model, args, spec, seed=int(seed), obs_site=OBS_SITE,
+                          predictive_args=_simulation_args, model_key=model.key,
+                          progress=progress, description=f"{law.name} x{len(names)} (shared)",
+                          split=_split_joint())
+        for g, name in enumerate(names):
+            part = _group_of_joint(result, model, g, groups[name].n_points)
+            out[name] = _make_fit(part, built[name][0], groups[name], law, built[name][3], noise,
+                                  False, seed, spec)
+            out[name].options["hierarchical"] = list(model.shared)
+    else:
+        model = first
+        args = _element(stacked, 0)
+        result = run_nuts(model, args, spec, seed=int(seed), obs_site=OBS_SITE,
+                          predictive_args=_simulation_args, model_key=model.key,
+                          batched_args=stacked, n_elements=len(names), progress=progress,
+                          description=f"{law.name} x{len(names)}")
+        for g, name in enumerate(names):
+            n = groups[name].n_points
+            rows = slice(g * chains, (g + 1) * chains)
+            part = _Part(result, rows, n)
+            out[name] = _make_fit(part, built[name][0], groups[name], law, built[name][3], noise,
+                                  False, seed, spec)
+    out.seconds = time.perf_counter() - start
+    out.hierarchical = bool(hierarchical)
+    for f in out.values():
+        f.seconds = out.seconds
+    return out
+
+
+def _split_joint() -> bool:
+    """Whether the joint (hierarchical) posterior's chains may be spread over devices.
+
+    Not on XLA:CPU's emulated devices (``--xla_force_host_platform_device_count``): there, one
+    NUTS transition of this model never returns when the chains are split (seen with jax
+    0.10.2, any noise, diagonal or dense mass), so its chains run batched on one CPU device.
+    Accelerators split them as usual.
+    """
+    from bayescale._jax import jax
+
+    return jax.default_backend() != "cpu"
+
+
+def _stack(built, names, length):
+    """Every group's model arguments padded to ``length`` runs and stacked on a leading axis."""
+    def pad(v, fill_last=True):
+        v = np.asarray(v, dtype=float)
+        return np.concatenate([v, np.repeat(v[-1:], length - v.size)]) if fill_last else v
+
+    log_inputs = {i: np.stack([pad(built[n][1][i]) for n in names])
+                  for i in built[names[0]][1]}
+    y = np.stack([pad(built[n][2]) for n in names])
+    models = [built[n][0] for n in names]
+    prior_params = {site: {p: np.stack([m.prior_params[site][p] for m in models]) for p in ps}
+                    for site, ps in models[0].prior_params.items()}
+    log_ref = {k: np.stack([m._log_ref[k] for m in models]) for k in models[0]._log_ref}
+    mask = np.stack([np.arange(length) < built[n][2].size for n in names])
+    return (log_inputs, y, prior_params, log_ref, None, mask)
+
+
+def _element(stacked, g):
+    import jax
+
+    return jax.tree_util.tree_map(lambda v: np.asarray(v)[g], stacked)
+
+
+class _Part:
+    """One group's rows of a batched sampler result, padding runs dropped."""
+
+    def __init__(self, result, rows, n):
+        self.seconds = result.seconds
+        self.posterior = {k: v[rows] for k, v in result.posterior.items()}
+        self.log_likelihood = {k: v[rows][..., :n] for k, v in result.log_likelihood.items()}
+        self.predictive = {k: v[rows][..., :n] for k, v in result.predictive.items()}
+        self.stats = {k: v[rows] for k, v in result.stats.items()}
+
+
+def _group_of_joint(result, model, g, n):
+    """Group ``g``'s view of a hierarchical posterior: shared sites whole, the rest sliced."""
+    part = _Part(result, slice(None), n)
+    part.posterior = {k: (v if k in model.shared else v[..., g])
+                      for k, v in result.posterior.items()}
+    part.log_likelihood = {k: v[..., g, :n] for k, v in result.log_likelihood.items()}
+    part.predictive = {k: v[..., g, :n] for k, v in result.predictive.items()}
+    return part
+
+
+class _HierarchicalModel:
+    """Groups share the exponents; amplitudes, irreducible loss and noise are per group."""
+
+    def __init__(self, base, shared: Sequence[str], n_groups: int):
+        self.base, self.shared, self.n_groups = base, tuple(shared), n_groups
+        self.law = base.law
+        self.key = ("hierarchical/1", base.key, self.shared, n_groups)
+
+    def __call__(self, log_inputs, y=None, prior_params=None, log_ref=None, config=None,
+                 mask=None):
+        import numpyro
+
+        from bayescale._jax import jnp
+        from bayescale.models import _StudentT
+
+        law, base = self.law, self.base
+        priors = base.priors(prior_params)  # per-group parameters: batch shape (groups,)
+        sampled = {}
+        # Shared sites (exponents, nu) take the first group's prior.
+        first = base.priors({k: {p: v[0] for p, v in ps.items()}
+                             for k, ps in prior_params.items()})
+        for site in self.shared:
+            sampled[site] = numpyro.sample(site, first[site])
+        with numpyro.plate("groups", self.n_groups):
+            for site in law.sampled:
+                if site not in self.shared:
+                    sampled[site] = numpyro.sample(site, priors[site])
+            sigma = numpyro.sample("sigma", priors["sigma"])
+        column = {k: (v if k in self.shared else v[:, None]) for k, v in sampled.items()}
+        ref = {k: v[:, None] for k, v in log_ref.items()}
+        params = law.from_sampled(column, ref)
+        for name in law.params:
+            if name not in sampled:  # amplitudes in natural units, one per group
+                numpyro.deterministic(name, jnp.broadcast_to(params[name],
+                                                             (self.n_groups, 1))[:, 0])
+        mu = law.log_loss(params, log_inputs)
+        nu = priors.get("nu")
+        if nu is not None and not isinstance(nu, float):
+            nu = numpyro.sample("nu", first["nu"])
+        scale = sigma[:, None]
+        noise = (numpyro.distributions.Normal(mu, scale) if nu is None
+                 else _StudentT(nu, mu, scale))
+        with numpyro.plate("runs", mu.shape[-1], dim=-1), \
+                numpyro.plate("groups_runs", self.n_groups, dim=-2), \
+                numpyro.handlers.mask(mask=True if mask is None else mask):
+            numpyro.sample(OBS_SITE, noise, obs=y)
