@@ -275,9 +275,34 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ parser
+PLATFORMS = ("cpu", "gpu", "tpu")
+PLATFORM_HELP = ("where JAX runs: cpu, gpu or tpu (default: JAX's choice, an accelerator when "
+                 "it sees one); the same as JAX_PLATFORMS")
+
+
+def select_platform(platform: str) -> str | None:
+    """Point JAX at ``platform`` before it starts; returns an error message, or None."""
+    os.environ["JAX_PLATFORMS"] = platform if platform == "cpu" else f"{platform},cpu"
+    package = "jax[tpu]" if platform == "tpu" else "jax[cuda12]"
+    try:
+        from bayescale._jax import jax
+
+        backend = jax.default_backend()
+    except RuntimeError as err:
+        return (f"--platform {platform}: JAX could not start it ({str(err).splitlines()[0]}); "
+                f"install the matching jax package (pip install '{package}') or use "
+                "--platform cpu")
+    if backend != platform:
+        return (f"--platform {platform}: JAX sees no {platform.upper()} here (it runs on "
+                f"{backend}); install the matching jax package (pip install '{package}') or "
+                "use --platform cpu")
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bayescale", description="Bayesian inference of neural scaling laws.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--platform", choices=PLATFORMS, default=None, help=PLATFORM_HELP)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     p = sub.add_parser("fit", help="fit a scaling law to training runs",
@@ -364,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "1000x the runs' largest)")
     p.add_argument("--level", type=float, default=0.9, help="credible interval level")
     p.set_defaults(func=_cmd_report)
+    for command in sub.choices.values():  # also after the command: bayescale fit ... --platform
+        command.add_argument("--platform", choices=PLATFORMS, default=argparse.SUPPRESS,
+                             help=PLATFORM_HELP)
     return parser
 
 
@@ -383,6 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if getattr(args, "platform", None):
+        problem = select_platform(args.platform)
+        if problem:
+            return _fail(problem)
     if getattr(args, "level", None) is not None and not 0 < args.level < 1:
         return _fail(f"--level must be between 0 and 1 (e.g. 0.95), got {args.level}")
     warnings.showwarning = _showwarning

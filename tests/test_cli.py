@@ -87,3 +87,27 @@ def test_datasets_json(capsys):
     rows = {r["name"]: r for r in json.loads(out)["datasets"]}
     assert code == 0 and rows["chinchilla"]["rows"] == 240 and "Hoffmann" in rows["chinchilla"][
         "citation"]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_platform_option(where):
+    """``--platform`` picks JAX's backend before JAX starts (a new process each time): cpu runs;
+    gpu on this GPU-less machine is one clear error, exit 2, no traceback."""
+    def call(platform):
+        cmd = (["--platform", platform, "datasets", "--json"] if where == "before"
+               else ["datasets", "--json", "--platform", platform])
+        env = {k: v for k, v in __import__("os").environ.items() if k != "JAX_PLATFORMS"}
+        return subprocess.run([sys.executable, "-m", "bayescale.cli", *cmd], capture_output=True,
+                              text=True, env=env)
+
+    ok = call("cpu")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["datasets"]
+    import jax
+
+    if any(d.platform == "gpu" for d in jax.devices()):  # pragma: no cover - GPU hosts
+        pytest.skip("this host has a GPU")
+    bad = call("gpu")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bayescale: error: --platform gpu")
+    assert "--platform cpu" in lines[0]

@@ -121,7 +121,7 @@ def test_plot_isoflop(small_fit):
         n, loss = (np.asarray(v) for v in curve.get_data())
         step = np.log(n[1] / n[0])
         # the median N* sits at the bottom of the median loss curve
-        assert abs(np.log(n_opt[0] / n[np.argmin(loss)])) <= 2 * step
+        assert abs(np.log(n_opt[0] / n[np.argmin(loss)])) <= 2 * step + 1e-9  # grid rounding
 
 
 def test_plot_tokens_per_param(small_fit):
