@@ -13,8 +13,7 @@ about 0.1 and 31 leapfrog steps per draw. This module drives NumPyro's NUTS kern
    the best, and whitens the posterior there: :math:`u = u^* + L z` with :math:`L L^T = H^{-1}`
    (eigenvalues of the Hessian :math:`H` floored, so a saddle or a flat direction gives a wide
    scale, not a failure). NUTS then runs on :math:`z`, where the posterior of a scaling law is
-   close to a standard normal: on the Chinchilla data, step sizes near 0.5 and 7 leapfrog steps
-   per draw (NumPyro's ``MCMC`` on the same model: 31). The mass
+   close to a standard normal, and short trajectories suffice. The mass
    matrix is still adapted on :math:`z`, so a poor Laplace approximation costs speed, not
    correctness.
 2. **chunk**: a twentieth of the transitions of every chain in a ``lax.scan``; the progress bar
