@@ -2,8 +2,8 @@ r"""NUTS compiled into three XLA programs, for one fit or many, on every device 
 
 NumPyro's :class:`~numpyro.infer.MCMC` traces and compiles its warm-up and sampling loops again on
 every ``run``, and its default mass-matrix regularisation (shrinkage towards :math:`10^{-3} I`)
-is larger than the posterior variance of a well-measured scaling law, which forces step sizes of
-about 0.1 and 31 leapfrog steps per draw. This module drives NumPyro's NUTS kernel
+is larger than the posterior variance of a well-measured scaling law, which forces small step
+sizes and long trajectories. This module drives NumPyro's NUTS kernel
 (:func:`numpyro.infer.hmc.hmc`) itself:
 
 1. **init**: each chain searches for the posterior mode with damped Newton steps
