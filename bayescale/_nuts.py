@@ -328,6 +328,27 @@ def _mesh(k: int):
     return Mesh(np.asarray(jax.devices()[:k]), ("batch",))
 
 
+def lockstep_width(chains: int, per_device: int) -> int | None:
+    """How many chains of a device advance in lockstep (one vectorised batch); None for all.
+
+    Batched NUTS chains wait for the longest trajectory among them, and on a CPU a batch costs
+    as much arithmetic as its chains run one by one, so there wider batches only add waiting:
+    a CPU runs one data set's chains at a time (its chains in lockstep, the data sets one after
+    another). An accelerator's wide vector units make the batch nearly free: it runs all.
+    """
+    if jax.default_backend() != "cpu" or per_device <= chains:
+        return None
+    return chains
+
+
+def _batched(f: Callable, width: int | None) -> Callable:
+    """``f`` over a leading axis: vectorised in groups of ``width`` run one after another
+    (``lax.map``), or all at once (``vmap``) for ``width`` None."""
+    if width is None:
+        return jax.vmap(f)
+    return lambda *xs: jax.lax.map(lambda x: f(*x), xs, batch_size=width)
+
+
 def _sharded(f: Callable, k: int) -> Callable:
     """``f`` batched on its leading axis, split across the first ``k`` devices."""
     if k == 1:
@@ -395,15 +416,16 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
     ids_aval = _aval(ids)
     total = spec.warmup + spec.draws
     length = max(1, math.ceil(total / 20))
-    init_key = _program_key("init", base, spec, None, k)
-    chunk_key = _program_key("chunk", base, spec, length, k)
-    post_key = _program_key("post", base, spec, None, k)
+    width = lockstep_width(spec.chains, padded // k)
+    init_key = _program_key("init", base, spec, width, k)
+    chunk_key = _program_key("chunk", base, spec, (length, width), k)
+    post_key = _program_key("post", base, spec, width, k)
 
     def build_init():
         kern = get_kernels()
 
         def init(ids, *lv):
-            state, u_star, scale = jax.vmap(kern.init_one)(ids, kern.args(list(lv)))
+            state, u_star, scale = _batched(kern.init_one, width)(ids, kern.args(list(lv)))
             _STATE_TREES[init_key] = jax.tree_util.tree_structure(state)
             return jax.tree_util.tree_leaves(state), u_star, scale
 
@@ -417,7 +439,7 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
 
         def chunk(state, u_star, scale, *lv):
             s = jax.tree_util.tree_unflatten(tree, state)
-            s, out = jax.vmap(lambda s, a, u, l: kern.chunk_one(s, a, u, l, length))(
+            s, out = _batched(lambda s, a, u, l: kern.chunk_one(s, a, u, l, length), width)(
                 s, kern.args(list(lv)), u_star, scale)
             return jax.tree_util.tree_leaves(s), out
 
@@ -427,7 +449,7 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
         kern = get_kernels()
 
         def post(ids, z, u_star, scale, *lv):
-            return jax.vmap(kern.post_one)(ids, z, kern.args(list(lv)), u_star, scale)
+            return _batched(kern.post_one, width)(ids, z, kern.args(list(lv)), u_star, scale)
 
         return _sharded(post, k)
 
