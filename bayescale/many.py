@@ -256,7 +256,7 @@ class _HierarchicalModel:
         import numpyro
 
         from bayescale._jax import jnp
-        from bayescale.models import _StudentT
+        from bayescale.models import degrees_of_freedom, observe
 
         law, base = self.law, self.base
         priors = base.priors(prior_params)  # per-group parameters: batch shape (groups,)
@@ -279,13 +279,5 @@ class _HierarchicalModel:
                 numpyro.deterministic(name, jnp.broadcast_to(params[name],
                                                              (self.n_groups, 1))[:, 0])
         mu = law.log_loss(params, log_inputs)
-        nu = priors.get("nu")
-        if nu is not None and not isinstance(nu, float):
-            nu = numpyro.sample("nu", first["nu"])
-        scale = sigma[:, None]
-        noise = (numpyro.distributions.Normal(mu, scale) if nu is None
-                 else _StudentT(nu, mu, scale))
-        with numpyro.plate("runs", mu.shape[-1], dim=-1), \
-                numpyro.plate("groups_runs", self.n_groups, dim=-2), \
-                numpyro.handlers.mask(mask=True if mask is None else mask):
-            numpyro.sample(OBS_SITE, noise, obs=y)
+        nu = degrees_of_freedom(first.get("nu"))
+        observe(mu, sigma[:, None], nu, y, mask, n_groups=self.n_groups)

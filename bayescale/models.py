@@ -17,6 +17,7 @@ units as deterministic sites (``A``, ``B``, ``N_c`` ...) with the names every ou
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -56,14 +57,9 @@ def scaling_model(log_inputs: Mapping[str, Any], y=None, *, law: Law, priors: Ma
             numpyro.deterministic(name, params[name])
     mu = law.log_loss(params, log_inputs)
     sigma = numpyro.sample("sigma", priors["sigma"])
-    nu = priors.get("nu")
-    if nu is not None and not isinstance(nu, float):
-        nu = numpyro.sample("nu", nu)
+    nu = degrees_of_freedom(priors.get("nu"))
     if config is None:
-        noise = dist.Normal(mu, sigma) if nu is None else _StudentT(nu, mu, sigma)
-        with numpyro.plate("runs", mu.shape[-1]), numpyro.handlers.mask(
-                mask=True if mask is None else mask):
-            numpyro.sample(OBS_SITE, noise, obs=y)
+        observe(mu, sigma, nu, y, mask)
         return
     if mask is not None:
         raise ValueError("padded data sets (mask) do not support repeated-run models")
@@ -79,6 +75,29 @@ def scaling_model(log_inputs: Mapping[str, Any], y=None, *, law: Law, priors: Ma
     # One term per configuration: the log likelihood of each, as PSIS-LOO needs.
     numpyro.factor(CONFIG_FACTOR,
                    config_log_likelihood(y, mu, config, n_config, sigma=sigma, sigma_fit=sigma_fit))
+
+
+def degrees_of_freedom(prior):
+    """The Student-t noise's degrees of freedom: None for normal noise, a fixed number, or the
+    site ``nu`` drawn from ``prior``."""
+    if prior is None or isinstance(prior, float):
+        return prior
+    return numpyro.sample("nu", prior)
+
+
+def observe(mu, sigma, nu, y=None, mask=None, *, n_groups: int = 0):
+    """The observed site: log losses around the law's ``mu`` with normal (``nu`` None) or
+    Student-t noise of scale ``sigma``; padding rows (``mask`` False) add nothing.
+
+    ``mu`` is (runs,), or (groups, runs) with ``n_groups`` groups, each with its own scale.
+    """
+    noise = dist.Normal(mu, sigma) if nu is None else _StudentT(nu, mu, sigma)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(numpyro.plate("runs", mu.shape[-1], dim=-1))
+        if n_groups:
+            stack.enter_context(numpyro.plate("groups_runs", n_groups, dim=-2))
+        stack.enter_context(numpyro.handlers.mask(mask=True if mask is None else mask))
+        numpyro.sample(OBS_SITE, noise, obs=y)
 
 
 class _StudentT(dist.StudentT):
