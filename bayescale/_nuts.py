@@ -63,7 +63,7 @@ class NutsSpec:
     chains: int
     warmup: int
     draws: int
-    target_accept: float = 0.9
+    target_accept: float = 0.95
     dense_mass: bool = True
     max_tree_depth: int = 10
     newton_steps: int = 60

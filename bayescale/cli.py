@@ -322,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--level", type=float, default=0.95, help="credible interval level")
-    p.add_argument("--target-accept", type=float, default=0.9,
-                   help="NUTS target acceptance; raise to 0.95-0.99 when divergences are reported")
+    p.add_argument("--target-accept", type=float, default=0.95,
+                   help="NUTS target acceptance (default 0.95); raise to 0.98-0.99 when divergences are reported")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
 

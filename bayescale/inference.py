@@ -57,7 +57,7 @@ def as_data(data: ScalingData | pd.DataFrame | str | os.PathLike) -> ScalingData
 def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "chinchilla", *,
         noise: str = "student_t", priors: Mapping[str, Any] | None = None,
         repeats: bool | str = "auto", chains: int = 4, warmup: int = 1000, draws: int = 1000,
-        seed: int = 0, progress: bool = True, target_accept: float = 0.9,
+        seed: int = 0, progress: bool = True, target_accept: float = 0.95,
         dense_mass: bool = True) -> ScalingFit:
     """Fit a scaling law to training runs with NUTS.
 

@@ -108,7 +108,7 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
              hierarchical: bool = False, noise: str = "student_t",
              priors: Mapping[str, Any] | None = None, chains: int = 4, warmup: int = 1000,
              draws: int = 1000, seed: int = 0, progress: bool = True,
-             target_accept: float = 0.9, dense_mass: bool = True) -> FitGroup:
+             target_accept: float = 0.95, dense_mass: bool = True) -> FitGroup:
     """Fit one law to many data sets in one compiled program.
 
     Parameters

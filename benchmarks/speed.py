@@ -84,6 +84,7 @@ def worker(kind: str, quick: bool) -> None:
                          for p in PARAMS}
             done = time.perf_counter()
             chains = {p: fit.idata.posterior[p].values for p in PARAMS}
+            extra["steps"] = float(np.mean(fit._arrays["stats"]["n_steps"]))
         else:
             rng = np.random.default_rng(0)
             picks = [rng.integers(0, data.n_points, data.n_points) for _ in range(N_GROUPS)]
@@ -97,6 +98,8 @@ def worker(kind: str, quick: bool) -> None:
             done = time.perf_counter()
             chains = {p: fits["resample0"].idata.posterior[p].values for p in PARAMS}
             extra["groups"] = N_GROUPS
+            extra["steps"] = float(np.mean([f._arrays["stats"]["n_steps"]
+                                            for f in fits.values()]))
             # The same 16 data sets fitted one after another with fit (programs already loaded).
             t_one = time.perf_counter()
             for d in groups.values():
@@ -130,13 +133,14 @@ def worker(kind: str, quick: bool) -> None:
         t0 = time.perf_counter()
         mcmc = MCMC(NUTS(model), num_warmup=settings["warmup"], num_samples=settings["draws"],
                     num_chains=settings["chains"], chain_method="vectorized", progress_bar=False)
-        mcmc.run(jax.random.PRNGKey(0), N, D, L)
+        mcmc.run(jax.random.PRNGKey(0), N, D, L, extra_fields=("num_steps",))
         samples = mcmc.get_samples(group_by_chain=True)
         intervals = {p: tuple(float(v) for v in np.quantile(np.asarray(samples[p]), [0.05, 0.95]))
                      for p in PARAMS}
         done = time.perf_counter()
         ess, rhat = _ess_rhat({p: np.asarray(samples[p]) for p in PARAMS})
-        extra.update(ess=ess, rhat=rhat, devices=f"{jax.device_count()} x "
+        steps = float(np.mean(np.asarray(mcmc.get_extra_fields()["num_steps"])))
+        extra.update(ess=ess, rhat=rhat, steps=steps, devices=f"{jax.device_count()} x "
                      f"{jax.devices()[0].device_kind}")
     else:
         from bayescale import baselines as bl
@@ -214,6 +218,7 @@ def main(argv=None):
             row[f"ESS/s {p}"] = ess[p] / r["fit_s"] if ess else float("nan")
         row["min bulk ESS"] = min(ess.values()) if ess else float("nan")
         row["max R-hat"] = r.get("rhat", float("nan"))
+        row["leapfrog steps per draw"] = r.get("steps", float("nan"))
         rows.append(row)
 
     warm, cold, many = runs["warm"], runs["cold"], runs["many"]
@@ -244,14 +249,16 @@ def main(argv=None):
         notes=[
             "Each method in a fresh Python process, one after another in this one run. fit_s: "
             "from calling the fit to 90% intervals, libraries already imported; process_s: the "
-            "whole process. ESS/s: bulk ESS over fit_s.",
+            "whole process. ESS/s: bulk ESS over fit_s. leapfrog steps per draw: mean over "
+            "the kept draws of every chain (all 16 data sets for fit_many).",
             f"Devices seen by JAX in the bayescale workers: {warm.get('devices')} (bayescale asks "
             f"XLA for one CPU device per core); the reference ran on "
             f"{runs['reference'].get('devices')}. CPU: {cpu}.",
             f"Programs in the cache after the cold run: {', '.join(programs) or 'none'} "
             "(exported with jax.export) plus XLA's executables.",
             f"fit_many: {N_GROUPS} resamples (with replacement) of the 240 runs, every one a "
-            "full 4-chain fit, in one batched program; ESS and R-hat columns are those of the "
+            "full 4-chain fit, in one program (on a CPU each device runs its data sets one "
+            "after another, each one's chains in lockstep); ESS and R-hat columns are those of the "
             "first data set, the targets below cover all of them. In the same process, the 16 "
             f"data sets fitted one after another with fit took {many['sequential_s']:.1f} s "
             f"against fit_many's {many['fit_s']:.1f} s.",
@@ -263,7 +270,7 @@ def main(argv=None):
     )
     text += "\n" + C.markdown_table(rows, ["method", "fit_s", "process_s", "x faster than (c)",
                                             *[f"ESS/s {p}" for p in PARAMS], "min bulk ESS",
-                                            "max R-hat"])
+                                            "max R-hat", "leapfrog steps per draw"])
     text += "\n## Targets (issue 8)\n\n" + C.markdown_table(
         target_rows, ["target", "measured", "required", "met"])
     C.write_table(args.out, "speed.md", text)

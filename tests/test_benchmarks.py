@@ -93,7 +93,21 @@ def test_speed_quick(tmp_path):
     bayes = [r for r in rows if r["method"][:3] in ("(a)", "(b)", "(c)", "(e)")]
     for r in bayes:
         assert float(r["min bulk ESS"]) > 0 and float(r["max R-hat"]) >= 0.99
+        # a NUTS trajectory has 1 to 2^10 - 1 leapfrog steps (max tree depth 10)
+        assert 1.0 <= float(r["leapfrog steps per draw"]) <= 1023.0
     targets = table(text, "target")
     assert len(targets) == 8 and all(t["met"] in ("yes", "NO") for t in targets)
     # The warm run loaded what the cold run exported: three programs were cached.
     assert "Programs in the cache after the cold run: chunk, init, post" in text
+
+
+def test_sampler_quick(tmp_path):
+    run("sampler.py", tmp_path)
+    rows = table((tmp_path / "sampler.md").read_text(), "data set")
+    assert [float(r["target_accept"]) for r in rows] == [0.9, 0.95]
+    for r in rows:
+        fits, total = re.fullmatch(r"(\d+) of (\d+)", r["fits with divergences"]).groups()
+        assert int(fits) <= int(total) == 1
+        assert (int(r["divergences"]) > 0) == (int(fits) > 0)
+        assert 1.0 <= float(r["leapfrog steps per draw"]) <= 1023.0
+        assert float(r["min bulk ESS"]) > 0 and float(r["median fit_s"]) > 0

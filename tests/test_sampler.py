@@ -163,7 +163,8 @@ def test_same_seed_same_draws_other_seed_other_draws(chin_data):
 def test_whitened_posterior_needs_short_trajectories(chin_data):
     # On the Laplace-whitened posterior NUTS takes 7-15 leapfrog steps per draw (31 without the
     # whitening), at step sizes of order 0.5 (the posterior is close to a standard normal).
-    fit = quiet_fit(chin_data, seed=0)
+    # The acceptance target is pinned at 0.9 (the default is 0.95) for the bounds below.
+    fit = quiet_fit(chin_data, seed=0, target_accept=0.9)
     stats = fit._arrays["stats"]
     assert stats["n_steps"].shape == (2, 300)
     assert np.median(stats["n_steps"]) <= 15
