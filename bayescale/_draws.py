@@ -19,6 +19,7 @@ from scipy import stats
 from scipy.optimize import elementwise
 
 from bayescale._jax import jax
+from bayescale.allocation import _isoflop_minimum
 from bayescale.errors import FitError
 from bayescale.laws import Law, chinchilla_optimum, get_law
 from bayescale.summaries import summary_dict
@@ -159,11 +160,12 @@ def log_n_bounds(log_c: float, bounds) -> tuple[float, float]:
     return math.log(lo), math.log(hi)
 
 
-def optimal_log_n(d: Draws, log_c, lo: float, hi: float, *, n_grid: int = 121):
+def optimal_log_n(d: Draws, log_c, lo: float, hi: float):
     """Each draw's compute-optimal log N at ``log_c = log(C/k)`` and its law log loss, (S,) each.
 
-    Chinchilla uses the closed form (unbounded); other laws a grid on [lo, hi] then Chandrupatla
-    minimisation per draw (draws whose optimum is at the edge keep the edge).
+    Chinchilla uses the closed form (unbounded); other laws the bisection of
+    :func:`bayescale.allocation.numerical_optimum` on [lo, hi] (draws whose optimum is at the edge
+    keep the edge).
     """
     if d.law.name == "chinchilla":
         p = d.params
@@ -173,22 +175,8 @@ def optimal_log_n(d: Draws, log_c, lo: float, hi: float, *, n_grid: int = 121):
         )
         log_n = np.log(n)
         return log_n, d.log_law(log_n, log_c - log_n)
-    names = d.law.params
-
-    def f(u, *vals):
-        return d.log_law(u, log_c - u, params=dict(zip(names, vals)))
-
-    grid = np.linspace(lo, hi, n_grid)[:, None]
-    i = np.argmin(d.log_law(grid, log_c - grid), axis=0)
-    j = np.clip(i, 1, n_grid - 2)
-    g = grid[:, 0]
-    res = elementwise.find_minimum(
-        f, (g[j - 1], g[j], g[j + 1]), args=tuple(d.params[k] for k in names),
-        tolerances={"xatol": 1e-9},
-    )
-    interior = (i > 0) & (i < n_grid - 1) & np.isfinite(res.x)
-    log_n = np.where(interior, res.x, g[i])
-    return log_n, d.log_law(log_n, log_c - log_n)
+    log_n, log_loss, *_ = _isoflop_minimum(d.law, d.params, log_c, lo, hi)
+    return log_n, log_loss
 
 
 def decreasing_root(f, lo, hi, args=()):

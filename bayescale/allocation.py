@@ -129,10 +129,9 @@ def _solver(law: Law):
     def slope(p, u, c):  # d ell / du, elementwise (ell is elementwise in u)
         return jax.grad(lambda v: jnp.sum(ell(p, v, c)))(u)
 
-    def solve(p, c):
-        shape = jnp.broadcast_shapes(c.shape, *(v.shape for v in p.values()))
-        c = jnp.broadcast_to(c, shape)
-        lo0, hi0 = jnp.zeros(shape), c  # N = 1 parameter ... D = 1 token
+    def solve(p, c, lo0, hi0):
+        shape = jnp.broadcast_shapes(c.shape, lo0.shape, hi0.shape, *(v.shape for v in p.values()))
+        c, lo0, hi0 = (jnp.broadcast_to(x, shape) for x in (c, lo0, hi0))
 
         def step(_, bracket):
             lo, hi = bracket
@@ -140,18 +139,33 @@ def _solver(law: Law):
             rising = slope(p, mid, c) > 0
             return jnp.where(rising, lo, mid), jnp.where(rising, mid, hi)
 
-        # 64 halvings shrink a bracket of width < 745 below float64 spacing at |u| ~ 1.
+        # 64 halvings shrink a bracket of width < 1500 below float64 spacing at |u| ~ 1.
         lo, hi = jax.lax.fori_loop(0, 64, step, (lo0, hi0))
         at_lo = slope(p, lo0, c) >= 0
         at_hi = ~at_lo & (slope(p, hi0, c) <= 0)
         u = jnp.where(at_lo, lo0, jnp.where(at_hi, hi0, 0.5 * (lo + hi)))
         curv = jax.grad(lambda v: jnp.sum(slope(p, v, c)))(u)
         cross = jax.grad(lambda cc: jnp.sum(slope(p, u, cc)))(c)
-        a = jnp.where(at_lo, 0.0, jnp.where(at_hi, 1.0, -cross / curv))
-        return u, c - u, ell(p, u, c), a, at_lo | at_hi
+        return u, ell(p, u, c), -cross / curv, at_lo, at_hi
 
     _SOLVERS[key] = jax.jit(solve)
     return _SOLVERS[key]
+
+
+def _isoflop_minimum(law: Law, params: Mapping[str, Any], log_c: Any, lo: Any, hi: Any):
+    r"""Each draw's minimiser :math:`u^* = \log N^*` of :math:`\ell(u)` in [lo, hi] (the one
+    numerical optimiser of an isoFLOP curve, shared with :mod:`bayescale.decisions` and
+    :mod:`bayescale.voi`).
+
+    ``params`` (natural units), ``log_c`` (:math:`\log(C/k)`), ``lo`` and ``hi`` (log N) broadcast
+    together. 64 bisection steps on the sign of :math:`\ell'(u)`; a draw whose slope keeps one sign
+    on [lo, hi] gets the edge it descends to. Returns NumPy arrays ``(log_n, log_loss, a, at_lo,
+    at_hi)``: log N*, the law's log loss there, :math:`-\ell_{uc}/\ell_{uu}` (the local exponent,
+    meaningful at interior optima only) and the edge flags.
+    """
+    p = {name: jnp.asarray(params[name], dtype=float) for name in law.params}
+    args = (jnp.asarray(x, dtype=float) for x in (log_c, lo, hi))
+    return tuple(np.asarray(x) for x in _solver(law)(p, *args))
 
 
 def numerical_optimum(
@@ -185,12 +199,12 @@ def numerical_optimum(
     law = _two_variable(law, "compute-optimal allocation")
     k = float(flops_per_param_token)
     budgets = _budgets(C, k)
-    draws = _param_draws(law, params)
-    p = {name: jnp.asarray(v)[:, None] for name, v in draws.items()}
-    c = jnp.asarray(np.log(budgets / k))[None, :]
-    u, _, log_loss, a, edge = (np.asarray(x) for x in _solver(law)(p, c))
+    p = {name: v[:, None] for name, v in _param_draws(law, params).items()}
+    c = np.log(budgets / k)[None, :]
+    u, log_loss, a, at_lo, at_hi = _isoflop_minimum(law, p, c, 0.0, c)
+    a = np.where(at_lo, 0.0, np.where(at_hi, 1.0, a))
     n_opt = np.exp(u)
-    return NumericalOptimum(n_opt, budgets / (k * n_opt), log_loss, a, edge)
+    return NumericalOptimum(n_opt, budgets / (k * n_opt), log_loss, a, at_lo | at_hi)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from scipy.optimize import brentq
+from scipy.optimize import brentq, minimize_scalar
 
 from bayescale._jax import jnp
 from bayescale.allocation import (
+    _isoflop_minimum,
     compute_optimal,
     data_sufficiency,
     isoflop_profile,
@@ -113,6 +114,33 @@ def test_chinchilla_exponents_and_scaling():
     n, d = alloc.N_opt[:, 0], alloc.D_opt[:, 0]
     ref = p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
     np.testing.assert_allclose(alloc.loss[:, 0], ref, rtol=1e-12)
+
+
+def test_bounded_isoflop_minimum_matches_scipy_per_draw():
+    # The optimiser decisions and voi share, on brackets of log N that cut off about half the
+    # draws' optima (per budget, broadcast against the draws): bounded Brent per draw and budget
+    # on the law in NumPy is the truth, the closed form says which edge a draw must stop at.
+    p = kaplan_draws()
+    C = np.array([1e19, 1e21, 1e23])
+    log_c = np.log(C / 6.0)
+    lo, hi = np.log([4e8, 5e9, 6.5e10]), np.log([5e8, 6.5e9, 8e10])
+    col = {k: v[:, None] for k, v in p.items()}
+    log_n, log_loss, _, at_lo, at_hi = _isoflop_minimum(LAWS["kaplan"], col, log_c, lo, hi)
+    assert log_n.shape == (200, 3)
+    free = np.log(kaplan_optimum(p, C))
+    np.testing.assert_array_equal(at_lo, free < lo)
+    np.testing.assert_array_equal(at_hi, free > hi)
+    assert 0.2 < np.mean(at_lo | at_hi) < 0.8
+    for s in range(200):
+        q = {k: v[s] for k, v in p.items()}
+        for j in range(3):
+            res = minimize_scalar(
+                lambda u: _kaplan_np(q, np.exp(u), np.exp(log_c[j] - u)), bounds=(lo[j], hi[j]),
+                method="bounded", options={"xatol": 1e-10},
+            )
+            assert log_n[s, j] == pytest.approx(res.x, abs=1e-6)
+    n = np.exp(log_n)
+    np.testing.assert_allclose(log_loss, _kaplan_np(col, n, C / (6.0 * n)), rtol=1e-12)
 
 
 def test_kaplan_local_slope_matches_finite_difference():
