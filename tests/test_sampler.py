@@ -208,3 +208,32 @@ def test_cache_off(tmp_path):
     assert abs(out["fit"]["E"][0] - 1.8) < 3 * out["fit"]["E"][1]
     assert not (home / ".cache" / "bayescale").exists()
     assert not [p for p in home.rglob("*") if p.suffix == ".jaxexport" or p.name == "jax"]
+
+
+# ------------------------------------------------------------------------------ chain layout
+
+def test_lockstep_batches_equal_one_vmap():
+    # A CPU device runs its chains in lockstep batches one after another (lax.map); the result
+    # must be what one vmap over every chain gives, remainder batch included (5 = 2 + 2 + 1).
+    from bayescale._jax import jax, jnp
+    from bayescale._nuts import _batched
+
+    def f(x, tree):
+        return {"dot": x @ tree["m"], "cum": jnp.cumsum(x) * tree["s"]}, jnp.linalg.norm(x)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 3))
+    tree = {"m": rng.normal(size=(5, 3, 4)), "s": rng.normal(size=(5,))}
+    want = jax.vmap(f)(x, tree)
+    got = jax.jit(_batched(f, 2))(x, tree)
+    for w, g in zip(jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves(got)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-12, atol=1e-14)
+
+
+def test_lockstep_width_on_cpu():
+    # One data set's chains per lockstep batch on a CPU; a device with no more chains than one
+    # data set has runs them as one batch.
+    from bayescale._nuts import lockstep_width
+
+    assert lockstep_width(4, 32) == 4
+    assert lockstep_width(4, 4) is None and lockstep_width(4, 2) is None
