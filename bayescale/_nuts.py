@@ -23,7 +23,11 @@ sizes and long trajectories. This module drives NumPyro's NUTS kernel
 
 Everything is batched over a leading axis of chains (of one data set, or of many:
 :func:`bayescale.fit_many`) and split across devices with ``shard_map`` when JAX sees several:
-a multi-GPU host or a ``jax.distributed`` cluster runs the same call.
+a multi-GPU host or a ``jax.distributed`` cluster runs the same call. Within a device an
+accelerator advances all its chains in lockstep (one ``vmap``); a CPU advances one data set's
+chains at a time (``lax.map`` over batches of ``chains``), because batched chains wait for the
+longest trajectory and a CPU gains no arithmetic from the wider batch
+(:func:`lockstep_width`).
 
 The programs are exported (:mod:`jax.export`) into bayescale's cache folder
 (:data:`bayescale._jax.CACHE`), keyed by the model's static description, the shapes of its

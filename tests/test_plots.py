@@ -64,7 +64,14 @@ def test_plot_fit_against_compute(small_fit):
     xs, ys = (np.asarray(a) for a in ax.lines[4].get_data())  # run edges (2), law edges (2), median
     assert np.isclose(xs[-1], BUDGET) and np.isclose(xs[0], small_fit.data.C.min())
     assert np.all((lo <= np.interp(x, xs, ys) + 1e-12) & (np.interp(x, xs, ys) <= hi + 1e-12))
-    assert np.all(run_lo <= lo + 1e-12) and np.all(hi <= run_hi + 1e-12)
+    # A new run adds its noise to the law: over the data, where the noise dominates the law's
+    # uncertainty, the new-run band holds the law band; far out, where the law's uncertainty
+    # dominates, the two bands' ends differ by Monte-Carlo error only (300 draws), so there the
+    # run band need only be wider on average.
+    inside = x <= small_fit.data.C.max()
+    assert inside.sum() > 10
+    assert np.all(run_lo[inside] <= lo[inside]) and np.all(hi[inside] <= run_hi[inside])
+    assert np.mean(run_hi - run_lo) > np.mean(hi - lo)
     scatter = [c for c in ax.collections if isinstance(c, PathCollection)][0]
     assert len(scatter.get_offsets()) == small_fit.data.n_points
     assert len(ax.child_axes) == 1  # the zoom on the extrapolation
