@@ -106,6 +106,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from bayescale.inference import fit
 
     data = _load_data(args)
+    if args.by_group or args.hierarchical:
+        return _fit_groups(args, data)
     if args.method != "bayes":
         return _fit_lsq(args, data)
     result = fit(data, args.law, noise=args.noise, chains=args.chains, warmup=args.warmup,
@@ -116,6 +118,49 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(f"bayescale: saved fit to {args.out}", file=sys.stderr)
     _report_fit(result.to_dict(args.level), args.json, formula=result.law.formula,
                 seconds=result.seconds)
+    return 0
+
+
+def _fit_groups(args: argparse.Namespace, data) -> int:
+    """One fit per group label (``--group-col``) in one program; ``--out`` is then a folder."""
+    import re
+    from pathlib import Path
+
+    from bayescale.errors import DataError
+    from bayescale.many import fit_many
+
+    if args.method != "bayes":
+        raise DataError(f"--by-group and --hierarchical fit with NUTS; drop --method "
+                        f"{args.method}")
+    if data.group is None:
+        raise DataError("--by-group needs group labels: name their column with --group-col")
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out {out_dir} is a file; with --by-group it names a folder that "
+                        "gets one FIT.nc per group")
+    fits = fit_many(data, args.law, hierarchical=args.hierarchical, noise=args.noise,
+                    chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
+                    progress=not args.no_progress, target_accept=args.target_accept)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        used: set[str] = set()
+        for name, f in fits.items():
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "group"
+            while stem in used:
+                stem += "_"
+            used.add(stem)
+            f.save(out_dir / f"{stem}.nc")
+            print(f"bayescale: saved group {name!r} to {out_dir / f'{stem}.nc'}",
+                  file=sys.stderr)
+    if args.json:
+        _print_json({"groups": {n: f.to_dict(args.level) for n, f in fits.items()},
+                     "hierarchical": fits.hierarchical, "seconds": fits.seconds})
+        return 0
+    shared = " (exponents shared)" if fits.hierarchical else ""
+    print(f"{len(fits)} groups fitted in one program{shared} in {fits.seconds:.1f} s")
+    for name, f in fits.items():
+        print(f"\ngroup {name}")
+        _report_fit(f.to_dict(args.level), False, formula=f.law.formula)
     return 0
 
 
@@ -315,7 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bayes (NUTS) or a least-squares baseline")
     p.add_argument("--bootstrap", type=int, default=0,
                    help="least squares: bootstrap resamples for intervals (0: point estimate)")
-    p.add_argument("--out", help="save the fit to this netCDF file")
+    p.add_argument("--out", help="save the fit to this netCDF file (with --by-group: a "
+                                  "folder, one FIT.nc per group)")
+    p.add_argument("--by-group", action="store_true",
+                   help="fit each group of --group-col separately, all in one program")
+    p.add_argument("--hierarchical", action="store_true",
+                   help="with groups: share the law's exponents across them (implies --by-group)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chains", type=int, default=4)

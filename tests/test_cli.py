@@ -111,3 +111,62 @@ def test_platform_option(where):
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bayescale: error: --platform gpu")
     assert "--platform cpu" in lines[0]
+
+
+@pytest.fixture(scope="module")
+def grouped_csv(tmp_path_factory):
+    # Two groups of 16 runs with irreducible losses 1.7 and 2.1 (names with a space and a
+    # slash, which become file names); other parameters equal.
+    frames = []
+    for label, E, seed in (("c4 / small", 1.7, 21), ("pile", 2.1, 22)):
+        N, D, loss, _ = simulate_chinchilla(
+            dict(E=E, A=480.0, B=2100.0, alpha=0.35, beta=0.37), n_side=4, seed=seed)
+        frames.append(pd.DataFrame({"N": N, "D": D, "loss": loss, "corpus": label}))
+    path = tmp_path_factory.mktemp("cli_groups") / "runs.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    return path
+
+
+def test_fit_by_group_json_and_files(grouped_csv, tmp_path, capsys):
+    out_dir = tmp_path / "fits"
+    small = ["--chains", "2", "--warmup", "200", "--draws", "200", "--no-progress"]
+    code, out, err = run(["fit", str(grouped_csv), "--group-col", "corpus", "--by-group",
+                          "--json", "--out", str(out_dir), *small], capsys)
+    assert code == 0, err
+    obj = json.loads(out)
+    assert set(obj["groups"]) == {"c4 / small", "pile"} and obj["hierarchical"] is False
+    E = {g: v["params"]["E"] for g, v in obj["groups"].items()}
+    # each group's own irreducible loss, not the pooled one
+    assert E["c4 / small"]["hi"] < E["pile"]["lo"]
+    assert 1.5 < E["c4 / small"]["median"] < 1.9 and 1.9 < E["pile"]["median"] < 2.3
+    for g in obj["groups"].values():
+        assert g["n_points"] == 16
+    # one saved fit per group, named after the label, that reloads to the same JSON
+    assert sorted(p.name for p in out_dir.iterdir()) == ["c4_small.nc", "pile.nc"]
+    code, again, _ = run(["summary", str(out_dir / "pile.nc"), "--json"], capsys)
+    assert code == 0 and json.loads(again) == obj["groups"]["pile"]
+
+
+def test_fit_hierarchical_text(grouped_csv, capsys):
+    code, out, err = run(["fit", str(grouped_csv), "--group-col", "corpus", "--hierarchical",
+                          "--chains", "2", "--warmup", "200", "--draws", "200",
+                          "--no-progress"], capsys)
+    assert code == 0, err
+    assert "2 groups fitted in one program (exponents shared)" in out
+    assert "group c4 / small" in out and "group pile" in out
+    # shared exponents: both groups report the same alpha row
+    alpha_rows = [ln for ln in out.splitlines() if ln.startswith("alpha")]
+    assert len(alpha_rows) == 2 and alpha_rows[0] == alpha_rows[1]
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--by-group"], "needs group labels: name their column with --group-col"),
+    (["--by-group", "--group-col", "corpus", "--method", "huber"], "fit with NUTS"),
+    (["--by-group", "--group-col", "corpus", "--out", "FILE"], "is a file"),
+])
+def test_fit_by_group_errors(extra, needle, grouped_csv, tmp_path, capsys):
+    existing = tmp_path / "fit.nc"
+    existing.write_text("x")
+    extra = [str(existing) if a == "FILE" else a for a in extra]
+    code, out, err = run(["fit", str(grouped_csv), *extra], capsys)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
