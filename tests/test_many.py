@@ -89,6 +89,22 @@ def test_groups_match_separate_fits(many, singles):
             assert abs(diff) < 4 * mcse, (name, p, diff, mcse, single.draws(p).std())
 
 
+def test_accelerator_layout_matches_cpu_layout(many, groups, monkeypatch):
+    # An accelerator advances every chain of a device in one lockstep batch; a CPU runs one
+    # group's chains at a time. Forcing the accelerator layout here must sample the same
+    # posteriors (not the same draws: float rounding differs between the two programs).
+    from bayescale import _nuts
+
+    monkeypatch.setattr(_nuts, "lockstep_width", lambda chains, per_device: None)
+    wide = quiet(bs.fit_many, {k: d for k, (d, _) in groups.items()}, "chinchilla", **SMALL)
+    for name in GROUPS:
+        for p in ("E", "sigma"):
+            mcse = np.hypot(az.mcse(wide[name]._chain_draws(p), method="median"),
+                            az.mcse(many[name]._chain_draws(p), method="median"))
+            diff = np.median(wide[name].draws(p)) - np.median(many[name].draws(p))
+            assert abs(diff) < 4 * mcse, (name, p, diff, mcse)
+
+
 def test_padded_model_has_the_unpadded_density(groups):
     # Exact, no sampling: each group's row of the stacked (padded, masked) arguments gives the
     # model the same log density as that group's own unpadded arguments.
