@@ -189,10 +189,13 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
 def _split_joint() -> bool:
     """Whether the joint (hierarchical) posterior's chains may be spread over devices.
 
-    Not on XLA:CPU's emulated devices (``--xla_force_host_platform_device_count``): there, one
-    NUTS transition of this model never returns when the chains are split (seen with jax
-    0.10.2, any noise, diagonal or dense mass), so its chains run batched on one CPU device.
-    Accelerators split them as usual.
+    Not on XLA:CPU's emulated devices (``--xla_force_host_platform_device_count``): there the
+    split program deadlocks (jax 0.10.2; 8 groups of 240 runs, 34 parameters). A native stack
+    of the hung process shows each device's program inside jaxlib's batched LAPACK LU kernel
+    (the mode search's ``jnp.linalg.solve``), waiting in ``ParallelBatchMap`` for work it
+    queued on the CPU thread pool whose threads are all running device programs. The
+    independent models' 6x6 solves did not deadlock in the same layout. So the joint model's
+    chains run batched on one CPU device; accelerators split them as usual.
     """
     from bayescale._jax import jax
 
