@@ -283,10 +283,13 @@ class _Kernels:
             scale = vecs / jnp.sqrt(vals)
             return u, jnp.where(jnp.all(jnp.isfinite(scale)), scale, eye), f
 
-        def init_one(ids, a):
+        def init_one(ids, a, serial=False):
             rng = jax.random.fold_in(jax.random.PRNGKey(ids[0]), ids[1])
             k_start, k_jitter, k_nuts = jax.random.split(rng, 3)
-            modes, scales, values = jax.vmap(lambda u: newton(u, a))(starts(k_start, a))
+            one_start = lambda u: newton(u, a)  # noqa: E731
+            u0 = starts(k_start, a)
+            modes, scales, values = (jax.lax.map(one_start, u0) if serial
+                                     else jax.vmap(one_start)(u0))
             best = jnp.argmin(values)
             u_star, scale = modes[best], scales[best]
             z0 = jax.random.uniform(k_jitter, (dim,), minval=-1.0, maxval=1.0)
@@ -345,6 +348,17 @@ def lockstep_width(chains: int, per_device: int) -> int | None:
     return chains
 
 
+def _serial_solves(dim: int, k: int) -> bool:
+    """Whether the mode search solves its linear systems one chain and one start at a time.
+
+    On a CPU whose chains are split over several devices, jaxlib's batched LAPACK LU (behind
+    ``jnp.linalg.solve``) deadlocks once the systems are large enough (34 unknowns did, 6 never
+    did): it queues the batch on the CPU thread pool and waits, while every pool thread runs a
+    device program (seen in a native stack, jax 0.10.2). Unbatched solves do not queue.
+    """
+    return jax.default_backend() == "cpu" and k > 1 and dim > 8
+
+
 def _batched(f: Callable, width: int | None) -> Callable:
     """``f`` over a leading axis: vectorised in groups of ``width`` run one after another
     (``lax.map``), or all at once (``vmap``) for ``width`` None."""
@@ -366,8 +380,7 @@ def _sharded(f: Callable, k: int) -> Callable:
 def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site: str,
              predictive_args: Callable, model_key: Any,
              batched_args: Sequence[Any] | None = None, n_elements: int = 1,
-             progress: bool = False, description: str = "NUTS",
-             split: bool = True) -> NutsResult:
+             progress: bool = False, description: str = "NUTS") -> NutsResult:
     """Run NUTS on ``model``: ``spec.chains`` chains for each of ``n_elements`` data sets.
 
     Parameters
@@ -382,13 +395,12 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
     batched_args: every element's arguments stacked on a leading axis (:func:`fit_many`);
         None for one data set.
     progress: show a progress bar of the transitions on stderr.
-    split: spread the chains over the devices (False: all on the first device).
 
     Returns arrays with leading axes ``(n_elements * chains, draws)``, element-major.
     """
     start = time.perf_counter()
     n = n_elements * spec.chains
-    k = device_split(n) if split else 1
+    k = device_split(n)
     padded = math.ceil(n / k) * k
     index = np.minimum(np.arange(padded), n - 1)  # padding repeats the last chain; dropped later
     element = index // spec.chains
@@ -429,7 +441,12 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
         kern = get_kernels()
 
         def init(ids, *lv):
-            state, u_star, scale = _batched(kern.init_one, width)(ids, kern.args(list(lv)))
+            a = kern.args(list(lv))
+            if _serial_solves(kern.dim, k):
+                state, u_star, scale = jax.lax.map(
+                    lambda x: kern.init_one(*x, serial=True), (ids, a))
+            else:
+                state, u_star, scale = _batched(kern.init_one, width)(ids, a)
             _STATE_TREES[init_key] = jax.tree_util.tree_structure(state)
             return jax.tree_util.tree_leaves(state), u_star, scale
 

@@ -159,8 +159,7 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
         args = (*stacked,)
         result = run_nuts(model, args, spec, seed=int(seed), obs_site=OBS_SITE,
                           predictive_args=_simulation_args, model_key=model.key,
-                          progress=progress, description=f"{law.name} x{len(names)} (shared)",
-                          split=_split_joint())
+                          progress=progress, description=f"{law.name} x{len(names)} (shared)")
         for g, name in enumerate(names):
             part = _group_of_joint(result, model, g, groups[name].n_points)
             out[name] = _make_fit(part, built[name][0], groups[name], law, built[name][3], noise,
@@ -184,22 +183,6 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
     for f in out.values():
         f.seconds = out.seconds
     return out
-
-
-def _split_joint() -> bool:
-    """Whether the joint (hierarchical) posterior's chains may be spread over devices.
-
-    Not on XLA:CPU's emulated devices (``--xla_force_host_platform_device_count``): there the
-    split program deadlocks (jax 0.10.2; 8 groups of 240 runs, 34 parameters). A native stack
-    of the hung process shows each device's program inside jaxlib's batched LAPACK LU kernel
-    (the mode search's ``jnp.linalg.solve``), waiting in ``ParallelBatchMap`` for work it
-    queued on the CPU thread pool whose threads are all running device programs. The
-    independent models' 6x6 solves did not deadlock in the same layout. So the joint model's
-    chains run batched on one CPU device; accelerators split them as usual.
-    """
-    from bayescale._jax import jax
-
-    return jax.default_backend() != "cpu"
 
 
 def _stack(built, names, length):

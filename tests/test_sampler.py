@@ -237,3 +237,35 @@ def test_lockstep_width_on_cpu():
 
     assert lockstep_width(4, 32) == 4
     assert lockstep_width(4, 4) is None and lockstep_width(4, 2) is None
+
+
+HIERARCHICAL_SPLIT = r"""
+import sys, warnings
+import numpy as np
+import bayescale as bs
+from bayescale import _jax
+warnings.simplefilter("ignore", bs.ConvergenceWarning)
+data = bs.load_dataset("chinchilla")
+rng = np.random.default_rng(0)
+groups = {f"g{g}": bs.ScalingData.from_arrays(N=data.N[i], D=data.D[i], loss=data.loss[i])
+          for g, i in enumerate(rng.integers(0, data.n_points, (8, data.n_points)))}
+fits = bs.fit_many(groups, "chinchilla", hierarchical=True, chains=2, warmup=50, draws=50,
+                   progress=False)
+alpha = {float(np.median(f.draws("alpha"))) for f in fits.values()}
+print("RESULT", _jax.jax.device_count(), len(fits), len(alpha))
+"""
+
+
+@pytest.mark.slow
+def test_hierarchical_fit_split_over_cpu_devices_finishes():
+    # 8 groups of 240 runs share their exponents: 34 parameters. With its 2 chains split over
+    # 2 CPU devices, the mode search's batched LAPACK solves deadlocked (the process sat at 0%
+    # CPU); solved one at a time they finish.
+    env = dict(os.environ, JAX_PLATFORMS="cpu", BAYESCALE_CPU_DEVICES="2")
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "-c", HIERARCHICAL_SPLIT], env=env,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(s for s in proc.stdout.splitlines() if s.startswith("RESULT"))
+    # 2 devices, 8 groups, and one shared alpha posterior for all of them
+    assert line.split()[1:] == ["2", "8", "1"]
