@@ -38,6 +38,7 @@ seconds), and JAX's persistent compilation cache then skips XLA's compile.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -361,10 +362,12 @@ def _serial_solves(dim: int, k: int) -> bool:
 
 def _batched(f: Callable, width: int | None) -> Callable:
     """``f`` over a leading axis: vectorised in groups of ``width`` run one after another
-    (``lax.map``), or all at once (``vmap``) for ``width`` None."""
+    (``lax.map``), one element at a time (no vectorisation) for ``width`` 1, or all at once
+    (``vmap``) for ``width`` None."""
     if width is None:
         return jax.vmap(f)
-    return lambda *xs: jax.lax.map(lambda x: f(*x), xs, batch_size=width)
+    return lambda *xs: jax.lax.map(lambda x: f(*x), xs,
+                                   batch_size=None if width == 1 else width)
 
 
 def _sharded(f: Callable, k: int) -> Callable:
@@ -441,12 +444,11 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
         kern = get_kernels()
 
         def init(ids, *lv):
-            a = kern.args(list(lv))
             if _serial_solves(kern.dim, k):
-                state, u_star, scale = jax.lax.map(
-                    lambda x: kern.init_one(*x, serial=True), (ids, a))
+                one, w = functools.partial(kern.init_one, serial=True), 1
             else:
-                state, u_star, scale = _batched(kern.init_one, width)(ids, a)
+                one, w = kern.init_one, width
+            state, u_star, scale = _batched(one, w)(ids, kern.args(list(lv)))
             _STATE_TREES[init_key] = jax.tree_util.tree_structure(state)
             return jax.tree_util.tree_leaves(state), u_star, scale
 

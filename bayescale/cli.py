@@ -149,9 +149,8 @@ def _fit_groups(args: argparse.Namespace, data) -> int:
             while stem in used:
                 stem += "_"
             used.add(stem)
-            f.save(out_dir / f"{stem}.nc")
-            print(f"bayescale: saved group {name!r} to {out_dir / f'{stem}.nc'}",
-                  file=sys.stderr)
+            path = f.save(out_dir / f"{stem}.nc")
+            print(f"bayescale: saved group {name!r} to {path}", file=sys.stderr)
     if args.json:
         _print_json({"groups": {n: f.to_dict(args.level) for n, f in fits.items()},
                      "hierarchical": fits.hierarchical, "seconds": fits.seconds})
