@@ -74,8 +74,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="chinchilla: keep the 5 outliers Epoch AI dropped; datablations: keep "
                         "multi-epoch runs")
     p.add_argument("--config", default="Optimizer tuning (no decay)",
-                   help="porian2024 configuration label")
-    p.add_argument("--corpus", default="rw", help="porian2024 corpus: rw or owt2")
+                   help="porian2024 configuration label, or 'all' (groups for --by-group)")
+    p.add_argument("--corpus", default="rw",
+                   help="porian2024 corpus: rw, owt2, or 'all' (groups for --by-group)")
     for flag, what in (("--n-col", "parameters N"), ("--d-col", "training tokens D"),
                        ("--c-col", "training FLOPs C"), ("--loss-col", "final loss"),
                        ("--x-col", "input x of a one-variable law"),
@@ -133,6 +134,10 @@ def _fit_groups(args: argparse.Namespace, data) -> int:
         raise DataError(f"--by-group and --hierarchical fit with NUTS; drop --method "
                         f"{args.method}")
     if data.group is None:
+        if args.dataset is not None:
+            raise DataError(f"--by-group needs group labels, and --dataset {args.dataset} has "
+                            "none as loaded: --dataset porian2024 --config all (and/or "
+                            "--corpus all) labels its configurations as groups")
         raise DataError("--by-group needs group labels: name their column with --group-col")
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():

@@ -24,10 +24,10 @@ import pandas as pd
 from bayescale._nuts import NutsSpec, run_nuts
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
-from bayescale.inference import (_build_model, _check_options, _make_fit, _simulation_args,
-                                 as_data)
+from bayescale.inference import (_build_model, _check_options, _make_fit, _Model,
+                                 _simulation_args, as_data)
 from bayescale.laws import Law, get_law
-from bayescale.models import OBS_SITE
+from bayescale.models import CONFIG_FACTOR, OBS_SITE
 
 __all__ = ["fit_many", "FitGroup", "shared_exponents"]
 
@@ -106,7 +106,8 @@ def _groups(datasets: Any, by: str | None) -> dict[str, ScalingData]:
 
 def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = None,
              hierarchical: bool = False, noise: str = "student_t",
-             priors: Mapping[str, Any] | None = None, chains: int = 4, warmup: int = 1000,
+             priors: Mapping[str, Any] | None = None, repeats: bool | str = "auto",
+             chains: int = 4, warmup: int = 1000,
              draws: int = 1000, seed: int = 0, progress: bool = True,
              target_accept: float = 0.95, dense_mass: bool = True) -> FitGroup:
     """Fit one law to many data sets in one compiled program.
@@ -121,11 +122,12 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
         ``priors`` overrides apply to all).
     hierarchical: share the exponents across groups (see the module docstring); otherwise
         the groups are independent fits run side by side.
+    repeats: learn the seed-to-seed noise from repeated configurations (see
+        :func:`bayescale.fit`). One model serves every group, so ``"auto"`` models repeats in all
+        groups when any group repeats a configuration; each group's posterior is then the one
+        ``fit(group, repeats=True)`` targets.
     seed: chain ``c`` of group ``g`` uses stream ``g * chains + c``.
     progress: show one progress bar for all groups.
-
-    Repeated runs (seed-to-seed noise) are not modelled here: fit such data sets with
-    :func:`bayescale.fit`.
 
     Returns
     -------
@@ -141,16 +143,22 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
             data.check_for(law.inputs, law.n_params, law.name)
         except DataError as err:
             raise DataError(f"group {name!r}: {err}") from None
-    built = {name: _build_model(d, law, noise=noise, priors=priors, repeats=False)
+    if repeats == "auto":
+        repeats = any(d.has_repeats(law.inputs) for d in groups.values())
+    repeats = bool(repeats)
+    built = {name: _build_model(d, law, noise=noise, priors=priors, repeats=repeats)
              for name, d in groups.items()}
     first = next(iter(built.values()))[0]
     for name, (model, *_rest) in built.items():
-        if model.key != first.key:
+        if _families(model) != _families(first):
             raise FitError(f"group {name!r} has priors of other families than the first group; "
                            "give every group the same prior families")
+    if repeats:  # one configuration index more than any group has: the padding rows' own
+        first = _Model(law, noise, built[next(iter(built))][3],
+                       max(m.n_config for m, *_rest in built.values()) + 1)
     names = list(groups)
     length = max(d.n_points for d in groups.values())
-    stacked = _stack(built, names, length)
+    stacked = _stack(built, names, length, first.n_config)
     spec = NutsSpec(chains=chains, warmup=warmup, draws=draws,
                     target_accept=float(target_accept), dense_mass=bool(dense_mass))
     out = FitGroup()
@@ -161,9 +169,9 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
                           predictive_args=_simulation_args, model_key=model.key,
                           progress=progress, description=f"{law.name} x{len(names)} (shared)")
         for g, name in enumerate(names):
-            part = _group_of_joint(result, model, g, groups[name].n_points)
+            part = _group_of_joint(result, model, g, _sizes(built[name][0], groups[name]))
             out[name] = _make_fit(part, built[name][0], groups[name], law, built[name][3], noise,
-                                  False, seed, spec)
+                                  repeats, seed, spec)
             out[name].options["hierarchical"] = list(model.shared)
     else:
         model = first
@@ -173,11 +181,10 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
                           batched_args=stacked, n_elements=len(names), progress=progress,
                           description=f"{law.name} x{len(names)}")
         for g, name in enumerate(names):
-            n = groups[name].n_points
             rows = slice(g * chains, (g + 1) * chains)
-            part = _Part(result, rows, n)
+            part = _Part(result, rows, _sizes(built[name][0], groups[name]))
             out[name] = _make_fit(part, built[name][0], groups[name], law, built[name][3], noise,
-                                  False, seed, spec)
+                                  repeats, seed, spec)
     out.seconds = time.perf_counter() - start
     out.hierarchical = bool(hierarchical)
     for f in out.values():
@@ -185,8 +192,22 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
     return out
 
 
-def _stack(built, names, length):
-    """Every group's model arguments padded to ``length`` runs and stacked on a leading axis."""
+def _families(model):
+    """A model's key without its number of configurations: what groups must share."""
+    return model.key[:3] + model.key[4:]
+
+
+def _sizes(model, data):
+    """Length of each log-likelihood site of one group: its runs, or its configurations."""
+    return {OBS_SITE: data.n_points, CONFIG_FACTOR: model.n_config}
+
+
+def _stack(built, names, length, n_config=0):
+    """Every group's model arguments padded to ``length`` runs and stacked on a leading axis.
+
+    With repeated runs (``n_config`` > 0) the padding rows take configuration ``n_config - 1``,
+    which no group's real rows use (it is one more than the most any group has).
+    """
     def pad(v, fill_last=True):
         v = np.asarray(v, dtype=float)
         return np.concatenate([v, np.repeat(v[-1:], length - v.size)]) if fill_last else v
@@ -199,7 +220,12 @@ def _stack(built, names, length):
                     for site, ps in models[0].prior_params.items()}
     log_ref = {k: np.stack([m._log_ref[k] for m in models]) for k in models[0]._log_ref}
     mask = np.stack([np.arange(length) < built[n][2].size for n in names])
-    return (log_inputs, y, prior_params, log_ref, None, mask)
+    config = None
+    if n_config:
+        config = np.stack([np.concatenate([m._config, np.full(length - m._config.size,
+                                                              n_config - 1)])
+                           for m in models])
+    return (log_inputs, y, prior_params, log_ref, config, mask)
 
 
 def _element(stacked, g):
@@ -209,23 +235,25 @@ def _element(stacked, g):
 
 
 class _Part:
-    """One group's rows of a batched sampler result, padding runs dropped."""
+    """One group's rows of a batched sampler result, padding (runs, configurations) dropped;
+    ``sizes``: the group's length of each log-likelihood site (:func:`_sizes`)."""
 
-    def __init__(self, result, rows, n):
+    def __init__(self, result, rows, sizes):
         self.seconds = result.seconds
         self.posterior = {k: v[rows] for k, v in result.posterior.items()}
-        self.log_likelihood = {k: v[rows][..., :n] for k, v in result.log_likelihood.items()}
-        self.predictive = {k: v[rows][..., :n] for k, v in result.predictive.items()}
+        self.log_likelihood = {k: v[rows][..., :sizes[k]]
+                               for k, v in result.log_likelihood.items()}
+        self.predictive = {k: v[rows][..., :sizes[k]] for k, v in result.predictive.items()}
         self.stats = {k: v[rows] for k, v in result.stats.items()}
 
 
-def _group_of_joint(result, model, g, n):
+def _group_of_joint(result, model, g, sizes):
     """Group ``g``'s view of a hierarchical posterior: shared sites whole, the rest sliced."""
-    part = _Part(result, slice(None), n)
+    part = _Part(result, slice(None), sizes)
     part.posterior = {k: (v if k in model.shared else v[..., g])
                       for k, v in result.posterior.items()}
-    part.log_likelihood = {k: v[..., g, :n] for k, v in result.log_likelihood.items()}
-    part.predictive = {k: v[..., g, :n] for k, v in result.predictive.items()}
+    part.log_likelihood = {k: v[..., g, :sizes[k]] for k, v in result.log_likelihood.items()}
+    part.predictive = {k: v[..., g, :sizes[k]] for k, v in result.predictive.items()}
     return part
 
 
@@ -242,7 +270,7 @@ class _HierarchicalModel:
         import numpyro
 
         from bayescale._jax import jnp
-        from bayescale.models import degrees_of_freedom, observe
+        from bayescale.models import degrees_of_freedom, observe, observe_repeats
 
         law, base = self.law, self.base
         priors = base.priors(prior_params)  # per-group parameters: batch shape (groups,)
@@ -257,6 +285,8 @@ class _HierarchicalModel:
                 if site not in self.shared:
                     sampled[site] = numpyro.sample(site, priors[site])
             sigma = numpyro.sample("sigma", priors["sigma"])
+            if config is not None:
+                sigma_fit = numpyro.sample("sigma_fit", priors["sigma_fit"])
         column = {k: (v if k in self.shared else v[:, None]) for k, v in sampled.items()}
         ref = {k: v[:, None] for k, v in log_ref.items()}
         params = law.from_sampled(column, ref)
@@ -265,5 +295,8 @@ class _HierarchicalModel:
                 numpyro.deterministic(name, jnp.broadcast_to(params[name],
                                                              (self.n_groups, 1))[:, 0])
         mu = law.log_loss(params, log_inputs)
+        if config is not None:
+            observe_repeats(mu, sigma, sigma_fit, y, config, base.n_config, mask)
+            return
         nu = degrees_of_freedom(first.get("nu"))
         observe(mu, sigma[:, None], nu, y, mask, n_groups=self.n_groups)

@@ -28,7 +28,8 @@ import numpyro.distributions as dist
 from bayescale._jax import jnp
 from bayescale.laws import LAWS, Law
 
-__all__ = ["scaling_model", "config_log_likelihood", "MODELS", "OBS_SITE", "CONFIG_FACTOR"]
+__all__ = ["scaling_model", "observe_repeats", "config_log_likelihood", "MODELS", "OBS_SITE",
+           "CONFIG_FACTOR"]
 
 #: Name of the observed site: the natural log of the loss.
 OBS_SITE = "log_loss"
@@ -49,6 +50,7 @@ def scaling_model(log_inputs: Mapping[str, Any], y=None, *, law: Law, priors: Ma
     config, n_config: configuration index of each row when runs are repeated, else None.
     mask: False for padding rows (data sets padded to a common length by
         :func:`bayescale.fit_many`), which then add nothing to the likelihood; None for none.
+        With repeated runs, padding rows need configuration indices of their own.
     """
     sampled = {site: numpyro.sample(site, priors[site]) for site in law.sampled}
     params = law.from_sampled(sampled, log_ref)
@@ -61,20 +63,8 @@ def scaling_model(log_inputs: Mapping[str, Any], y=None, *, law: Law, priors: Ma
     if config is None:
         observe(mu, sigma, nu, y, mask)
         return
-    if mask is not None:
-        raise ValueError("padded data sets (mask) do not support repeated-run models")
     sigma_fit = numpyro.sample("sigma_fit", priors["sigma_fit"])
-    if y is None:  # simulate: a new effect per configuration, then one run per row
-        with numpyro.plate("configs", n_config):
-            delta = numpyro.sample("delta_config", dist.Normal(0.0, sigma_fit))
-        with numpyro.plate("runs", mu.shape[0]):
-            numpyro.sample(OBS_SITE, dist.Normal(mu + jnp.take(delta, config), sigma))
-        return
-    # Fit: the configuration effects integrated out exactly (no funnel between sigma_fit and
-    # effects of configurations run once).
-    # One term per configuration: the log likelihood of each, as PSIS-LOO needs.
-    numpyro.factor(CONFIG_FACTOR,
-                   config_log_likelihood(y, mu, config, n_config, sigma=sigma, sigma_fit=sigma_fit))
+    observe_repeats(mu, sigma, sigma_fit, y, config, n_config, mask)
 
 
 def degrees_of_freedom(prior):
@@ -98,6 +88,47 @@ def observe(mu, sigma, nu, y=None, mask=None, *, n_groups: int = 0):
             stack.enter_context(numpyro.plate("groups_runs", n_groups, dim=-2))
         stack.enter_context(numpyro.handlers.mask(mask=True if mask is None else mask))
         numpyro.sample(OBS_SITE, noise, obs=y)
+
+
+def observe_repeats(mu, sigma, sigma_fit, y, config, n_config: int, mask=None):
+    """Repeated runs: each configuration's Gaussian effect (scale ``sigma_fit``) and the runs'
+    noise (scale ``sigma``). Fitting (``y`` given) integrates the effects out, one factor term
+    per configuration (:func:`config_log_likelihood`); simulating (``y`` None) draws a new effect
+    per configuration, then one run per row.
+
+    ``mu``, ``y``, ``config`` and ``mask`` are (runs,), or (groups, runs) with ``sigma`` and
+    ``sigma_fit`` of shape (groups,). Padding rows (``mask`` False) must carry configuration
+    indices of their own, with no real row: those configurations' terms are zeroed.
+    """
+    import jax
+
+    grouped = mu.ndim == 2
+    if y is None:
+        def plates(name, size):
+            stack = contextlib.ExitStack()
+            stack.enter_context(numpyro.plate(name, size, dim=-1))
+            if grouped:
+                stack.enter_context(numpyro.plate(f"groups_{name}", mu.shape[0], dim=-2))
+            return stack
+
+        with plates("configs", n_config):
+            delta = numpyro.sample("delta_config",
+                                   dist.Normal(0.0, sigma_fit[:, None] if grouped else sigma_fit))
+        with plates("runs", mu.shape[-1]):
+            numpyro.sample(OBS_SITE, dist.Normal(mu + jnp.take_along_axis(delta, config, axis=-1),
+                                                 sigma[:, None] if grouped else sigma))
+        return
+    def terms_of(y_, mu_, config_, sigma_, sigma_fit_):
+        return config_log_likelihood(y_, mu_, config_, n_config, sigma=sigma_, sigma_fit=sigma_fit_)
+
+    def real_of(mask_, config_):  # configurations with at least one real row
+        return jax.ops.segment_sum(mask_, config_, num_segments=n_config) > 0
+
+    terms = (jax.vmap(terms_of) if grouped else terms_of)(y, mu, config, sigma, sigma_fit)
+    if mask is not None:
+        real = (jax.vmap(real_of) if grouped else real_of)(mask.astype(mu.dtype), config)
+        terms = jnp.where(real, terms, 0.0)
+    numpyro.factor(CONFIG_FACTOR, terms)
 
 
 class _StudentT(dist.StudentT):
@@ -140,7 +171,7 @@ def config_log_likelihood(y, mu, config, n_config: int, *, sigma, sigma_fit):
     import jax
 
     seg = partial(jax.ops.segment_sum, segment_ids=config, num_segments=n_config)
-    n = seg(jnp.ones_like(y))
+    n = jnp.maximum(seg(jnp.ones_like(y)), 1.0)  # an index no row uses: a finite 0 term
     ybar = seg(y) / n
     mu_c = seg(mu) / n
     ss = seg((y - jnp.take(ybar, config)) ** 2)

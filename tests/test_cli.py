@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -157,6 +156,12 @@ def test_fit_hierarchical_text(grouped_csv, capsys):
     # shared exponents: both groups report the same alpha row
     alpha_rows = [ln for ln in out.splitlines() if ln.startswith("alpha")]
     assert len(alpha_rows) == 2 and alpha_rows[0] == alpha_rows[1]
+
+
+def test_fit_by_group_on_a_bundled_dataset_without_groups(capsys):
+    code, out, err = run(["fit", "--dataset", "chinchilla", "--by-group"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--dataset chinchilla has none" in err and "--config all" in err
 
 
 @pytest.mark.parametrize("extra,needle", [

@@ -96,6 +96,27 @@ def test_repeats_and_configurations():
     assert cfg[0] == cfg[1] and len(set(cfg)) == 4
 
 
+def test_porian_configurations_as_groups():
+    # config="all", corpus="all": Porian et al.'s 15 configurations (10 on RefinedWeb, 5 on
+    # OpenWebText2), each group exactly the rows that loading it alone gives
+    from bayescale.datasets import load_frame
+
+    every = load_dataset("porian2024", config="all", corpus="all")
+    frame = load_frame("porian2024")
+    assert len(every) == len(frame)
+    labels = sorted(set(every.group))
+    assert len(labels) == 15 and "owt2/Cosine decay" in labels
+    for label in labels:
+        corpus, config = label.split("/", 1)
+        alone = load_dataset("porian2024", config=config, corpus=corpus)
+        rows = every.group == label
+        np.testing.assert_array_equal(every.N[rows], alone.N)
+        np.testing.assert_array_equal(every.loss[rows], alone.loss)
+    rw = load_dataset("porian2024", config="all")  # one corpus: labelled by configuration
+    assert len(set(rw.group)) == 10 and "Cosine decay" in set(rw.group)
+    assert load_dataset("porian2024").group is None
+
+
 def test_bundled_datasets():
     table = list_datasets().set_index("name")
     assert table.loc["chinchilla", "rows"] == 240 and table.loc["chinchilla", "rows_in_file"] == 245

@@ -249,8 +249,8 @@ data = bs.load_dataset("chinchilla")
 rng = np.random.default_rng(0)
 groups = {f"g{g}": bs.ScalingData.from_arrays(N=data.N[i], D=data.D[i], loss=data.loss[i])
           for g, i in enumerate(rng.integers(0, data.n_points, (8, data.n_points)))}
-fits = bs.fit_many(groups, "chinchilla", hierarchical=True, chains=2, warmup=50, draws=50,
-                   progress=False)
+fits = bs.fit_many(groups, "chinchilla", hierarchical=True, repeats=False, chains=2,
+                   warmup=200, draws=50, progress=False)
 alpha = {float(np.median(f.draws("alpha"))) for f in fits.values()}
 print("RESULT", _jax.jax.device_count(), len(fits), len(alpha))
 """
@@ -260,7 +260,8 @@ print("RESULT", _jax.jax.device_count(), len(fits), len(alpha))
 def test_hierarchical_fit_split_over_cpu_devices_finishes():
     # 8 groups of 240 runs share their exponents: 34 parameters. With its 2 chains split over
     # 2 CPU devices, the mode search's batched LAPACK solves deadlocked (the process sat at 0%
-    # CPU); solved one at a time they finish.
+    # CPU); solved one at a time they finish. A warm-up of 200 includes slow adaptation windows,
+    # so the dense mass matrix's Cholesky factorisations run split too.
     env = dict(os.environ, JAX_PLATFORMS="cpu", BAYESCALE_CPU_DEVICES="2")
     env.pop("XLA_FLAGS", None)
     proc = subprocess.run([sys.executable, "-c", HIERARCHICAL_SPLIT], env=env,

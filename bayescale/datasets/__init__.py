@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
-import numpy as np
 import pandas as pd
 
 from bayescale.data import ScalingData
@@ -102,7 +101,9 @@ def load_dataset(name: str, *, all: bool = False, config: str = "Optimizer tunin
     name: ``"chinchilla"``, ``"porian2024"``, ``"datablations"`` or ``"revisiting"``.
     all: chinchilla: keep the 5 highest-loss runs that Epoch AI dropped (245 rows instead of 240);
         datablations: keep multi-epoch runs too (D > U).
-    config, corpus: porian2024 configuration label and corpus (``"rw"`` or ``"owt2"``).
+    config, corpus: porian2024 configuration label and corpus (``"rw"`` or ``"owt2"``);
+        ``"all"`` keeps every configuration (or corpus), labelled as groups for
+        :func:`bayescale.fit_many`: ``config="all", corpus="all"`` gives the 15 configurations.
     domain, model: revisiting curve (``domain`` "LM" or "NMT"; ``model`` e.g. "1.68e+07" or
         "6 Enc, 6 Dec"; default the first model of the domain).
     split: revisiting: ``"train"`` or ``"test"`` rows by the is_train flag, or None for both.
@@ -115,8 +116,15 @@ def load_dataset(name: str, *, all: bool = False, config: str = "Optimizer tunin
         return ScalingData.from_frame(df, n_col="N_params", d_col="D_tokens", loss_col="loss",
                                       name="chinchilla", citation=info.citation)
     if name == "porian2024":
-        df = _pick(_pick(df, "dataset", corpus, "corpus"), "config_label", config, "config")
+        picks = (("dataset", corpus, "corpus"), ("config_label", config, "config"))
+        for column, value, what in picks:
+            if value != "all":
+                df = _pick(df, column, value, what)
+        labels = [column for column, value, _ in picks if value == "all"]
+        if labels:  # one group per corpus and/or configuration, for fit_many
+            df = df.assign(group=df[labels].astype(str).agg("/".join, axis=1))
         return ScalingData.from_frame(df, n_col="N_params", d_col="D_tokens", loss_col="loss",
+                                      group_col="group" if labels else None,
                                       name=f"porian2024/{corpus}/{config}", citation=info.citation)
     if name == "datablations":
         if not all:
