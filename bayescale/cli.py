@@ -77,6 +77,11 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="porian2024 configuration label, or 'all' (groups for --by-group)")
     p.add_argument("--corpus", default="rw",
                    help="porian2024 corpus: rw, owt2, or 'all' (groups for --by-group)")
+    p.add_argument("--domain", default="LM", help="revisiting curve domain: LM or NMT")
+    p.add_argument("--model", default=None,
+                   help="revisiting curve model, e.g. 1.68e+07 (default the domain's first)")
+    p.add_argument("--split", choices=["train", "test"], default=None,
+                   help="revisiting: only the train or the test rows (default both)")
     for flag, what in (("--n-col", "parameters N"), ("--d-col", "training tokens D"),
                        ("--c-col", "training FLOPs C"), ("--loss-col", "final loss"),
                        ("--x-col", "input x of a one-variable law"),
@@ -95,7 +100,8 @@ def _load_data(args: argparse.Namespace):
         raise DataError("give either a CSV file or --dataset NAME (see `bayescale datasets`)")
     if args.dataset is not None:
         return load_dataset(args.dataset, all=args.all_rows, config=args.config,
-                            corpus=args.corpus)
+                            corpus=args.corpus, domain=args.domain, model=args.model,
+                            split=args.split)
     cols = {k: getattr(args, k) for k in ("n_col", "d_col", "c_col", "loss_col", "x_col",
                                            "group_col", "seed_col")}
     return ScalingData.from_csv(args.file, flops_per_param_token=args.flops_per_param_token,
@@ -111,15 +117,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         return _fit_groups(args, data)
     if args.method != "bayes":
         return _fit_lsq(args, data)
-    result = fit(data, args.law, noise=args.noise, chains=args.chains, warmup=args.warmup,
-                 draws=args.draws, seed=args.seed, progress=not args.no_progress,
-                 target_accept=args.target_accept)
+    result = fit(data, args.law, noise=args.noise, repeats=_repeats(args), chains=args.chains,
+                 warmup=args.warmup, draws=args.draws, seed=args.seed,
+                 progress=not args.no_progress, target_accept=args.target_accept)
     if args.out:
         result.save(args.out)
         print(f"bayescale: saved fit to {args.out}", file=sys.stderr)
     _report_fit(result.to_dict(args.level), args.json, formula=result.law.formula,
                 seconds=result.seconds)
     return 0
+
+
+def _repeats(args: argparse.Namespace) -> bool | str:
+    return {"auto": "auto", "yes": True, "no": False}[args.repeats]
 
 
 def _fit_groups(args: argparse.Namespace, data) -> int:
@@ -144,6 +154,7 @@ def _fit_groups(args: argparse.Namespace, data) -> int:
         raise DataError(f"--out {out_dir} is a file; with --by-group it names a folder that "
                         "gets one FIT.nc per group")
     fits = fit_many(data, args.law, hierarchical=args.hierarchical, noise=args.noise,
+                    repeats=_repeats(args),
                     chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
                     progress=not args.no_progress, target_accept=args.target_accept)
     if out_dir is not None:
@@ -360,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--law", default="chinchilla",
                    choices=["chinchilla", "kaplan", "power", "power_pure"])
     p.add_argument("--noise", default="student_t", choices=["student_t", "normal"])
+    p.add_argument("--repeats", default="auto", choices=["auto", "yes", "no"],
+                   help="model repeated runs of a configuration (seeds) with a configuration "
+                        "effect and seed noise: auto (default) does when some N, D repeat")
     p.add_argument("--method", default="bayes", choices=["bayes", "huber", "curve_fit", "ols"],
                    help="bayes (NUTS) or a least-squares baseline")
     p.add_argument("--bootstrap", type=int, default=0,

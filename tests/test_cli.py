@@ -158,6 +158,29 @@ def test_fit_hierarchical_text(grouped_csv, capsys):
     assert len(alpha_rows) == 2 and alpha_rows[0] == alpha_rows[1]
 
 
+@pytest.mark.parametrize("repeats,noise_params", [
+    ("auto", {"sigma", "sigma_fit"}),  # datablations repeats seeds: seed noise and effects
+    ("no", {"sigma"}),
+])
+def test_fit_repeats_option(repeats, noise_params, capsys):
+    code, out, err = run(["fit", "--dataset", "datablations", "--repeats", repeats, "--json",
+                          "--chains", "1", "--warmup", "100", "--draws", "100", "--no-progress"],
+                         capsys)
+    assert code == 0, err
+    params = set(json.loads(out)["params"])
+    assert params - {"E", "A", "B", "alpha", "beta"} == noise_params
+
+
+def test_fit_revisiting_curve(capsys):
+    from bayescale.datasets import load_dataset
+
+    code, out, err = run(["fit", "--dataset", "revisiting", "--domain", "NMT", "--split", "train",
+                          "--law", "power", "--method", "curve_fit", "--json"], capsys)
+    assert code == 0, err
+    nmt = load_dataset("revisiting", domain="NMT", split="train")
+    assert json.loads(out)["n_points"] == nmt.n_points != load_dataset("revisiting").n_points
+
+
 def test_fit_by_group_on_a_bundled_dataset_without_groups(capsys):
     code, out, err = run(["fit", "--dataset", "chinchilla", "--by-group"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
