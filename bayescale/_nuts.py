@@ -165,17 +165,13 @@ def _exported(key: str, build: Callable, avals: Sequence[Any], k: int):
     return exported
 
 
-#: XLA options for programs that run once per fit (init, post): less optimisation, faster compile.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0}
-
-
-def _compiled(programs: Sequence[tuple[str, Any, Sequence[Any], int, bool]]) -> list[Callable]:
+def _compiled(programs: Sequence[tuple[str, Any, Sequence[Any], int]]) -> list[Callable]:
     """Compile (or fetch from JAX's persistent cache) exported programs, in parallel threads:
     XLA releases the GIL while it compiles, so a cold start costs the longest compile, not the
     sum."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def compile_one(exported, avals, k, fast):
+    def compile_one(exported, avals, k):
         if k == 1:
             fn = jax.jit(exported.call)
         else:  # run on the mesh the program was split for
@@ -186,8 +182,7 @@ def _compiled(programs: Sequence[tuple[str, Any, Sequence[Any], int, bool]]) -> 
                                                 exported.in_shardings_jax(mesh))[0],
                          out_shardings=unflatten(exported.out_tree,
                                                  exported.out_shardings_jax(mesh)))
-        options = _FAST_COMPILE if fast else None
-        return fn.lower(*avals).compile(compiler_options=options)
+        return fn.lower(*avals).compile()
 
     missing = [p for p in programs if p[0] not in _LOADED]
     if len(missing) > 1:
@@ -486,9 +481,9 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
     post_avals = [ids_aval, z_aval, u_aval, scale_aval, *leaf_avals]
     post_exp = _exported(post_key, build_post, post_avals, k)
     init, run_chunk, post = _compiled([
-        (init_key, init_exp, [ids_aval, *leaf_avals], k, False),
-        (chunk_key, chunk_exp, chunk_avals, k, False),
-        (post_key, post_exp, post_avals, k, False)])
+        (init_key, init_exp, [ids_aval, *leaf_avals], k),
+        (chunk_key, chunk_exp, chunk_avals, k),
+        (post_key, post_exp, post_avals, k)])
 
     state, u_star, scale = init(ids, *leaves)
     bar = None
