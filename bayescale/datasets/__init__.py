@@ -41,7 +41,8 @@ DATASETS: dict[str, _Dataset] = {
         _Dataset(
             "porian2024", "porian2024.csv", "porian2024_README.txt",
             "IsoFLOP points (N, D, C, loss) of 15 configurations; pick one with config= and "
-            "corpus= ('rw' or 'owt2'); default 'Optimizer tuning (no decay)' on RefinedWeb",
+            "corpus= ('rw' or 'owt2'), or 'all' for groups; default 'Optimizer tuning (no "
+            "decay)' on RefinedWeb",
             "Porian, Wortsman, Jitsev, Schmidt, Carmon 2024, Resolving Discrepancies in "
             "Compute-Optimal Scaling of Language Models, arXiv:2406.19146 "
             "(github.com/formll/resolving-scaling-law-discrepancies, MIT)",
