@@ -111,3 +111,38 @@ def test_sampler_quick(tmp_path):
         assert (int(r["divergences"]) > 0) == (int(fits) > 0)
         assert 1.0 <= float(r["leapfrog steps per draw"]) <= 1023.0
         assert float(r["min bulk ESS"]) > 0 and float(r["median fit_s"]) > 0
+
+
+def test_porian_quick(tmp_path):
+    import pandas as pd
+
+    run("porian.py", tmp_path)
+    text = (tmp_path / "porian.md").read_text()
+    rows = table(text, "configuration")
+    assert [r["configuration"] for r in rows] == ["owt2/Correcting warmup",
+                                                  "owt2/Counting last layer FLOPs"]
+    fits = pd.read_csv(BENCH.parent / "bayescale" / "datasets" / "porian2024_fits.csv")
+    number = r"(-?[0-9.]+) \[(-?[0-9.]+), (-?[0-9.]+)\]"
+    for r in rows:
+        corpus, config = r["configuration"].split("/", 1)
+        pub = fits[(fits.dataset == corpus) & (fits.config_label == config)].iloc[0]
+        # the published column is Porian et al.'s table, to the digits shown
+        assert r["published a [95%]"] == (f"{pub.a_Nopt_exponent_bs_median_weighted:.3f} "
+                                          f"[{pub.a_CI95_lo:.3f}, {pub.a_CI95_hi:.3f}]")
+        med, lo, hi = map(float, re.fullmatch(number, r["bayes a [95%]"]).groups())
+        assert 0.0 < lo <= med <= hi < 1.0
+        shown = float(f"{pub.a_Nopt_exponent_bs_median_weighted:.3f}")
+        if min(abs(shown - lo), abs(shown - hi)) > 0.002:  # not decided by the rounding
+            assert r["holds published"] == ("yes" if lo <= shown <= hi else "no")
+        assert 0.0 < float(r["huber a"]) < 1.0 and 0.0 < float(r["separate fit a"]) < 1.0
+        assert int(r["runs"]) == 132 and r["decay"] == pub.decay == "kaplan"
+    agree = table(text, "method")
+    assert {r["method"] for r in agree} == {"bayes (posterior median)",
+                                            "huber (Approach 3 point fit)"}
+    for r in agree:
+        assert -1.0 <= float(r["Spearman with published"]) <= 1.0
+        assert float(r["mean abs difference"]) >= 0.0
+    times = {r["how"]: float(r["wall s"]) for r in table(text, "how")}
+    many, separate = times["fit_many, 2 groups in one program"], times[
+        "fit, 2 calls one after another"]
+    assert times["ratio (separate / fit_many)"] == pytest.approx(separate / many, rel=2e-3)
