@@ -323,3 +323,21 @@ def test_porian_ends_match_published_exponents():
         assert lo <= published <= hi, (k, lo, hi, published)
         assert fits[k].diagnostics["max_rhat"] < 1.02
     assert np.mean(a["kaplan"] > a["tuned"]) > 0.99
+
+
+def test_hierarchical_repeated_groups():
+    # Shared exponents with repeated runs: each group learns its seed noise (0.01) and law
+    # misfit (0.004) from its repeats; new-run draws cover every row, one likelihood term per
+    # configuration (16 and 9), padding dropped.
+    data = repeated_groups()
+    joint = quiet(bs.fit_many, data, "chinchilla", hierarchical=True, **SMALL)
+    for name, runs, configs in (("big", 48, 16), ("small", 18, 9)):
+        f = joint[name]
+        assert f.repeats
+        assert f.idata.posterior_predictive["log_loss"].shape == (2, 600, runs)
+        assert f.idata.log_likelihood["log_loss"].shape == (2, 600, configs)
+        table = f.summary(0.99)
+        for p, true in (("sigma", 0.01), ("sigma_fit", 0.004), ("alpha", 0.35)):
+            lo, hi = table.loc[p, ["lo", "hi"]]
+            assert lo <= true <= hi, (name, p, lo, hi)
+    np.testing.assert_array_equal(joint["big"].draws("alpha"), joint["small"].draws("alpha"))
