@@ -1,7 +1,11 @@
 """One place that imports JAX and sets it up for bayescale.
 
 * float64 by default: scaling-law draws feed closed forms and optimisers whose answers are
-  checked to 1e-6; on a CPU the sampler's cost is loop overhead, not arithmetic width.
+  checked to 1e-6. The sampler stays in float64 too: float32 makes the likelihood's gradient
+  cheaper on a CPU, but that gradient is the smaller part of a NUTS step (the kernel's loop
+  bookkeeping is the rest), and a float32 likelihood broke where float64 does not: on data
+  whose repeated runs are exact copies, the seed noise heads to zero and every transition
+  diverged.
 * Several CPU devices: on a CPU-only host XLA sees one device, and NUTS chains run one after the
   other inside it. Unless ``XLA_FLAGS`` already says otherwise, bayescale asks XLA for one CPU
   device per core (at most 8) before JAX starts, so chains and :func:`bayescale.fit_many`'s groups
