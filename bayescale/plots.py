@@ -61,6 +61,7 @@ __all__ = [
     "plot_decision",
     "plot_bayes_vs_lsq",
     "plot_diagnostics",
+    "plot_groups",
 ]
 
 
@@ -455,3 +456,85 @@ def plot_diagnostics(fit: ScalingFit, kind: str = "trace", *,
         fig.set_size_inches(10, 1.7 * len(names))
         fig.set_layout_engine("constrained")
     return fig
+
+
+def _group_draws(fit: ScalingFit, quantity: str, C: float | None) -> np.ndarray:
+    """Draws of ``quantity`` for one fit: a parameter, ``"a"`` or ``"tokens_per_param"``."""
+    if quantity in ("a", "tokens_per_param"):
+        require_nd(fit, "plot_groups")
+        if quantity == "a":  # N* ~ C^a; constant in C for the Chinchilla law
+            return fit.compute_optimal(1e21 if C is None else C).exponents()["a"]
+        if C is None:
+            raise FitError("plot_groups(quantity='tokens_per_param') needs the budget C (FLOPs)")
+        return fit.compute_optimal(C).tokens_per_param[:, 0]
+    if quantity not in fit.param_names:
+        raise FitError(f"no quantity {quantity!r} in these fits: give one of "
+                       f"{', '.join(fit.param_names)}, 'a' or 'tokens_per_param'")
+    return fit.draws(quantity)
+
+
+def plot_groups(fits: Mapping[str, ScalingFit], quantity: str = "a", *, C: float | None = None,
+                level: float = 0.95, reference: Mapping[str, Any] | None = None,
+                reference_label: str = "reference", ax: Axes | None = None) -> Axes:
+    r"""One quantity across many fits (:func:`bayescale.fit_many`'s groups): a forest plot.
+
+    Parameters
+    ----------
+    fits : mapping of name to ScalingFit
+        A :class:`~bayescale.many.FitGroup` or any dict of fits; one row each, in order.
+    quantity : str, default "a"
+        A parameter (``"alpha"``, ``"E"``, ...), ``"a"`` (the compute-optimal exponent,
+        :math:`N^* \propto C^a`, local at ``C`` for laws where it varies) or
+        ``"tokens_per_param"`` (D*/N* at the budget ``C``).
+    C : float, optional
+        Budget in FLOPs for ``"a"`` (default :math:`10^{21}`) and ``"tokens_per_param"``.
+    level : float, default 0.95
+        Mass of each central interval.
+    reference : mapping of name to a value or (value, lo, hi), optional
+        Values to set beside the posteriors, e.g. published estimates with their intervals;
+        drawn as open squares just below each row.
+    reference_label : str
+        Legend entry of the reference values.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        A group whose sampler did not converge is drawn in grey and labelled so.
+    """
+    level = check_level(level)
+    names = list(fits)
+    if not names:
+        raise FitError("plot_groups needs at least one fit")
+    reference = dict(reference or {})
+    unknown = [k for k in reference if k not in fits]
+    if unknown:
+        raise FitError(f"reference names {unknown} are not among the fits ({', '.join(names)})")
+    ax = new_ax(ax, figsize=(6.4, 1.5 + 0.32 * len(names)))
+    labels = []
+    for row, name in enumerate(names):
+        fit = fits[name]
+        med, lo, hi = interval(_group_draws(fit, quantity, C), level)
+        ok = bool(fit.diagnostics["converged"])
+        color = LAW_COLOR if ok else "0.6"
+        ax.plot([lo, hi], [row, row], color=color, lw=2.2, solid_capstyle="butt")
+        ax.plot([med], [row], "o", color=color, ms=5)
+        labels.append(name if ok else f"{name} (not converged)")
+        if name in reference:
+            value = reference[name]
+            v, r_lo, r_hi = (value, value, value) if np.ndim(value) == 0 else value
+            ax.errorbar([v], [row + 0.3], xerr=[[v - r_lo], [r_hi - v]], fmt="s", ms=4,
+                        mfc="white", color="C3", lw=1.2, capsize=2,
+                        label=reference_label if name == next(iter(reference)) else None)
+    ax.plot([], [], color=LAW_COLOR, lw=2.2, marker="o", ms=5,
+            label=f"posterior median, {100 * level:g}% interval")  # legend entry only
+    ax.set_yticks(range(len(names)), labels, fontsize="small")
+    ax.set_ylim(len(names) - 0.4, -1.6)  # a free row on top for the legend
+    ax.set_xlabel({"a": "compute-optimal exponent a (N* ~ C^a)",
+                   "tokens_per_param": "compute-optimal tokens per parameter D*/N*"}.get(
+                       quantity, PRETTY.get(quantity, quantity)))
+    if quantity == "tokens_per_param":
+        ax.set_xscale("log")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize="small", loc="upper center", ncols=2, frameon=False)
+    return ax

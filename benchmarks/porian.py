@@ -2,7 +2,8 @@
 
     python benchmarks/porian.py [--quick] [--out DIR]
 
-Writes ``porian.md`` to ``benchmarks/results/``. Porian, Wortsman, Jitsev, Schmidt and Carmon
+Writes ``porian.md`` and ``porian.png`` (:func:`bayescale.plots.plot_groups`: each
+configuration's posterior a beside the published one) to ``benchmarks/results/``. Porian, Wortsman, Jitsev, Schmidt and Carmon
 (2024) trace the disagreement between Kaplan's and Hoffmann's compute-optimal exponents to
 choices in the training recipe: they rerun one IsoFLOP grid under 15 configurations (10 on
 RefinedWeb, 5 on OpenWebText2), from "Reproducing Kaplan et al." (a = 0.835) to "Optimizer tuning
@@ -161,6 +162,25 @@ def main(argv=None) -> None:
         agreement, list(agreement[0]))
     text += "\n## Time\n\n" + C.markdown_table(timing, ["how", "wall s"])
     C.write_table(args.out, "porian.md", text)
+    plot(fits, {name: truth[key][:3] for name, key in zip(groups, keys)},
+         args.out / "porian.png")
+
+
+def plot(fits, published_a, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayescale.plots import plot_groups
+
+    ax = plot_groups(fits, "a", level=0.95, reference=published_a,
+                     reference_label="Porian et al. 2024, IsoFLOP parabolas (95%)")
+    ax.set_title("Compute-optimal exponent a per configuration: Chinchilla-law posterior "
+                 "(fit_many)", fontsize="medium")
+    ax.figure.set_size_inches(8.5, ax.figure.get_size_inches()[1])
+    C.save_png(ax.figure, path)
+    plt.close(ax.figure)
 
 
 if __name__ == "__main__":

@@ -146,3 +146,4 @@ def test_porian_quick(tmp_path):
     many, separate = times["fit_many, 2 groups in one program"], times[
         "fit, 2 calls one after another"]
     assert times["ratio (separate / fit_many)"] == pytest.approx(separate / many, rel=2e-3)
+    assert (tmp_path / "porian.png").stat().st_size > 0

@@ -203,3 +203,38 @@ def test_allocation_plots_need_a_law_in_n_and_d(plot):
 def test_plot_diagnostics_rejects_unknown_kind(small_fit):
     with pytest.raises(FitError, match="trace"):
         plots.plot_diagnostics(small_fit, "forest")
+
+
+def test_plot_groups(small_fit):
+    # Two "groups" (the same small fit twice) and a reference with an interval for one: every
+    # row's segment spans the central interval of the draws, its dot is the median, the
+    # reference sits beside its row, and an unconverged group is labelled so.
+    from bayescale.summaries import interval
+
+    fits = {"first": small_fit, "second": small_fit}
+    ax = plots.plot_groups(fits, "alpha", level=0.9, reference={"second": (0.35, 0.3, 0.4)},
+                           reference_label="published")
+    med, lo, hi = interval(small_fit.draws("alpha"), 0.9)
+    segments = [ln for ln in ax.lines if len(ln.get_xdata()) == 2]
+    dots = [ln for ln in ax.lines if len(ln.get_xdata()) == 1 and ln.get_marker() == "o"]
+    assert len(segments) == len(dots) == 2
+    for row, (seg, dot) in enumerate(zip(segments, dots)):
+        np.testing.assert_allclose(seg.get_xdata(), [lo, hi])
+        np.testing.assert_allclose(seg.get_ydata(), [row, row])
+        np.testing.assert_allclose(dot.get_xdata(), [med])
+    ref = [ln for ln in ax.lines if ln.get_marker() == "s"]
+    assert len(ref) == 1 and ref[0].get_xdata()[0] == 0.35 and ref[0].get_ydata()[0] == 1.3
+    suffix = "" if small_fit.diagnostics["converged"] else " (not converged)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"first{suffix}", f"second{suffix}"]
+    assert "published" in [t.get_text() for t in ax.get_legend().get_texts()]
+    # "a" is beta / (alpha + beta) for the Chinchilla law, at any budget
+    ax = plots.plot_groups({"only": small_fit}, "a", level=0.5)
+    a = small_fit.draws("beta") / (small_fit.draws("alpha") + small_fit.draws("beta"))
+    _, lo, hi = interval(a, 0.5)
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [lo, hi], rtol=1e-6)
+    with pytest.raises(FitError, match="needs the budget C"):
+        plots.plot_groups(fits, "tokens_per_param")
+    with pytest.raises(FitError, match="not among the fits"):
+        plots.plot_groups(fits, "alpha", reference={"third": 0.3})
+    with pytest.raises(FitError, match="no quantity 'gamma'"):
+        plots.plot_groups(fits, "gamma")
