@@ -30,6 +30,7 @@ _EXPORTS = {
     "load_fit": "bayescale.inference",
     "fit_many": "bayescale.many",
     "FitGroup": "bayescale.many",
+    "load_fits": "bayescale.many",
     "ConvergenceWarning": "bayescale.inference",
     "compare": "bayescale.comparison",
     "LAWS": "bayescale.laws",

@@ -134,7 +134,6 @@ def _repeats(args: argparse.Namespace) -> bool | str:
 
 def _fit_groups(args: argparse.Namespace, data) -> int:
     """One fit per group label (``--group-col``) in one program; ``--out`` is then a folder."""
-    import re
     from pathlib import Path
 
     from bayescale.errors import DataError
@@ -158,25 +157,22 @@ def _fit_groups(args: argparse.Namespace, data) -> int:
                     chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
                     progress=not args.no_progress, target_accept=args.target_accept)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        used: set[str] = set()
-        for name, f in fits.items():
-            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "group"
-            while stem in used:
-                stem += "_"
-            used.add(stem)
-            path = f.save(out_dir / f"{stem}.nc")
+        for name, path in fits.save(out_dir).items():
             print(f"bayescale: saved group {name!r} to {path}", file=sys.stderr)
-    if args.json:
-        _print_json({"groups": {n: f.to_dict(args.level) for n, f in fits.items()},
+    _report_groups(fits, args.level, args.json)
+    return 0
+
+
+def _report_groups(fits, level: float, as_json: bool) -> None:
+    if as_json:
+        _print_json({"groups": {n: f.to_dict(level) for n, f in fits.items()},
                      "hierarchical": fits.hierarchical, "seconds": fits.seconds})
-        return 0
+        return
     shared = " (exponents shared)" if fits.hierarchical else ""
     print(f"{len(fits)} groups fitted in one program{shared} in {fits.seconds:.1f} s")
     for name, f in fits.items():
         print(f"\ngroup {name}")
-        _report_fit(f.to_dict(args.level), False, formula=f.law.formula)
-    return 0
+        _report_fit(f.to_dict(level), False, formula=f.law.formula)
 
 
 def _fit_lsq(args: argparse.Namespace, data) -> int:
@@ -200,8 +196,14 @@ def _report_fit(out: dict[str, Any], as_json: bool, *, formula: str = "",
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from bayescale.inference import load_fit
+    from pathlib import Path
 
+    from bayescale.inference import load_fit
+    from bayescale.many import load_fits
+
+    if Path(args.fit).is_dir():  # the folder of `fit --by-group --out`
+        _report_groups(load_fits(args.fit), args.level, args.json)
+        return 0
     result = load_fit(args.fit)
     _report_fit(result.to_dict(args.level), args.json, formula=result.law.formula)
     return 0
@@ -396,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("summary", help="print the posterior of a saved fit")
-    p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`")
+    p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`, or the folder of "
+                                "`bayescale fit --by-group --out`")
     p.add_argument("--json", action="store_true")
     p.add_argument("--level", type=float, default=0.95)
     p.set_defaults(func=_cmd_summary)

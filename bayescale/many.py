@@ -14,8 +14,12 @@ scale alike: the exponents are estimated from every group, and each group's inte
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,11 +29,14 @@ from bayescale._nuts import NutsSpec, run_nuts
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
 from bayescale.inference import (_build_model, _check_options, _make_fit, _Model,
-                                 _simulation_args, as_data)
+                                 _simulation_args, as_data, load_fit)
 from bayescale.laws import Law, get_law
 from bayescale.models import CONFIG_FACTOR, OBS_SITE
 
-__all__ = ["fit_many", "FitGroup", "shared_exponents"]
+__all__ = ["fit_many", "FitGroup", "load_fits", "shared_exponents"]
+
+#: The index :meth:`FitGroup.save` writes beside the fits: group names, files, how they were fit.
+INDEX = "groups.json"
 
 
 def shared_exponents(law: Law) -> tuple[str, ...]:
@@ -59,6 +66,51 @@ class FitGroup(dict):
         """max R-hat, min bulk ESS, divergences and converged, one row per group."""
         return pd.DataFrame.from_dict({n: f.diagnostics for n, f in self.items()},
                                       orient="index")
+
+    def save(self, folder: str | os.PathLike) -> dict[str, Path]:
+        """Write each group's fit to ``folder/LABEL.nc`` and an index, ``folder/groups.json``,
+        that :func:`load_fits` reads back (names, files, hierarchical, seconds).
+
+        A label's characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``
+        (``"rw/Cosine decay"`` -> ``rw_Cosine_decay.nc``); labels that would share a file name
+        (ignoring case) get trailing underscores. Each file is written atomically, the index
+        last. Returns the path of each group's fit.
+        """
+        from bayescale.io import atomic_write_text
+
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise FitError(f"{folder} is a file; saving groups needs a folder (one FIT.nc per "
+                           "group)")
+        files, used = {}, set()
+        for name in self:
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "group"
+            while stem.lower() in used:
+                stem += "_"
+            used.add(stem.lower())
+            files[name] = f"{stem}.nc"
+        paths = {name: self[name].save(folder / file) for name, file in files.items()}
+        index = {"groups": files, "hierarchical": self.hierarchical, "seconds": self.seconds}
+        atomic_write_text(folder / INDEX, json.dumps(index, indent=1))
+        return paths
+
+
+def load_fits(folder: str | os.PathLike) -> FitGroup:
+    """Read the fits :meth:`FitGroup.save` (or ``bayescale fit --by-group --out``) wrote."""
+    folder = Path(folder)
+    if not (folder / INDEX).is_file():
+        what = "no such folder" if not folder.exists() else f"no {INDEX} in it"
+        raise FitError(f"{folder}: {what}; save groups with FitGroup.save(folder) or "
+                       f"`bayescale fit ... --by-group --out {folder}`")
+    try:
+        index = json.loads((folder / INDEX).read_text())
+        files = dict(index["groups"])
+    except (ValueError, KeyError, TypeError):
+        raise FitError(f"{folder / INDEX} is not an index written by FitGroup.save") from None
+    out = FitGroup({name: load_fit(folder / file) for name, file in files.items()})
+    out.hierarchical = bool(index.get("hierarchical", False))
+    out.seconds = float(index.get("seconds", float("nan")))
+    return out
 
 
 def _groups(datasets: Any, by: str | None) -> dict[str, ScalingData]:

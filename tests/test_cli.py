@@ -140,10 +140,15 @@ def test_fit_by_group_json_and_files(grouped_csv, tmp_path, capsys):
     assert 1.5 < E["c4 / small"]["median"] < 1.9 and 1.9 < E["pile"]["median"] < 2.3
     for g in obj["groups"].values():
         assert g["n_points"] == 16
-    # one saved fit per group, named after the label, that reloads to the same JSON
-    assert sorted(p.name for p in out_dir.iterdir()) == ["c4_small.nc", "pile.nc"]
+    # one saved fit per group, named after the label, that reloads to the same JSON, and the
+    # index that lets `summary` read the whole folder back
+    assert sorted(p.name for p in out_dir.iterdir()) == ["c4_small.nc", "groups.json", "pile.nc"]
     code, again, _ = run(["summary", str(out_dir / "pile.nc"), "--json"], capsys)
     assert code == 0 and json.loads(again) == obj["groups"]["pile"]
+    code, whole, _ = run(["summary", str(out_dir), "--json"], capsys)
+    assert code == 0 and json.loads(whole) == obj
+    code, _, err = run(["summary", str(tmp_path)], capsys)  # a folder with no index
+    assert code == 2 and "no groups.json in it" in err and len(err.strip().splitlines()) == 1
 
 
 def test_fit_hierarchical_text(grouped_csv, capsys):

@@ -157,6 +157,31 @@ def split_frame(groups):
     return pd.concat(parts, ignore_index=True)
 
 
+def test_save_and_load_fits(many, tmp_path):
+    # Labels that are not file names, or that clash once made file names (ignoring case), still
+    # get one file each; loading the folder gives back every group under its own label.
+    fit = many["small"]
+    odd = bs.FitGroup({"rw/Cosine decay": fit, "rw_Cosine_decay": many["medium"],
+                       "RW_cosine_DECAY": many["large"]})
+    odd.hierarchical, odd.seconds = True, 12.5
+    paths = odd.save(tmp_path / "fits")
+    assert sorted(p.name for p in paths.values()) == ["RW_cosine_DECAY__.nc",
+                                                      "rw_Cosine_decay.nc", "rw_Cosine_decay_.nc"]
+    back = bs.load_fits(tmp_path / "fits")
+    assert list(back) == list(odd) and back.hierarchical and back.seconds == 12.5
+    for name in odd:
+        np.testing.assert_array_equal(back[name].draws("E"), odd[name].draws("E"))
+    again = many.save(tmp_path / "many")
+    assert set(again) == set(GROUPS)
+    pd.testing.assert_frame_equal(bs.load_fits(tmp_path / "many").summary(), many.summary())
+    with pytest.raises(bs.FitError, match="is a file"):
+        many.save(paths["rw/Cosine decay"])
+    with pytest.raises(bs.FitError, match="no groups.json in it"):
+        bs.load_fits(tmp_path)
+    with pytest.raises(bs.FitError, match="no such folder"):
+        bs.load_fits(tmp_path / "nowhere")
+
+
 def test_split_by_column(many, groups):
     # Names sort into the order of GROUPS ("large" < "medium" < "small" would not): relabel them
     # so that groupby's sorted order is the fixture's order, and the draws must be identical.
