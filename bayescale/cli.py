@@ -168,8 +168,17 @@ def _report_groups(fits, level: float, as_json: bool) -> None:
         _print_json({"groups": {n: f.to_dict(level) for n, f in fits.items()},
                      "hierarchical": fits.hierarchical, "seconds": fits.seconds})
         return
+    import numpy as np
+    import pandas as pd
+
     shared = " (exponents shared)" if fits.hierarchical else ""
-    print(f"{len(fits)} groups fitted in one program{shared} in {fits.seconds:.1f} s")
+    print(f"{len(fits)} groups fitted in one program{shared} in {fits.seconds:.1f} s\n")
+    overview = pd.DataFrame.from_dict(  # posterior medians, one row per group
+        {name: {"runs": f.data.n_points,
+                **{p: float(np.median(f.draws(p))) for p in f.law.params},
+                "converged": "yes" if f.diagnostics["converged"] else "NO"}
+         for name, f in fits.items()}, orient="index")
+    print("posterior medians\n" + overview.to_string(float_format=lambda v: f"{v:.4g}"))
     for name, f in fits.items():
         print(f"\ngroup {name}")
         _report_fit(f.to_dict(level), False, formula=f.law.formula)

@@ -158,6 +158,13 @@ def test_fit_hierarchical_text(grouped_csv, capsys):
     assert code == 0, err
     assert "2 groups fitted in one program (exponents shared)" in out
     assert "group c4 / small" in out and "group pile" in out
+    # the overview: one row of posterior medians per group, before the detailed blocks
+    lines = out.splitlines()
+    head = lines.index("posterior medians")
+    assert lines[head + 1].split() == ["runs", "E", "A", "B", "alpha", "beta", "converged"]
+    rows = lines[head + 2:head + 4]
+    assert rows[0].startswith("c4 / small") and rows[1].startswith("pile")
+    assert rows[0].split()[-7] == "16" and rows[0].split()[-1] in ("yes", "NO")
     # shared exponents: both groups report the same alpha row
     alpha_rows = [ln for ln in out.splitlines() if ln.startswith("alpha")]
     assert len(alpha_rows) == 2 and alpha_rows[0] == alpha_rows[1]
