@@ -168,16 +168,13 @@ def _report_groups(fits, level: float, as_json: bool) -> None:
         _print_json({"groups": {n: f.to_dict(level) for n, f in fits.items()},
                      "hierarchical": fits.hierarchical, "seconds": fits.seconds})
         return
-    import numpy as np
-    import pandas as pd
-
     shared = " (exponents shared)" if fits.hierarchical else ""
     print(f"{len(fits)} groups fitted in one program{shared} in {fits.seconds:.1f} s\n")
-    overview = pd.DataFrame.from_dict(  # posterior medians, one row per group
-        {name: {"runs": f.data.n_points,
-                **{p: float(np.median(f.draws(p))) for p in f.law.params},
-                "converged": "yes" if f.diagnostics["converged"] else "NO"}
-         for name, f in fits.items()}, orient="index")
+    law = next(iter(fits.values())).law
+    overview = (fits.summary(level)["median"].unstack("param")
+                .loc[list(fits), list(law.params)].rename_axis(index=None, columns=None))
+    overview.insert(0, "runs", [f.data.n_points for f in fits.values()])
+    overview["converged"] = ["yes" if ok else "NO" for ok in fits.diagnostics()["converged"]]
     print("posterior medians\n" + overview.to_string(float_format=lambda v: f"{v:.4g}"))
     for name, f in fits.items():
         print(f"\ngroup {name}")

@@ -206,7 +206,7 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
             raise FitError(f"group {name!r} has priors of other families than the first group; "
                            "give every group the same prior families")
     if repeats:  # one configuration index more than any group has: the padding rows' own
-        first = _Model(law, noise, built[next(iter(built))][3],
+        first = _Model(law, noise, next(iter(built.values()))[3],
                        max(m.n_config for m, *_rest in built.values()) + 1)
     names = list(groups)
     length = max(d.n_points for d in groups.values())
@@ -245,8 +245,9 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
 
 
 def _families(model):
-    """A model's key without its number of configurations: what groups must share."""
-    return model.key[:3] + model.key[4:]
+    """What the groups' models must share: fixed priors and prior families (their number of
+    configurations may differ)."""
+    return model.fixed, model.families
 
 
 def _sizes(model, data):
