@@ -168,6 +168,13 @@ class _Model:
                       log_ref=log_ref, config=config, n_config=self.n_config, mask=mask)
 
 
+def _check_repeats(repeats):
+    """``repeats`` itself, once it is one of "auto", True or False."""
+    if not (repeats == "auto" or isinstance(repeats, (bool, np.bool_))):
+        raise FitError(f"repeats must be 'auto', True or False, got {repeats!r}")
+    return repeats
+
+
 def _build_model(data: ScalingData, law: Law, *, noise: str, priors: Mapping[str, Any] | None,
                 repeats: bool | str):
     """The NumPyro model :func:`fit` samples, shared with :func:`bayescale.checks.prior_predictive`.
@@ -176,7 +183,7 @@ def _build_model(data: ScalingData, law: Law, *, noise: str, priors: Mapping[str
     with the priors resolved, the log inputs and log losses of the runs, and whether repeats are
     modelled.
     """
-    if repeats == "auto":
+    if _check_repeats(repeats) == "auto":
         repeats = data.has_repeats(law.inputs)
     repeats = bool(repeats)
     priors = resolve_priors(law, data.loss, priors, repeats=repeats, noise=noise)

@@ -28,8 +28,8 @@ import pandas as pd
 from bayescale._nuts import NutsSpec, run_nuts
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
-from bayescale.inference import (_build_model, _check_options, _make_fit, _Model,
-                                 _simulation_args, as_data, load_fit)
+from bayescale.inference import (_build_model, _check_options, _check_repeats, _make_fit,
+                                 _Model, _simulation_args, as_data, load_fit)
 from bayescale.laws import Law, get_law
 from bayescale.models import CONFIG_FACTOR, OBS_SITE
 
@@ -195,7 +195,7 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
             data.check_for(law.inputs, law.n_params, law.name)
         except DataError as err:
             raise DataError(f"group {name!r}: {err}") from None
-    if repeats == "auto":
+    if _check_repeats(repeats) == "auto":
         repeats = any(d.has_repeats(law.inputs) for d in groups.values())
     repeats = bool(repeats)
     built = {name: _build_model(d, law, noise=noise, priors=priors, repeats=repeats)

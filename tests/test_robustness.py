@@ -339,3 +339,14 @@ def test_atomic_write_text(tmp_path, monkeypatch):
         atomic_write_text(tmp_path / "table.csv", "new")
     monkeypatch.undo()
     assert path.read_text() == "a,b\n1,2\n" and list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize("call", ["fit", "fit_many"])
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_repeats_must_be_auto_true_or_false(call, value):
+    # a typo such as repeats="yes" used to be read as True; now it is refused before sampling
+    N, D, loss = (np.array(c) for c in zip(*GOOD))
+    data = ScalingData.from_arrays(N=N, D=D, loss=loss)
+    target = bs.fit if call == "fit" else (lambda d, **kw: bs.fit_many({"a": d}, **kw))
+    with pytest.raises(FitError, match="repeats must be 'auto', True or False"):
+        target(data, repeats=value, progress=False)
