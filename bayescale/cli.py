@@ -349,9 +349,18 @@ PLATFORM_HELP = ("where JAX runs: cpu, gpu or tpu (default: JAX's choice, an acc
 
 
 def select_platform(platform: str) -> str | None:
-    """Point JAX at ``platform`` before it starts; returns an error message, or None."""
-    os.environ["JAX_PLATFORMS"] = platform if platform == "cpu" else f"{platform},cpu"
-    package = "jax[tpu]" if platform == "tpu" else "jax[cuda12]"
+    """Point JAX at ``platform`` before it starts; returns an error message, or None.
+
+    For gpu, JAX chooses among the backends it finds (an accelerator before the CPU) and the
+    choice is checked: ``JAX_PLATFORMS=gpu`` asks for CUDA and ROCm both, and recent JAX fails
+    on a host that has one of them (seen with jax 0.11 on an NVIDIA H100: "Unable to initialize
+    backend 'rocm'").
+    """
+    if platform == "gpu":
+        os.environ.pop("JAX_PLATFORMS", None)
+    else:
+        os.environ["JAX_PLATFORMS"] = platform if platform == "cpu" else f"{platform},cpu"
+    package = "jax[tpu]" if platform == "tpu" else "jax[cuda12]' or 'jax[cuda13]"
     try:
         from bayescale._jax import jax
 
