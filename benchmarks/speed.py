@@ -1,6 +1,7 @@
 """Speed: seconds to a posterior on the bundled Chinchilla data (240 runs), and many fits at once.
 
-    python benchmarks/speed.py [--quick] [--out DIR]
+    python benchmarks/speed.py [--quick] [--out DIR] [--part all|fits|references]
+                               [--runs FILE] [--no-sequential]
 
 Writes ``speed.md`` to ``benchmarks/results/``. Every method runs in its own Python process, one
 after the other in this one run, so cold and warm are real and the ratios compare like with like:
@@ -17,6 +18,12 @@ after the other in this one run, so cold and warm are real and the ratios compar
 (e) ``bayescale.fit_many`` on 16 data sets (resamples, with replacement, of the 240 runs), warm
     (its programs exported and compiled by an earlier process of this run), against (b).
 
+A study too long for one sitting (on a GPU the reference alone runs minutes) can be run in two
+parts on the same machine: ``--part fits`` runs (a), (b) and (e), ``--part references`` runs (c)
+and (d), and ``--runs FILE`` adds the runs a part recorded earlier (every run writes its raw
+timings to ``speed_runs.json`` beside ``speed.md``); the table's notes say which rows came from
+which part. ``--no-sequential`` skips the 16 one-after-another fits that (e)'s note compares with.
+
 Bayesian fits are 4 chains of 1000 warm-up + 1000 draws. "fit_s" is the time from calling the fit
 to having 90% intervals, in a process whose libraries are already imported; "process_s" is the
 whole process (interpreter start, imports, data, fit, intervals). Bulk ESS per second divides
@@ -25,6 +32,7 @@ each parameter's bulk ESS by fit_s.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import platform
@@ -37,6 +45,7 @@ from pathlib import Path
 import _common as C
 
 WORKERS = ("bayes", "many", "reference", "huber", "curve_fit")
+PARTS = {"fits": ("cold", "warm", "many"), "references": ("reference", "huber", "curve_fit")}
 PARAMS = ("E", "A", "B", "alpha", "beta", "sigma")
 N_GROUPS = 16
 
@@ -56,7 +65,7 @@ def _ess_rhat(chains: dict) -> tuple[dict, float]:
     return ess, rhat
 
 
-def worker(kind: str, quick: bool) -> None:
+def worker(kind: str, quick: bool, sequential: bool = True) -> None:
     """Run one method in this process and print its timings as one JSON line."""
     t_start = time.perf_counter()
     import warnings
@@ -102,11 +111,12 @@ def worker(kind: str, quick: bool) -> None:
             extra["groups"] = N_GROUPS
             extra["steps"] = float(np.mean([f._arrays["stats"]["n_steps"]
                                             for f in fits.values()]))
-            # The same 16 data sets fitted one after another with fit (programs already loaded).
-            t_one = time.perf_counter()
-            for d in groups.values():
-                bayescale.fit(d, "chinchilla", seed=0, progress=False, **settings)
-            extra["sequential_s"] = time.perf_counter() - t_one
+            if sequential:  # the same 16 data sets one after another (programs loaded)
+                t_one = time.perf_counter()
+                for d in groups.values():
+                    bayescale.fit(d, "chinchilla", seed=0, progress=False, repeats=False,
+                                  **settings)
+                extra["sequential_s"] = time.perf_counter() - t_one
             extra["min_ess_all_groups"] = min(f.diagnostics["min_ess_bulk"]
                                               for f in fits.values())
             extra["max_rhat_all_groups"] = max(f.diagnostics["max_rhat"] for f in fits.values())
@@ -164,40 +174,93 @@ def worker(kind: str, quick: bool) -> None:
                       **extra}))
 
 
-def run_worker(kind: str, quick: bool, cache: str) -> dict:
+def run_worker(kind: str, quick: bool, cache: str, *, sequential: bool = True,
+               name: str | None = None) -> dict:
     env = {**os.environ, "BAYESCALE_CACHE_DIR": cache, "MPLBACKEND": "Agg"}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind]
     if quick:
         cmd.append("--quick")
+    if not sequential:
+        cmd.append("--no-sequential")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"worker {kind} failed:\n{proc.stderr[-3000:]}")
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "process_s": wall}
+    run = {**json.loads(proc.stdout.strip().splitlines()[-1]), "process_s": wall}
+    if name:  # one line per finished process: a long study shows where it is
+        print(f"  {name}: fit {run['fit_s']:.2f} s, process {wall:.2f} s", flush=True)
+    return run
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for name in ("jax", "jaxlib", "numpyro", "numpy", "scipy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _load_runs(path: Path, quick: bool) -> dict:
+    """Runs recorded by an earlier part (``speed_runs.json``), checked to be of the same size."""
+    saved = json.loads(Path(path).read_text())
+    if saved.get("settings") != _settings(quick):
+        raise SystemExit(f"--runs {path}: its runs used {saved.get('settings')}, this run "
+                         f"{_settings(quick)}; run both parts with or both without --quick")
+    return saved
 
 
 def main(argv=None):
     args = C.parse_args(__doc__.splitlines()[0], argv, extra=[
         (("--worker",), dict(choices=WORKERS, help="internal: run one method and print JSON")),
+        (("--part",), dict(choices=("all", *PARTS), default="all",
+                           help="fits: (a), (b), (e); references: (c), (d); default all")),
+        (("--runs",), dict(type=Path, default=None,
+                           help="speed_runs.json of an earlier part, to combine with this one")),
+        (("--no-sequential",), dict(action="store_true",
+                                    help="skip the 16 one-after-another fits beside (e)")),
     ])
     if args.worker:
-        worker(args.worker, args.quick)
+        worker(args.worker, args.quick, sequential=not args.no_sequential)
         return
     t0 = time.perf_counter()
-    runs = {}
-    with tempfile.TemporaryDirectory(prefix="bayescale-cache-") as cache:
-        runs["cold"] = run_worker("bayes", args.quick, cache)
-        programs = sorted(p.name.split("-")[0] for p in Path(cache, "programs").glob("*"))
-        runs["warm"] = run_worker("bayes", args.quick, cache)
-        run_worker("many", args.quick, cache)  # exports and compiles fit_many's programs
-        runs["many"] = run_worker("many", args.quick, cache)
-    runs["reference"] = run_worker("reference", args.quick, "off")
-    runs["huber"] = run_worker("huber", args.quick, "off")
-    runs["curve_fit"] = run_worker("curve_fit", args.quick, "off")
-    for name, r in runs.items():
-        print(f"  {name}: fit {r['fit_s']:.2f} s, process {r['process_s']:.2f} s", flush=True)
+    wanted = PARTS["fits"] + PARTS["references"] if args.part == "all" else PARTS[args.part]
+    earlier = _load_runs(args.runs, args.quick) if args.runs else None
+    runs, programs = {}, []
+    seq = not args.no_sequential
+    if "cold" in wanted:
+        with tempfile.TemporaryDirectory(prefix="bayescale-cache-") as cache:
+            runs["cold"] = run_worker("bayes", args.quick, cache, name="cold")
+            programs = sorted(p.name.split("-")[0] for p in Path(cache, "programs").glob("*"))
+            runs["warm"] = run_worker("bayes", args.quick, cache, name="warm")
+            # exports and compiles fit_many's programs
+            run_worker("many", args.quick, cache, sequential=False, name="many (compiling)")
+            runs["many"] = run_worker("many", args.quick, cache, sequential=seq, name="many")
+    if "reference" in wanted:
+        runs["reference"] = run_worker("reference", args.quick, "off", name="reference")
+        runs["huber"] = run_worker("huber", args.quick, "off", name="huber")
+        runs["curve_fit"] = run_worker("curve_fit", args.quick, "off", name="curve_fit")
     seconds = time.perf_counter() - t0
+    here = {"date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            "part": args.part, "seconds": seconds, "machine": platform.platform(),
+            "settings": _settings(args.quick), "programs": programs, "runs": runs,
+            "versions": _versions()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    C.write_text(args.out / "speed_runs.json", json.dumps(here, indent=1))
+    parts_note = []
+    if earlier:
+        mine = set(runs)
+        runs = {**{k: v for k, v in earlier["runs"].items() if k not in mine}, **runs}
+        programs = programs or earlier.get("programs", [])
+        parts_note.append(
+            f"Two parts: {', '.join(sorted(mine))} measured in this run; "
+            f"{', '.join(sorted(set(earlier['runs']) - mine))} read from `--runs` "
+            f"({earlier['part']} part, {earlier['date']}, {earlier['seconds']:.0f} s, machine "
+            f"{earlier['machine']}).")
 
     n = _settings(args.quick)
     size = f"{n['chains']} x {n['warmup']}+{n['draws']}"
@@ -209,9 +272,11 @@ def main(argv=None):
         "curve_fit": "curve_fit + 1000-resample bootstrap",
         "many": f"(e) bayescale.fit_many, {N_GROUPS} data sets, warm",
     }
-    ref = runs["reference"]["fit_s"]
+    ref = runs["reference"]["fit_s"] if "reference" in runs else float("nan")
     rows = []
     for key, label in labels.items():
+        if key not in runs:
+            continue
         r = runs[key]
         row = {"method": label, "fit_s": r["fit_s"], "process_s": r["process_s"],
                "x faster than (c)": ref / r["fit_s"]}
@@ -223,19 +288,23 @@ def main(argv=None):
         row["leapfrog steps per draw"] = r.get("steps", float("nan"))
         rows.append(row)
 
-    warm, cold, many = runs["warm"], runs["cold"], runs["many"]
-    checks = [
-        ("warm fit vs reference (c)", ref / warm["fit_s"], ">= 20"),
-        ("cold fit vs reference (c)", ref / cold["fit_s"], ">= 5"),
-        ("warm fit vs Huber + bootstrap (d)", runs["huber"]["fit_s"] / warm["fit_s"], ">= 5"),
-        (f"fit_many ({N_GROUPS} groups) / warm fit", many["fit_s"] / warm["fit_s"], "<= 3"),
-        ("min bulk ESS, warm fit (every parameter)", min(warm["ess"].values()), ">= 1000"),
-        ("max R-hat, warm fit", warm["rhat"], "<= 1.01"),
-        (f"min bulk ESS over all {N_GROUPS} fit_many groups", many["min_ess_all_groups"],
-         ">= 1000"),
-        (f"max R-hat over all {N_GROUPS} fit_many groups", many["max_rhat_all_groups"],
-         "<= 1.01"),
-    ]
+    checks = []
+    if {"warm", "cold", "many"} <= set(runs):
+        warm, cold, many = runs["warm"], runs["cold"], runs["many"]
+        if "reference" in runs:
+            checks += [("warm fit vs reference (c)", ref / warm["fit_s"], ">= 20"),
+                       ("cold fit vs reference (c)", ref / cold["fit_s"], ">= 5"),
+                       ("warm fit vs Huber + bootstrap (d)",
+                        runs["huber"]["fit_s"] / warm["fit_s"], ">= 5")]
+        checks += [
+            (f"fit_many ({N_GROUPS} groups) / warm fit", many["fit_s"] / warm["fit_s"], "<= 3"),
+            ("min bulk ESS, warm fit (every parameter)", min(warm["ess"].values()), ">= 1000"),
+            ("max R-hat, warm fit", warm["rhat"], "<= 1.01"),
+            (f"min bulk ESS over all {N_GROUPS} fit_many groups", many["min_ess_all_groups"],
+             ">= 1000"),
+            (f"max R-hat over all {N_GROUPS} fit_many groups", many["max_rhat_all_groups"],
+             "<= 1.01"),
+        ]
     target_rows = []
     for name, value, target in checks:
         op, bound = target.split()
@@ -244,37 +313,48 @@ def main(argv=None):
                             "met": "yes" if ok else "NO"})
 
     cpu = platform.processor() or platform.machine()
+    bayes = runs.get("warm", {}).get("devices", "")
+    notes = [
+        "Each method in a fresh Python process, one after another in this one run. fit_s: "
+        "from calling the fit to 90% intervals, libraries already imported; process_s: the "
+        "whole process. ESS/s: bulk ESS over fit_s. leapfrog steps per draw: mean over "
+        "the kept draws of every chain (all 16 data sets for fit_many).",
+        *parts_note,
+        f"Devices seen by JAX in the bayescale workers: {bayes or 'not run'} (on a CPU-only "
+        "host bayescale asks XLA for one CPU device per core); the reference ran on "
+        f"{runs.get('reference', {}).get('devices', 'not run')}. CPU: {cpu}. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in here["versions"].items()) + ".",
+    ]
+    if programs:
+        notes.append(f"Programs in the cache after the cold run: {', '.join(programs)} "
+                     "(exported with jax.export) plus XLA's executables.")
+    if "many" in runs:
+        many = runs["many"]
+        seq_s = many.get("sequential_s")
+        notes.append(
+            f"fit_many: {N_GROUPS} resamples (with replacement) of the 240 runs, every one a "
+            "full 4-chain fit, in one program (on a CPU each device runs its data sets one "
+            "after another, each one's chains in lockstep; a GPU runs them all at once); ESS "
+            "and R-hat columns are those of the first data set, the targets below cover all of "
+            "them. " + (f"In the same process, the 16 data sets fitted one after another with "
+                        f"fit (the same model, repeats=False; its programs loaded by (b)) took "
+                        f"{seq_s:.1f} s against fit_many's {many['fit_s']:.1f} s."
+                        if seq_s is not None else
+                        "The 16 one-after-another fits were skipped (--no-sequential)."))
+    notes.append("GPU: none seen by JAX in this run, so these are CPU figures; the same command "
+                 "on a host where JAX sees a GPU measures it there (the device line names it)."
+                 if not bayes or "cpu" in bayes.lower() else
+                 "Accelerator run: the device line names it.")
     text = C.header(
         "Speed: seconds to a posterior on the bundled Chinchilla data (240 runs)"
         + (" (QUICK smoke run)" if args.quick else ""),
-        seconds=seconds,
-        notes=[
-            "Each method in a fresh Python process, one after another in this one run. fit_s: "
-            "from calling the fit to 90% intervals, libraries already imported; process_s: the "
-            "whole process. ESS/s: bulk ESS over fit_s. leapfrog steps per draw: mean over "
-            "the kept draws of every chain (all 16 data sets for fit_many).",
-            f"Devices seen by JAX in the bayescale workers: {warm.get('devices')} (bayescale asks "
-            f"XLA for one CPU device per core); the reference ran on "
-            f"{runs['reference'].get('devices')}. CPU: {cpu}.",
-            f"Programs in the cache after the cold run: {', '.join(programs) or 'none'} "
-            "(exported with jax.export) plus XLA's executables.",
-            f"fit_many: {N_GROUPS} resamples (with replacement) of the 240 runs, every one a "
-            "full 4-chain fit, in one program (on a CPU each device runs its data sets one "
-            "after another, each one's chains in lockstep); ESS and R-hat columns are those of the "
-            "first data set, the targets below cover all of them. In the same process, the 16 "
-            f"data sets fitted one after another with fit took {many['sequential_s']:.1f} s "
-            f"against fit_many's {many['fit_s']:.1f} s.",
-            ("GPU: none seen by JAX in this run, so these are CPU figures; the same command on "
-             "a host where JAX sees a GPU measures it there (the device line names it)."
-             if "cpu" in str(warm.get("devices", "")).lower() else
-             "Accelerator run: the device line names it."),
-        ],
-    )
+        seconds=seconds + (earlier["seconds"] if earlier else 0.0), notes=notes)
     text += "\n" + C.markdown_table(rows, ["method", "fit_s", "process_s", "x faster than (c)",
                                             *[f"ESS/s {p}" for p in PARAMS], "min bulk ESS",
                                             "max R-hat", "leapfrog steps per draw"])
-    text += "\n## Targets (issue 8)\n\n" + C.markdown_table(
-        target_rows, ["target", "measured", "required", "met"])
+    if target_rows:
+        text += "\n## Targets (issue 8)\n\n" + C.markdown_table(
+            target_rows, ["target", "measured", "required", "met"])
     C.write_table(args.out, "speed.md", text)
 
 

@@ -18,10 +18,14 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def run(script: str, out: Path) -> str:
+def run(script: str, out: Path, *extra: str, ok: bool = True) -> str:
     env = {**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--out", str(out),
+                           *extra], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+    if not ok:
+        assert proc.returncode != 0
+        return proc.stderr
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -99,6 +103,46 @@ def test_speed_quick(tmp_path):
     assert len(targets) == 8 and all(t["met"] in ("yes", "NO") for t in targets)
     # The warm run loaded what the cold run exported: three programs were cached.
     assert "Programs in the cache after the cold run: chunk, init, post" in text
+
+
+def test_speed_parts(tmp_path):
+    """A study run in two parts: the references part reads the fits part's runs from --runs and
+    computes the targets from both (here from made-up fit timings, so every ratio is known)."""
+    import json
+
+    ess = {p: 1500.0 for p in ("E", "A", "B", "alpha", "beta", "sigma")}
+    fake = {"date": "2026-01-01 00:00 UTC", "part": "fits", "seconds": 50.0, "machine": "m",
+            "settings": {"chains": 2, "warmup": 100, "draws": 100}, "programs": ["chunk"],
+            "runs": {"cold": {"fit_s": 8.0, "process_s": 9.0, "ess": ess, "rhat": 1.001},
+                     "warm": {"fit_s": 2.0, "process_s": 3.0, "ess": ess, "rhat": 1.002,
+                              "devices": "1 x Fake GPU"},
+                     "many": {"fit_s": 5.0, "process_s": 6.0, "ess": ess, "rhat": 1.0,
+                              "min_ess_all_groups": 900.0, "max_rhat_all_groups": 1.005}}}
+    runs = tmp_path / "fits.json"
+    runs.write_text(json.dumps(fake))
+    run("speed.py", tmp_path, "--part", "references", "--runs", str(runs))
+    text = (tmp_path / "speed.md").read_text()
+    assert "read from `--runs` (fits part, 2026-01-01 00:00 UTC" in text
+    assert "1 x Fake GPU" in text
+    rows = {r["method"][:3]: r for r in table(text, "method")}
+    assert set(rows) == {"(a)", "(b)", "(c)", "(d)", "cur", "(e)"}
+    ref = float(rows["(c)"]["fit_s"])
+    assert float(rows["(b)"]["x faster than (c)"]) == pytest.approx(ref / 2.0, rel=0.01)
+    targets = {t["target"]: t for t in table(text, "target")}
+    assert float(targets["fit_many (16 groups) / warm fit"]["measured"]) == pytest.approx(2.5)
+    assert targets["fit_many (16 groups) / warm fit"]["met"] == "yes"
+    assert targets["min bulk ESS over all 16 fit_many groups"]["met"] == "NO"
+    assert float(targets["cold fit vs reference (c)"]["measured"]) == pytest.approx(ref / 8.0,
+                                                                                   rel=0.01)
+    # the raw runs of this part were written beside the table, without the borrowed ones
+    mine = json.loads((tmp_path / "speed_runs.json").read_text())
+    assert mine["part"] == "references" and set(mine["runs"]) == {"reference", "huber",
+                                                                   "curve_fit"}
+    # parts of different sizes are refused with one message
+    fake["settings"] = {"chains": 4, "warmup": 1000, "draws": 1000}
+    runs.write_text(json.dumps(fake))
+    err = run("speed.py", tmp_path / "x", "--part", "references", "--runs", str(runs), ok=False)
+    assert "run both parts with or both without --quick" in err and "Traceback" not in err
 
 
 def test_sampler_quick(tmp_path):
