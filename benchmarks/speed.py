@@ -229,6 +229,9 @@ def main(argv=None):
         return
     t0 = time.perf_counter()
     wanted = PARTS["fits"] + PARTS["references"] if args.part == "all" else PARTS[args.part]
+    if args.runs and args.part == "all":
+        raise SystemExit("--runs adds an earlier part's runs to this one: use it with --part "
+                         "fits or --part references")
     earlier = _load_runs(args.runs, args.quick) if args.runs else None
     runs, programs = {}, []
     seq = not args.no_sequential
