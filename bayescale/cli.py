@@ -115,6 +115,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     data = _load_data(args)
     if args.by_group or args.hierarchical:
         return _fit_groups(args, data)
+    if args.retries:
+        from bayescale.errors import DataError
+
+        raise DataError("--retries refits the groups of --by-group that did not converge; for "
+                        "one fit, raise --warmup and --draws instead")
     if args.method != "bayes":
         return _fit_lsq(args, data)
     result = fit(data, args.law, noise=args.noise, repeats=_repeats(args), chains=args.chains,
@@ -155,7 +160,13 @@ def _fit_groups(args: argparse.Namespace, data) -> int:
     fits = fit_many(data, args.law, hierarchical=args.hierarchical, noise=args.noise,
                     repeats=_repeats(args),
                     chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
-                    progress=not args.no_progress, target_accept=args.target_accept)
+                    progress=not args.no_progress, target_accept=args.target_accept,
+                    retries=args.retries)
+    redone = [n for n, f in fits.items() if f.options.get("refits")]
+    if redone:
+        print(f"bayescale: refitted {len(redone)} of {len(fits)} groups that had not converged "
+              f"({', '.join(redone)}), with up to {max(f.options['draws'] for f in fits.values())}"
+              " draws per chain", file=sys.stderr)
     if out_dir is not None:
         for name, path in fits.save(out_dir).items():
             print(f"bayescale: saved group {name!r} to {path}", file=sys.stderr)
@@ -406,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--retries", type=int, default=0,
+                   help="with --by-group: fit the groups that did not converge again with twice "
+                        "the warm-up and draws, up to this many times (default 0)")
     p.add_argument("--level", type=float, default=0.95, help="credible interval level")
     p.add_argument("--target-accept", type=float, default=0.95,
                    help="NUTS target acceptance (default 0.95); raise to 0.98-0.99 when divergences are reported")

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ import pandas as pd
 from bayescale._nuts import NutsSpec, run_nuts
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
-from bayescale.inference import (_build_model, _check_options, _check_repeats, _make_fit,
-                                 _Model, _simulation_args, as_data, load_fit)
+from bayescale.inference import (ConvergenceWarning, _build_model, _check_options,
+                                 _check_repeats, _make_fit, _Model, _simulation_args, as_data,
+                                 load_fit)
 from bayescale.laws import Law, get_law
 from bayescale.models import CONFIG_FACTOR, OBS_SITE
 
@@ -161,7 +163,8 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
              priors: Mapping[str, Any] | None = None, repeats: bool | str = "auto",
              chains: int = 4, warmup: int = 1000,
              draws: int = 1000, seed: int = 0, progress: bool = True,
-             target_accept: float = 0.95, dense_mass: bool = True) -> FitGroup:
+             target_accept: float = 0.95, dense_mass: bool = True,
+             retries: int = 0) -> FitGroup:
     """Fit one law to many data sets in one compiled program.
 
     Parameters
@@ -180,6 +183,13 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
         ``fit(group, repeats=True)`` targets.
     seed: chain ``c`` of group ``g`` uses stream ``g * chains + c``.
     progress: show one progress bar for all groups.
+    retries: fit the groups that did not converge again, together, with twice the warm-up and
+        draws, up to ``retries`` times (a hierarchical fit is refitted whole). Each refit
+        replaces the group's fit, whose ``options`` record the warm-up and draws it used
+        and how many times it was refitted (``options["refits"]``); a
+        :class:`ConvergenceWarning` is raised only for the groups still unconverged at the
+        end. More draws cure slow mixing (low ESS, high R-hat), not divergent transitions:
+        for those raise ``target_accept``.
 
     Returns
     -------
@@ -190,6 +200,9 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
     law = get_law(law)
     groups = _groups(datasets, by)
     chains, warmup, draws = _check_options(noise, target_accept, chains, warmup, draws)
+    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
+        raise FitError(f"retries must be a whole number >= 0 (refits of unconverged groups), "
+                       f"got {retries!r}")
     for name, data in groups.items():
         try:
             data.check_for(law.inputs, law.n_params, law.name)
@@ -197,7 +210,36 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
             raise DataError(f"group {name!r}: {err}") from None
     if _check_repeats(repeats) == "auto":
         repeats = any(d.has_repeats(law.inputs) for d in groups.values())
-    repeats = bool(repeats)
+    options = dict(law=law, hierarchical=bool(hierarchical), noise=noise, priors=priors,
+                   repeats=bool(repeats), chains=chains, seed=int(seed), progress=progress,
+                   target_accept=float(target_accept), dense_mass=bool(dense_mass))
+    with warnings.catch_warnings():
+        if retries:  # warn once, at the end, for the groups still unconverged
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        out = _fit_groups(groups, warmup=warmup, draws=draws, **options)
+        for attempt in range(1, int(retries) + 1):
+            redo = [n for n, f in out.items() if not f.diagnostics["converged"]]
+            if not redo:
+                break
+            warmup, draws = 2 * warmup, 2 * draws
+            again = _fit_groups(groups if hierarchical else {n: groups[n] for n in redo},
+                                warmup=warmup, draws=draws, **options)
+            for f in again.values():
+                f.options["refits"] = attempt
+            out.update(again)
+    if retries:
+        for f in out.values():
+            f._warn_if_unconverged()
+    out.seconds = time.perf_counter() - start
+    out.hierarchical = bool(hierarchical)
+    for f in out.values():
+        f.seconds = out.seconds
+    return out
+
+
+def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, chains, warmup, draws,
+                seed, progress, target_accept, dense_mass) -> FitGroup:
+    """One sampler run over ``groups`` (options already checked): :func:`fit_many`'s work."""
     built = {name: _build_model(d, law, noise=noise, priors=priors, repeats=repeats)
              for name, d in groups.items()}
     first = next(iter(built.values()))[0]
@@ -212,12 +254,12 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
     length = max(d.n_points for d in groups.values())
     stacked = _stack(built, names, length, first.n_config)
     spec = NutsSpec(chains=chains, warmup=warmup, draws=draws,
-                    target_accept=float(target_accept), dense_mass=bool(dense_mass))
+                    target_accept=target_accept, dense_mass=dense_mass)
     out = FitGroup()
     if hierarchical:
         model = _HierarchicalModel(first, shared_exponents(law), len(names))
         args = (*stacked,)
-        result = run_nuts(model, args, spec, seed=int(seed), obs_site=OBS_SITE,
+        result = run_nuts(model, args, spec, seed=seed, obs_site=OBS_SITE,
                           predictive_args=_simulation_args, model_key=model.key,
                           progress=progress, description=f"{law.name} x{len(names)} (shared)")
         for g, name in enumerate(names):
@@ -228,7 +270,7 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
     else:
         model = first
         args = _element(stacked, 0)
-        result = run_nuts(model, args, spec, seed=int(seed), obs_site=OBS_SITE,
+        result = run_nuts(model, args, spec, seed=seed, obs_site=OBS_SITE,
                           predictive_args=_simulation_args, model_key=model.key,
                           batched_args=stacked, n_elements=len(names), progress=progress,
                           description=f"{law.name} x{len(names)}")
@@ -237,10 +279,6 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
             part = _Part(result, rows, _sizes(built[name][0], groups[name]))
             out[name] = _make_fit(part, built[name][0], groups[name], law, built[name][3], noise,
                                   repeats, seed, spec)
-    out.seconds = time.perf_counter() - start
-    out.hierarchical = bool(hierarchical)
-    for f in out.values():
-        f.seconds = out.seconds
     return out
 
 

@@ -154,6 +154,18 @@ def test_fit_by_group_json_and_files(grouped_csv, tmp_path, capsys):
     assert code == 2 and "no groups.json in it" in err and len(err.strip().splitlines()) == 1
 
 
+def test_fit_by_group_retries(grouped_csv, capsys):
+    """--retries 1 refits the unconverged groups with twice the warm-up and draws, and says so."""
+    small = ["--chains", "2", "--warmup", "100", "--draws", "100", "--no-progress", "--json"]
+    code, out, err = run(["fit", str(grouped_csv), "--group-col", "corpus", "--by-group",
+                          "--retries", "1", *small], capsys)
+    assert code == 0, err
+    # 2 chains x 100 draws cannot reach bulk ESS 400 in every parameter: both groups refitted
+    assert ("refitted 2 of 2 groups that had not converged (c4 / small, pile), with up to 200 "
+            "draws per chain") in err
+    assert set(json.loads(out)["groups"]) == {"c4 / small", "pile"}
+
+
 def test_fit_hierarchical_text(grouped_csv, capsys):
     code, out, err = run(["fit", str(grouped_csv), "--group-col", "corpus", "--hierarchical",
                           "--chains", "2", "--warmup", "200", "--draws", "200",
@@ -206,6 +218,8 @@ def test_fit_by_group_on_a_bundled_dataset_without_groups(capsys):
     (["--by-group"], "needs group labels: name their column with --group-col"),
     (["--by-group", "--group-col", "corpus", "--method", "huber"], "fit with NUTS"),
     (["--by-group", "--group-col", "corpus", "--out", "FILE"], "is a file"),
+    (["--retries", "1"], "--retries refits the groups of --by-group"),
+    (["--by-group", "--group-col", "corpus", "--retries", "-1"], "retries must be a whole"),
 ])
 def test_fit_by_group_errors(extra, needle, grouped_csv, tmp_path, capsys):
     existing = tmp_path / "fit.nc"

@@ -105,6 +105,39 @@ def test_accelerator_layout_matches_cpu_layout(many, groups, monkeypatch):
             assert abs(diff) < 4 * mcse, (name, p, diff, mcse)
 
 
+def test_retries_refit_only_unconverged_groups(many, groups):
+    """retries=1: the groups that did not converge are fitted again with twice the warm-up and
+    draws; a converged group keeps its draws exactly; warnings name only the groups still
+    unconverged at the end."""
+    first = {k: f.diagnostics["converged"] for k, f in many.items()}
+    assert first["large"] and not first["small"]  # both branches below are exercised
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = bs.fit_many({k: d for k, (d, _) in groups.items()}, "chinchilla", retries=1,
+                            **SMALL)
+    for name, fit in again.items():
+        posterior = fit.idata.posterior
+        if first[name]:
+            assert (fit.options["warmup"], fit.options["draws"]) == (300, 600)
+            assert "refits" not in fit.options
+            assert np.array_equal(posterior["E"].values, many[name].idata.posterior["E"].values)
+        else:
+            assert (fit.options["warmup"], fit.options["draws"]) == (600, 1200)
+            assert fit.options["refits"] == 1
+            assert posterior.sizes["draw"] == 1200
+    still = [n for n, f in again.items() if not f.diagnostics["converged"]]
+    warned = [w for w in caught if issubclass(w.category, bs.ConvergenceWarning)]
+    assert len(warned) == len(still)
+    # the refit helps the group that mixed worst: its smallest bulk ESS grows
+    assert again["small"].diagnostics["min_ess_bulk"] > many["small"].diagnostics["min_ess_bulk"]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_retries_must_be_a_whole_number(groups, bad):
+    with pytest.raises(bs.FitError, match="retries must be a whole number"):
+        bs.fit_many({k: d for k, (d, _) in groups.items()}, "chinchilla", retries=bad, **SMALL)
+
+
 def test_padded_model_has_the_unpadded_density(groups):
     # Exact, no sampling: each group's row of the stacked (padded, masked) arguments gives the
     # model the same log density as that group's own unpadded arguments.
