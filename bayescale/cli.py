@@ -371,18 +371,19 @@ def select_platform(platform: str) -> str | None:
         os.environ.pop("JAX_PLATFORMS", None)
     else:
         os.environ["JAX_PLATFORMS"] = platform if platform == "cpu" else f"{platform},cpu"
-    package = "jax[tpu]" if platform == "tpu" else "jax[cuda12]' or 'jax[cuda13]"
+    install = ("pip install 'jax[tpu]'" if platform == "tpu" else
+               "pip install 'jax[cuda12]' or 'jax[cuda13]'")
     try:
         from bayescale._jax import jax
 
         backend = jax.default_backend()
     except RuntimeError as err:
         return (f"--platform {platform}: JAX could not start it ({str(err).splitlines()[0]}); "
-                f"install the matching jax package (pip install '{package}') or use "
+                f"install the matching jax package ({install}) or use "
                 "--platform cpu")
     if backend != platform:
         return (f"--platform {platform}: JAX sees no {platform.upper()} here (it runs on "
-                f"{backend}); install the matching jax package (pip install '{package}') or "
+                f"{backend}); install the matching jax package ({install}) or "
                 "use --platform cpu")
     return None
 

@@ -22,7 +22,7 @@ from scipy.special import logsumexp
 
 from bayescale.io import atomic_write_text
 
-__all__ = ["RESULTS", "LEVELS", "parse_args", "header", "markdown_table", "write_table",
+__all__ = ["RESULTS", "LEVELS", "parse_args", "now", "header", "markdown_table", "write_table",
            "write_text", "save_png", "residual_sigma", "heldout_points", "aggregate",
            "log_pred_density", "coverage_cell"]
 
@@ -53,6 +53,11 @@ def _command() -> str:
     return shlex.join(["python", str(script), *sys.argv[1:]])
 
 
+def now() -> str:
+    """The local date and time as the tables' headers print it."""
+    return _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
 def header(title: str, *, seconds: float | None = None, notes: Sequence[str] = ()) -> str:
     """Markdown title plus the command, date, machine and run time that produced the table."""
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
@@ -60,7 +65,7 @@ def header(title: str, *, seconds: float | None = None, notes: Sequence[str] = (
         f"# {title}",
         "",
         f"- Command: `{_command()}`",
-        f"- Date: {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- Date: {now()}",
         f"- Machine: {platform.platform()}, Python {platform.python_version()}, "
         f"{os.cpu_count()} cores (load average at the end {load})",
     ]

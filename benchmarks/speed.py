@@ -32,7 +32,6 @@ each parameter's bulk ESS by fit_s.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import platform
@@ -45,7 +44,6 @@ from pathlib import Path
 import _common as C
 
 WORKERS = ("bayes", "many", "reference", "huber", "curve_fit")
-PARTS = {"fits": ("cold", "warm", "many"), "references": ("reference", "huber", "curve_fit")}
 PARAMS = ("E", "A", "B", "alpha", "beta", "sigma")
 N_GROUPS = 16
 
@@ -207,7 +205,11 @@ def _versions() -> dict:
 
 def _load_runs(path: Path, quick: bool) -> dict:
     """Runs recorded by an earlier part (``speed_runs.json``), checked to be of the same size."""
-    saved = json.loads(Path(path).read_text())
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"--runs {path}: cannot read it ({err}); give the speed_runs.json "
+                         "that the other part wrote") from None
     if saved.get("settings") != _settings(quick):
         raise SystemExit(f"--runs {path}: its runs used {saved.get('settings')}, this run "
                          f"{_settings(quick)}; run both parts with or both without --quick")
@@ -217,7 +219,7 @@ def _load_runs(path: Path, quick: bool) -> dict:
 def main(argv=None):
     args = C.parse_args(__doc__.splitlines()[0], argv, extra=[
         (("--worker",), dict(choices=WORKERS, help="internal: run one method and print JSON")),
-        (("--part",), dict(choices=("all", *PARTS), default="all",
+        (("--part",), dict(choices=("all", "fits", "references"), default="all",
                            help="fits: (a), (b), (e); references: (c), (d); default all")),
         (("--runs",), dict(type=Path, default=None,
                            help="speed_runs.json of an earlier part, to combine with this one")),
@@ -228,14 +230,13 @@ def main(argv=None):
         worker(args.worker, args.quick, sequential=not args.no_sequential)
         return
     t0 = time.perf_counter()
-    wanted = PARTS["fits"] + PARTS["references"] if args.part == "all" else PARTS[args.part]
     if args.runs and args.part == "all":
         raise SystemExit("--runs adds an earlier part's runs to this one: use it with --part "
                          "fits or --part references")
     earlier = _load_runs(args.runs, args.quick) if args.runs else None
     runs, programs = {}, []
     seq = not args.no_sequential
-    if "cold" in wanted:
+    if args.part in ("all", "fits"):
         with tempfile.TemporaryDirectory(prefix="bayescale-cache-") as cache:
             runs["cold"] = run_worker("bayes", args.quick, cache, name="cold")
             programs = sorted(p.name.split("-")[0] for p in Path(cache, "programs").glob("*"))
@@ -243,16 +244,15 @@ def main(argv=None):
             # exports and compiles fit_many's programs
             run_worker("many", args.quick, cache, sequential=False, name="many (compiling)")
             runs["many"] = run_worker("many", args.quick, cache, sequential=seq, name="many")
-    if "reference" in wanted:
+    if args.part in ("all", "references"):
         runs["reference"] = run_worker("reference", args.quick, "off", name="reference")
         runs["huber"] = run_worker("huber", args.quick, "off", name="huber")
         runs["curve_fit"] = run_worker("curve_fit", args.quick, "off", name="curve_fit")
     seconds = time.perf_counter() - t0
-    here = {"date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+    here = {"date": C.now(),
             "part": args.part, "seconds": seconds, "machine": platform.platform(),
             "settings": _settings(args.quick), "programs": programs, "runs": runs,
             "versions": _versions()}
-    args.out.mkdir(parents=True, exist_ok=True)
     C.write_text(args.out / "speed_runs.json", json.dumps(here, indent=1))
     parts_note = []
     if earlier:

@@ -143,6 +143,9 @@ def test_speed_parts(tmp_path):
     runs.write_text(json.dumps(fake))
     err = run("speed.py", tmp_path / "x", "--part", "references", "--runs", str(runs), ok=False)
     assert "run both parts with or both without --quick" in err and "Traceback" not in err
+    err = run("speed.py", tmp_path / "x", "--part", "references", "--runs",
+              str(tmp_path / "missing.json"), ok=False)
+    assert "cannot read it" in err and "Traceback" not in err
     err = run("speed.py", tmp_path / "x", "--runs", str(runs), ok=False)
     assert "use it with --part fits or --part references" in err and "Traceback" not in err
 

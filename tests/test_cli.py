@@ -93,16 +93,16 @@ def test_platform_option(where):
     """``--platform`` picks JAX's backend before JAX starts (a new process each time): cpu runs;
     gpu runs where JAX sees a GPU (before the fix, jax 0.11 on an H100 refused it, asking for
     ROCm too) and elsewhere is one clear error, exit 2, no traceback."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "JAX_PLATFORMS"}
+
     def call(platform):
         cmd = (["--platform", platform, "datasets", "--json"] if where == "before"
                else ["datasets", "--json", "--platform", platform])
-        env = {k: v for k, v in __import__("os").environ.items() if k != "JAX_PLATFORMS"}
         return subprocess.run([sys.executable, "-m", "bayescale.cli", *cmd], capture_output=True,
                               text=True, env=env)
 
     ok = call("cpu")
     assert ok.returncode == 0 and json.loads(ok.stdout)["datasets"]
-    env = {k: v for k, v in __import__("os").environ.items() if k != "JAX_PLATFORMS"}
     auto = subprocess.run([sys.executable, "-c", "import jax; print(jax.default_backend())"],
                           capture_output=True, text=True, env=env).stdout.strip()
     gpu = call("gpu")
