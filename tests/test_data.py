@@ -1,11 +1,14 @@
 """Every validation error names the column, the rows and the fix."""
 
+from importlib import resources
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from bayescale import DataError, ScalingData
-from bayescale.datasets import dataset_readme, list_datasets, load_dataset
+from bayescale.datasets import dataset_readme, list_datasets, load_dataset, load_frame
 
 
 def frame(**over):
@@ -137,3 +140,116 @@ def test_bundled_datasets():
     assert rv.x is not None and rv.N is None
     with pytest.raises(DataError, match="unknown dataset"):
         load_dataset("chinchila")
+
+
+# Parameter counts of the OLMo ladder sizes, as printed in the source README (src/scaling/utils.py)
+OLMO_N = {"190M": 190354176, "370M": 371262464, "760M": 758220288, "1B": 1279395840,
+          "3B": 3169537280}
+OLMO_ROUNDING = 5.0001e-6  # float_format "%.6g": half a unit in the 6th significant digit
+OLMO_RUNS = Path(__file__).resolve().parents[2] / "shared" / "data" / "olmo_ladder2024" / "runs"
+
+
+def test_olmo_ladder_final_checkpoints():
+    data = load_dataset("olmo_ladder")
+    frame = load_frame("olmo_ladder")
+    final = frame[frame["final"] == 1]
+    assert data.n_points == 30 and len(final) == 30 and data.group is None
+    multiples = ("0.5", "1", "2", "5", "10")
+    assert set(final["run"]) == ({f"{s}-{m}xC" for s in OLMO_N for m in multiples}
+                                 | {f"{s}-1xC-rerun" for s in OLMO_N})
+    assert set(data.N) == set(OLMO_N.values())
+    assert {s: int(n) for s, n in zip(final["size"], final["N_params"])} == OLMO_N
+    np.testing.assert_array_equal(data.loss, final["loss_c4_en"])
+    # each run's last row is its final one, and D only grows within a run
+    for _, run in frame.groupby("run"):
+        assert run["final"].tolist() == [0] * (len(run) - 1) + [1]
+        assert (np.diff(run["D_tokens"]) > 0).all()
+    # 1xC = 20 tokens per parameter (Chinchilla), the multiples scale it
+    tpp = final["D_tokens"] / final["N_params"]
+    np.testing.assert_allclose(tpp, 20 * final["chinchilla_multiple"], rtol=3e-3)
+    # at each training length the loss falls with model size, and at each size with tokens
+    originals = final[final["rerun"] == 0]
+    for _, rows in originals.groupby("chinchilla_multiple"):
+        assert (np.diff(rows.sort_values("N_params")["loss_c4_en"]) < 0).all()
+    for _, rows in originals.groupby("N_params"):
+        assert (np.diff(rows.sort_values("D_tokens")["loss_c4_en"]) < 0).all()
+
+
+def test_olmo_ladder_reruns_are_repeats():
+    data = load_dataset("olmo_ladder")
+    final = load_frame("olmo_ladder").query("final == 1")
+    rerun = final["run"].str.endswith("-rerun").to_numpy()
+    assert rerun.sum() == 5
+    np.testing.assert_array_equal(data.seed, np.where(rerun, "1", "0"))
+    # a rerun ends at exactly the tokens of its original: 25 configurations, 5 run twice
+    assert data.has_repeats(("N", "D"))
+    assert len(np.unique(data.configurations(("N", "D")))) == 25
+    for n in OLMO_N.values():
+        pair = (data.N == n) & np.isclose(data.D / data.N, 20, rtol=3e-3)
+        assert sorted(data.seed[pair]) == ["0", "1"] and data.D[pair][0] == data.D[pair][1]
+        assert 0 < abs(np.diff(data.loss[pair])[0]) < 0.01  # run-to-run noise, not a copy
+
+
+def test_olmo_ladder_checkpoints_and_metrics():
+    frame = load_frame("olmo_ladder")
+    every = load_dataset("olmo_ladder", checkpoints=True)
+    assert every.n_points == len(frame) == 3569 and len(set(every.N)) == 5
+    assert not frame.isna().any().any()
+    losses = [c for c in frame if c.startswith("loss_")]
+    bpbs = [c for c in frame if c.startswith("bpb_")]
+    accs = [c for c in frame if c.startswith("acc_")]
+    assert len(losses) == 11 and len(bpbs) == len(accs) == 20 and "acc_boolq_val" in accs
+    assert frame[accs].to_numpy().min() >= 0 and frame[accs].to_numpy().max() <= 1
+    # an un-annealed checkpoint of the 10xC run is worse than the 1xC run at the same tokens
+    for size in OLMO_N:
+        short = frame.query("run == @size + '-1xC' and final == 1").iloc[0]
+        long = frame[frame["run"] == f"{size}-10xC"]
+        near = long.iloc[np.argmin(np.abs(np.log(long["D_tokens"] / short["D_tokens"])))]
+        assert near["loss_c4_en"] > short["loss_c4_en"] + 0.01
+    task = load_dataset("olmo_ladder", metric="bpb_hellaswag_val")
+    np.testing.assert_array_equal(task.loss, frame.loc[frame["final"] == 1, "bpb_hellaswag_val"])
+    assert load_dataset("olmo_ladder", metric="loss_pile", checkpoints=True).n_points == 3569
+    with pytest.raises(DataError, match="accuracy.*not a loss"):
+        load_dataset("olmo_ladder", metric="acc_hellaswag_val")
+    with pytest.raises(DataError, match="unknown metric 'c4'.*loss_c4_en.*bpb_winogrande_val") as e:
+        load_dataset("olmo_ladder", metric="c4")
+    assert "\n" not in str(e.value) and "acc_" not in str(e.value)
+    with pytest.raises(DataError, match="unknown metric 'final'"):
+        load_dataset("olmo_ladder", metric="final")
+    table = list_datasets().set_index("name")
+    assert tuple(table.loc["olmo_ladder", ["rows", "rows_in_file"]]) == (30, 3569)
+    assert "arXiv:2412.04403" in table.loc["olmo_ladder", "citation"]
+    assert "Apache-2.0" in dataset_readme("olmo_ladder")
+    licence = resources.files("bayescale.datasets").joinpath("olmo_ladder_LICENSE.txt").read_text()
+    assert "Apache License" in licence and "Version 2.0" in licence
+
+
+@pytest.mark.skipif(not OLMO_RUNS.is_dir(), reason=f"source data not at {OLMO_RUNS}")
+def test_olmo_ladder_matches_source():
+    frame = load_frame("olmo_ladder")
+    files = sorted(OLMO_RUNS.glob("*.csv"))
+    assert len(files) == 30 and set(frame["run"]) == {f.stem for f in files}
+    src = pd.read_csv(OLMO_RUNS / "3B-10xC.csv")
+    top = load_dataset("olmo_ladder")
+    at = (top.N == OLMO_N["3B"]) & (top.D == src["throughput/total_tokens"].iloc[-1])
+    assert at.sum() == 1
+    assert top.loss[at][0] == pytest.approx(src["eval/c4_en-validation/CrossEntropyLoss"].iloc[-1],
+                                            rel=OLMO_ROUNDING)
+    rows = 0
+    for path in files:
+        src = pd.read_csv(path)
+        mine = frame[frame["run"] == path.stem]
+        rows += len(src)
+        np.testing.assert_array_equal(mine["step"], src["_step"])
+        np.testing.assert_array_equal(mine["D_tokens"], src["throughput/total_tokens"])
+        np.testing.assert_allclose(mine["learning_rate"], src["optim/learning_rate_group0"],
+                                   rtol=OLMO_ROUNDING)
+        for col, source in (("loss_c4_en", "c4_en-validation/CrossEntropyLoss"),
+                            ("loss_dolma_common_crawl",
+                             "dolma_common-crawl-validation/CrossEntropyLoss"),
+                            ("bpb_mmlu_stem_test", "downstream_bpb/mmlu_stem_test_rc_5shot_bpb"),
+                            ("acc_hellaswag_val", "downstream/hellaswag_val_rc_5shot_len_norm"),
+                            ("acc_boolq_val", "downstream/boolq_val_rc_5shot_acc")):
+            np.testing.assert_allclose(mine[col], src["eval/" + source], rtol=OLMO_ROUNDING,
+                                       err_msg=col)
+    assert rows == len(frame)

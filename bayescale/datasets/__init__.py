@@ -62,6 +62,15 @@ DATASETS: dict[str, _Dataset] = {
             "Vision, NeurIPS 2022, arXiv:2209.06640 (github.com/google-research/google-research, "
             "Apache-2.0)",
         ),
+        _Dataset(
+            "olmo_ladder", "olmo_ladder.csv", "olmo_ladder_README.txt",
+            "OLMo model ladder: 30 runs (5 sizes 190M-3.2B x 0.5-10x Chinchilla tokens, plus a 1xC "
+            "rerun of each size), every checkpoint with 11 LM losses and 20 task bpb/accuracies; "
+            "final checkpoints by default, metric= picks the loss, checkpoints=True keeps all",
+            "Bhagia, Liu, Wettig, et al. 2024, Establishing Task Scaling Laws via "
+            "Compute-Efficient Model Ladders, arXiv:2412.04403 (github.com/allenai/OLMo-ladder, "
+            "Apache-2.0)",
+        ),
     )
 }
 
@@ -92,14 +101,34 @@ def _pick(df: pd.DataFrame, column: str, value, what: str) -> pd.DataFrame:
     return df[df[column].astype(str) == str(value)]
 
 
+def _olmo_ladder(df: pd.DataFrame, metric: str, checkpoints: bool, citation: str) -> ScalingData:
+    losses = [c for c in df.columns if c.startswith(("loss_", "bpb_"))]
+    if metric.startswith("acc_") and metric in df.columns:
+        raise DataError(f"metric {metric!r} is an accuracy (higher is better), not a loss: "
+                        "choose a loss_* (nats) or bpb_* (bits per byte) column, e.g. "
+                        f"{'bpb_' + metric[4:]!r}")
+    if metric not in losses:
+        raise DataError(f"unknown metric {metric!r} for olmo_ladder; choose one of: "
+                        f"{', '.join(losses)}")
+    if not checkpoints:
+        df = df[df["final"] == 1]
+    df = df.assign(seed=df["rerun"].astype(str))  # "1" marks a rerun of the same configuration
+    which = "checkpoints" if checkpoints else "final"
+    return ScalingData.from_frame(df, n_col="N_params", d_col="D_tokens", loss_col=metric,
+                                  seed_col="seed", name=f"olmo_ladder/{metric}/{which}",
+                                  citation=citation)
+
+
 def load_dataset(name: str, *, all: bool = False, config: str = "Optimizer tuning (no decay)",
                  corpus: str = "rw", domain: str = "LM", model: str | None = None,
-                 split: str | None = None) -> ScalingData:
+                 split: str | None = None, metric: str = "loss_c4_en",
+                 checkpoints: bool = False) -> ScalingData:
     """Load a bundled dataset as :class:`ScalingData`.
 
     Parameters
     ----------
-    name: ``"chinchilla"``, ``"porian2024"``, ``"datablations"`` or ``"revisiting"``.
+    name: ``"chinchilla"``, ``"porian2024"``, ``"datablations"``, ``"revisiting"`` or
+        ``"olmo_ladder"``.
     all: chinchilla: keep the 5 highest-loss runs that Epoch AI dropped (245 rows instead of 240);
         datablations: keep multi-epoch runs too (D > U).
     config, corpus: porian2024 configuration label and corpus (``"rw"`` or ``"owt2"``);
@@ -108,6 +137,13 @@ def load_dataset(name: str, *, all: bool = False, config: str = "Optimizer tunin
     domain, model: revisiting curve (``domain`` "LM" or "NMT"; ``model`` e.g. "1.68e+07" or
         "6 Enc, 6 Dec"; default the first model of the domain).
     split: revisiting: ``"train"`` or ``"test"`` rows by the is_train flag, or None for both.
+    metric: olmo_ladder evaluation used as the loss: ``"loss_c4_en"`` (C4 validation loss, nats) by
+        default, any other ``loss_*`` (nats) or task ``bpb_*`` (bits per byte) column of
+        ``load_frame("olmo_ladder")``; ``acc_*`` columns are accuracies and are refused.
+    checkpoints: olmo_ladder: every evaluated checkpoint of every run (3569 rows; a run repeats its
+        N with growing D, and only its last checkpoint is annealed) instead of the 30 final ones.
+        Either way the seed is ``"1"`` for the 1xC reruns and ``"0"`` otherwise, so a rerun and its
+        original are repeated runs of one (N, D).
     """
     info = _get(name)
     df = load_frame(name)
@@ -135,6 +171,8 @@ def load_dataset(name: str, *, all: bool = False, config: str = "Optimizer tunin
                                       name="datablations", citation=info.citation)
         return ScalingData(loss=data.loss, N=data.N, D=data.D, seed=seed, name=data.name,
                            citation=info.citation)
+    if name == "olmo_ladder":
+        return _olmo_ladder(df, metric, checkpoints, info.citation)
     # revisiting
     df = _pick(df, "domain", domain, "domain")
     if model is None:
