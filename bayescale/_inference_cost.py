@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +21,6 @@ from scipy.optimize import elementwise
 
 from bayescale._draws import (
     LOG_INF,
-    as_draws,
     check_reachable,
     common_noise,
     decreasing_root,
@@ -32,7 +30,7 @@ from bayescale._draws import (
     require_nd,
 )
 from bayescale.errors import FitError
-from bayescale.laws import Law
+from bayescale.posterior import as_posterior
 
 __all__ = ["InferenceDecision", "inference_aware"]
 
@@ -107,14 +105,11 @@ def _minimise_offset(f, grid, args=()):
 
 
 def inference_aware(
-    law: Law | str,
-    params: Mapping[str, np.ndarray],
-    noise: Mapping[str, object] | None,
+    posterior,
     target: float,
     *,
     inference_tokens: float,
     probability: float = 0.5,
-    flops_per_param_token: float = 6.0,
     inference_flops_per_param_token: float = 2.0,
     include_noise: bool = True,
     seed: int = 0,
@@ -136,22 +131,22 @@ def inference_aware(
 
     Parameters
     ----------
-    law, params, noise: posterior draws (see :mod:`bayescale.decisions`); a law of N and D.
+    posterior: the draws (see :mod:`bayescale.decisions`) of a law of N and D; k is its
+        ``flops_per_param_token``.
     target: target loss (nats).
     inference_tokens: expected tokens processed at inference over the model's life (T >= 0).
     probability: p, the required probability of reaching the target.
-    flops_per_param_token, inference_flops_per_param_token: k and k_inf (FLOPs per parameter
-        per token for training and for inference).
+    inference_flops_per_param_token: k_inf (FLOPs per parameter per token at inference).
 
     Raises
     ------
     FitError: the target lies below the irreducible loss (see :func:`compute_for_target`).
     """
-    d = as_draws(law, params, noise)
+    d = as_posterior(posterior)
     require_nd(d.law)
     log_t = math.log(positive(target, "target loss"))
     p = level(probability, "probability")
-    k = positive(flops_per_param_token, "flops_per_param_token")
+    k = d.flops_per_param_token
     k_inf = positive(inference_flops_per_param_token, "inference_flops_per_param_token")
     try:
         T = float(inference_tokens)

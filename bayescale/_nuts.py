@@ -29,11 +29,22 @@ chains at a time (``lax.map`` over batches of ``chains``), because batched chain
 longest trajectory and a CPU gains no arithmetic from the wider batch
 (:func:`lockstep_width`).
 
-The programs are exported (:mod:`jax.export`) into bayescale's cache folder
-(:data:`bayescale._jax.CACHE`), keyed by the model's static description, the shapes of its
-arguments, the platform and device count, and the versions and source of bayescale and its
-libraries. A new process loads them instead of tracing NumPyro's kernel again (about two
-seconds), and JAX's persistent compilation cache then skips XLA's compile.
+:func:`run_nuts` does its work in three steps:
+
+* **build** (:class:`_Builder`): the cache key and argument shapes of each program, and the
+  program itself, exported (:mod:`jax.export`) into bayescale's cache folder
+  (:data:`bayescale._jax.CACHE`). The key covers the model's static description, the shapes of
+  its arguments, the platform and device count, and the versions and source of bayescale and
+  its libraries. A new process loads the programs instead of tracing NumPyro's kernel again
+  (about two seconds); the model's per-chain functions (:class:`_Kernels`) are made only when
+  a program must be traced. The chunk program carries NUTS's state as a flat list of arrays;
+  when it is traced, the state's tree structure comes from an abstract evaluation
+  (``jax.eval_shape``) of the kernel's initialisation, so tracing writes nothing outside itself.
+* **compile** (:func:`_compiled`): the three programs side by side in worker threads; JAX's
+  persistent compilation cache then skips XLA's compile in a new process. :func:`run_nuts`
+  runs inside :func:`bayescale._jax.scope` (float64, the cache), and each worker enters it
+  again: JAX's settings hold per thread.
+* **run** (:func:`_sample`): init, the chunks (with the progress bar between them), post.
 """
 
 from __future__ import annotations
@@ -49,16 +60,18 @@ from typing import Any
 
 import numpy as np
 
-from bayescale._jax import CACHE, jax, jnp
+from bayescale._jax import CACHE, jax, jnp, scope, scoped
+from bayescale._kernels import Kernels as _Kernels
 
 __all__ = ["NutsSpec", "NutsResult", "run_nuts", "device_split"]
 
-#: Compiled programs of this process, by cache key.
+#: Compiled programs of this process, by cache key (written only by :func:`_compiled`).
 _LOADED: dict[str, Callable] = {}
-#: Exported (traced and lowered) programs of this process, by cache key.
+#: Exported (traced and lowered) programs of this process, by cache key (written only by
+#: :func:`_exported`).
 _EXPORTED: dict[str, Any] = {}
-#: State tree structure of each model key (needed to trace a chunk program).
-_STATE_TREES: dict[str, Any] = {}
+#: How many programs of each kind a process keeps.
+_KEEP = 24
 
 
 @dataclass(frozen=True)
@@ -95,240 +108,78 @@ def device_split(n: int) -> int:
     return max(d for d in range(1, n_dev + 1) if n % d == 0)
 
 
-def _source_hash() -> str:
-    """Versions of the libraries and a hash of bayescale's own source: a change invalidates."""
-    import numpyro
-
-    import bayescale
-
-    digest = hashlib.sha256()
-    for part in (jax.__version__, numpyro.__version__, np.__version__, bayescale.__version__,
-                 str(jax.config.jax_enable_x64)):
-        digest.update(part.encode())
-    for path in sorted(Path(bayescale.__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+# ------------------------------------------------------------------------------ the chains
 
 
-_SOURCE = None
+@dataclass(frozen=True)
+class _Layout:
+    """Where the chains of one run go.
 
-
-def _program_key(name: str, model_key: Any, spec: NutsSpec, extra: Any, n_dev: int) -> str:
-    """File name of a program: everything its tracing depends on, hashed."""
-    global _SOURCE
-    if _SOURCE is None:
-        _SOURCE = _source_hash()
-    text = repr((name, model_key, spec, extra, n_dev, jax.default_backend(), _SOURCE))
-    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
-
-
-def _ensure_lapack() -> None:
-    """Load LAPACK's kernels into XLA before running programs that were not lowered here.
-
-    XLA:CPU's linear-algebra custom calls find LAPACK when JAX lowers a ``jnp.linalg`` op; an
-    executable loaded without that lowering would call a null pointer (jax-ml/jax#28908).
-    Lowering a tiny Cholesky (nothing is compiled) does it.
+    Attributes
+    ----------
+    n : int
+        Chains asked for (``n_elements * chains``).
+    k : int
+        Devices they are split across (:func:`device_split`).
+    padded : int
+        Chains run: ``n`` rounded up to a multiple of ``k``; the padding repeats the last
+        chain and is dropped from the output.
+    width : int or None
+        Chains of a device advanced in lockstep (:func:`lockstep_width`).
+    total : int
+        Transitions of every chain (warm-up and draws).
+    length : int
+        Transitions of one chunk program: a twentieth of ``total``, rounded up.
     """
-    jax.jit(jnp.linalg.cholesky).lower(np.eye(2))
+
+    n: int
+    k: int
+    padded: int
+    width: int | None
+    total: int
+    length: int
+
+    @classmethod
+    def of(cls, spec: NutsSpec, n_elements: int) -> _Layout:
+        """The layout of ``n_elements`` data sets' ``spec.chains`` chains on this host."""
+        n = n_elements * spec.chains
+        k = device_split(n)
+        padded = math.ceil(n / k) * k
+        total = spec.warmup + spec.draws
+        return cls(n=n, k=k, padded=padded, width=lockstep_width(spec.chains, padded // k),
+                   total=total, length=max(1, math.ceil(total / 20)))
+
+    def index(self) -> np.ndarray:
+        """The chain behind each of the ``padded`` rows (padding repeats the last one)."""
+        return np.minimum(np.arange(self.padded), self.n - 1)
 
 
-def _exported(key: str, build: Callable, avals: Sequence[Any], k: int):
-    """The exported program ``key``: from this process, the cache folder, or traced now."""
-    exported = _EXPORTED.get(key)
-    if exported is not None:
-        return exported
-    path = None if CACHE is None else CACHE / "programs" / f"{key}.jaxexport"
-    if path is not None and path.exists():
-        try:
-            exported = jax.export.deserialize(bytearray(path.read_bytes()))
-            _ensure_lapack()
-        except Exception:  # noqa: BLE001 - a stale or damaged entry: export it again
-            exported = None
-    if exported is None:
-        if k == 1:
-            jitted = jax.jit(build())
-        else:  # every argument and result is split on its leading (chain) axis
-            from jax.sharding import NamedSharding, PartitionSpec
+def _inputs(args: Sequence[Any], batched_args: Sequence[Any] | None, layout: _Layout, *,
+            chains: int, seed: int) -> tuple[np.ndarray, list[np.ndarray], Any]:
+    """Every chain's random-stream ids and model arguments, stacked on a leading axis.
 
-            split = NamedSharding(_mesh(k), PartitionSpec("batch"))
-            jitted = jax.jit(build(), in_shardings=split, out_shardings=split)
-        exported = jax.export.export(jitted)(*avals)
-        if path is not None:
-            from bayescale.io import atomic_path
-
-            try:
-                with atomic_path(path) as tmp:
-                    tmp.write_bytes(exported.serialize())
-            except OSError:
-                pass
-    _EXPORTED[key] = exported
-    return exported
-
-
-def _compiled(programs: Sequence[tuple[str, Any, Sequence[Any], int]]) -> list[Callable]:
-    """Compile (or fetch from JAX's persistent cache) exported programs, in parallel threads:
-    XLA releases the GIL while it compiles, so a cold start costs the longest compile, not the
-    sum."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def compile_one(exported, avals, k):
-        if k == 1:
-            fn = jax.jit(exported.call)
-        else:  # run on the mesh the program was split for
-            mesh = _mesh(k)
-            unflatten = jax.tree_util.tree_unflatten
-            fn = jax.jit(exported.call,
-                         in_shardings=unflatten(exported.in_tree,
-                                                exported.in_shardings_jax(mesh))[0],
-                         out_shardings=unflatten(exported.out_tree,
-                                                 exported.out_shardings_jax(mesh)))
-        return fn.lower(*avals).compile()
-
-    missing = [p for p in programs if p[0] not in _LOADED]
-    if len(missing) > 1:
-        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
-            futures = {p[0]: pool.submit(compile_one, *p[1:]) for p in missing}
-            for key, future in futures.items():
-                _LOADED[key] = future.result()
-    elif missing:
-        _LOADED[missing[0][0]] = compile_one(*missing[0][1:])
-    out = [_LOADED[p[0]] for p in programs]
-    while len(_LOADED) > 24:
-        _LOADED.pop(next(iter(_LOADED)))
-    while len(_EXPORTED) > 24:
-        _EXPORTED.pop(next(iter(_EXPORTED)))
-    return out
-
-
-def _aval(x) -> Any:
-    return jax.ShapeDtypeStruct(np.shape(x), np.dtype(x.dtype))
-
-
-class _Kernels:
-    """The per-chain functions of one model (traced only when a program is exported)."""
-
-    def __init__(self, model, args, treedef, spec: NutsSpec, obs_site: str,
-                 predictive_args: Callable):
-        from jax.flatten_util import ravel_pytree
-        from numpyro import handlers
-        from numpyro.distributions import biject_to
-        from numpyro.infer.hmc import hmc
-        from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
-
-        self.model, self.treedef, self.spec = model, treedef, spec
-
-        def latent_of(a):
-            trace = handlers.trace(handlers.seed(model, 0)).get_trace(*a)
-            return {name: biject_to(site["fn"].support).inv(site["value"])
-                    for name, site in trace.items()
-                    if site["type"] == "sample" and not site["is_observed"]}
-
-        shapes = jax.eval_shape(latent_of, tuple(args))
-        latent = {name: jnp.zeros(s.shape, s.dtype) for name, s in shapes.items()}
-        _, unravel = ravel_pytree(latent)
-        dim = sum(int(np.prod(s.shape)) for s in shapes.values())
-        self.dim = dim
-
-        def potential(u, a):
-            value = potential_energy(model, a, {}, unravel(u))
-            return jnp.where(jnp.isfinite(value), value, jnp.inf)
-
-        def potential_gen(a, u_star, scale):
-            return lambda z: potential(u_star + scale @ z, a)
-
-        init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
-
-        def starts(rng, a):
-            def one(k):
-                trace = handlers.trace(handlers.seed(model, k)).get_trace(*predictive_args(a))
-                return ravel_pytree({name: biject_to(trace[name]["fn"].support).inv(
-                    trace[name]["value"]) for name in latent})[0]
-
-            draws = jax.vmap(one)(jax.random.split(rng, 15 + spec.starts - 1))
-            median = jnp.median(draws[:15], axis=0)
-            return jnp.concatenate([median[None], 0.5 * (median + draws[15:])])
-
-        def newton(u, a):
-            value_and_grad = jax.value_and_grad(potential)
-            grad = jax.grad(potential)
-            eye = jnp.eye(dim)
-
-            def hessian(u, a):
-                # Central differences of the gradient: as accurate as whitening needs (about
-                # 1e-8 relative) and a fraction of the compile time of forward-over-reverse.
-                steps = jnp.concatenate([eye, -eye]) * 1e-4
-                g = jax.vmap(lambda e: grad(u + e, a))(steps)
-                h = (g[:dim] - g[dim:]) / 2e-4
-                return 0.5 * (h + h.T)
-
-            def step(_, carry):
-                u, lam, f, g, h = carry
-                d = -jnp.linalg.solve(h + lam * eye, g)
-                trial = u + jnp.where(jnp.all(jnp.isfinite(d)), d, 0.0)
-                f_trial, g_trial = value_and_grad(trial, a)
-                better = (f_trial < f) & jnp.all(jnp.isfinite(g_trial))
-                h = jnp.where(better, hessian(trial, a), h)
-                return (jnp.where(better, trial, u), jnp.where(better, lam / 3.0, lam * 4.0),
-                        jnp.where(better, f_trial, f), jnp.where(better, g_trial, g), h)
-
-            f, g = value_and_grad(u, a)
-            u, _, f, _, h = jax.lax.fori_loop(0, spec.newton_steps, step,
-                                              (u, 1.0, f, g, hessian(u, a)))
-            vals, vecs = jnp.linalg.eigh(0.5 * (h + h.T))
-            vals = jnp.where(jnp.isfinite(vals), jnp.maximum(jnp.abs(vals), 1e-2), 1.0)
-            scale = vecs / jnp.sqrt(vals)
-            return u, jnp.where(jnp.all(jnp.isfinite(scale)), scale, eye), f
-
-        def init_one(ids, a, serial=False):
-            rng = jax.random.fold_in(jax.random.PRNGKey(ids[0]), ids[1])
-            k_start, k_jitter, k_nuts = jax.random.split(rng, 3)
-            one_start = lambda u: newton(u, a)  # noqa: E731
-            u0 = starts(k_start, a)
-            modes, scales, values = (jax.lax.map(one_start, u0) if serial
-                                     else jax.vmap(one_start)(u0))
-            best = jnp.argmin(values)
-            u_star, scale = modes[best], scales[best]
-            z0 = jax.random.uniform(k_jitter, (dim,), minval=-1.0, maxval=1.0)
-            state = init_kernel(z0, spec.warmup, dense_mass=spec.dense_mass,
-                                target_accept_prob=spec.target_accept,
-                                max_tree_depth=spec.max_tree_depth,
-                                model_args=(a, u_star, scale), rng_key=k_nuts)
-            return state, u_star, scale
-
-        def chunk_one(state, a, u_star, scale, length):
-            def body(s, _):
-                s = sample_kernel(s, model_args=(a, u_star, scale))
-                return s, {"z": s.z, "lp": -s.potential_energy, "energy": s.energy,
-                           "n_steps": s.num_steps, "acceptance_rate": s.accept_prob,
-                           "diverging": s.diverging, "step_size": s.adapt_state.step_size}
-
-            return jax.lax.scan(body, state, None, length=length)
-
-        def post_one(ids, z, a, u_star, scale):
-            rng = jax.random.fold_in(jax.random.PRNGKey(ids[0] + 1), ids[1])
-            u = u_star + z @ scale.T
-            params = jax.vmap(lambda v: constrain_fn(model, a, {}, unravel(v),
-                                                     return_deterministic=True))(u)
-            ll = log_likelihood(model, params, *a)
-
-            def simulate(k, p):
-                trace = handlers.trace(handlers.seed(handlers.condition(model, p), k)).get_trace(
-                    *predictive_args(a))
-                return trace[obs_site]["value"]
-
-            keys = jax.random.split(rng, z.shape[0])
-            return params, ll, {obs_site: jax.vmap(simulate)(keys, params)}
-
-        self.init_one, self.chunk_one, self.post_one = init_one, chunk_one, post_one
-
-    def args(self, leaves):
-        return jax.tree_util.tree_unflatten(self.treedef, leaves)
-
-
-def _mesh(k: int):
-    from jax.sharding import Mesh
-
-    return Mesh(np.asarray(jax.devices()[:k]), ("batch",))
+    Returns
+    -------
+    ids : ndarray of int64, shape (padded, 2)
+        ``(seed, chain)``: the chain's streams are folded in from ``PRNGKey(seed)``.
+    leaves : list of ndarray
+        The leaves of the model's arguments, each with a leading axis of ``padded`` chains:
+        ``args`` repeated, or the row of ``batched_args`` of each chain's element.
+    treedef : PyTreeDef
+        The structure of ``tuple(args)``.
+    """
+    index = layout.index()
+    leaves, treedef = jax.tree_util.tree_flatten(tuple(args))
+    if batched_args is None:
+        leaves = [np.ascontiguousarray(
+            np.broadcast_to(np.asarray(v), (layout.padded,) + np.shape(v))) for v in leaves]
+    else:
+        batched, batched_def = jax.tree_util.tree_flatten(tuple(batched_args))
+        if batched_def != treedef:
+            raise ValueError("batched_args must have the structure of args")
+        leaves = [np.asarray(v)[index // chains] for v in batched]
+    ids = np.stack([np.full(layout.padded, seed, dtype=np.int64), index], axis=1)
+    return ids, leaves, treedef
 
 
 def lockstep_width(chains: int, per_device: int) -> int | None:
@@ -365,6 +216,12 @@ def _batched(f: Callable, width: int | None) -> Callable:
                                    batch_size=None if width == 1 else width)
 
 
+def _mesh(k: int):
+    from jax.sharding import Mesh
+
+    return Mesh(np.asarray(jax.devices()[:k]), ("batch",))
+
+
 def _sharded(f: Callable, k: int) -> Callable:
     """``f`` batched on its leading axis, split across the first ``k`` devices."""
     if k == 1:
@@ -375,6 +232,288 @@ def _sharded(f: Callable, k: int) -> Callable:
                          out_specs=PartitionSpec("batch"), check_vma=False)
 
 
+def _aval(x) -> Any:
+    return jax.ShapeDtypeStruct(np.shape(x), np.dtype(x.dtype))
+
+
+# ------------------------------------------------------------------------------ one chain
+
+
+@functools.cache
+def _source_hash() -> str:
+    """Versions of the libraries and a hash of bayescale's own source: a change invalidates."""
+    import numpyro
+
+    import bayescale
+
+    digest = hashlib.sha256()
+    for part in (jax.__version__, numpyro.__version__, np.__version__, bayescale.__version__,
+                 str(jax.config.jax_enable_x64)):
+        digest.update(part.encode())
+    for path in sorted(Path(bayescale.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _program_key(name: str, model_key: Any, spec: NutsSpec, extra: Any, n_dev: int) -> str:
+    """File name of a program: everything its tracing depends on, hashed."""
+    text = repr((name, model_key, spec, extra, n_dev, jax.default_backend(), _source_hash()))
+    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+
+
+@dataclass(frozen=True)
+class _Program:
+    """An exported program, with its cache key and the shapes of its arguments."""
+
+    key: str
+    exported: Any  # jax.export.Exported
+    avals: tuple
+
+    def out_avals(self):
+        """The shapes of its results, in their tree."""
+        return jax.tree_util.tree_unflatten(self.exported.out_tree,
+                                            [_aval(a) for a in self.exported.out_avals])
+
+
+class _Builder:
+    """Builds the init, chunk and post programs of one run (:meth:`programs`).
+
+    Each program is taken from this process, loaded from the cache folder, or traced and
+    exported; the model's :class:`_Kernels` are made only for the last.
+
+    Parameters
+    ----------
+    model, spec, obs_site, predictive_args, model_key : as in :func:`run_nuts`.
+    ids, leaves, treedef : every chain's stream ids and argument leaves (:func:`_inputs`).
+    layout : where the chains go.
+    """
+
+    def __init__(self, model, spec: NutsSpec, layout: _Layout, ids: np.ndarray,
+                 leaves: Sequence[np.ndarray], treedef, *, obs_site: str,
+                 predictive_args: Callable, model_key: Any):
+        self.model, self.spec, self.layout, self.treedef = model, spec, layout, treedef
+        self.obs_site, self.predictive_args = obs_site, predictive_args
+        self.one_args = jax.tree_util.tree_unflatten(treedef, [np.asarray(v)[0] for v in leaves])
+        self.ids_aval = _aval(ids)
+        self.leaf_avals = [_aval(v) for v in leaves]
+        shapes = tuple((a.shape, str(a.dtype)) for a in self.leaf_avals)
+        self.base = (model_key, str(treedef), shapes)
+
+    @functools.cached_property
+    def kernels(self) -> _Kernels:
+        """The model's per-chain functions, made on first use (only to trace a program)."""
+        return _Kernels(self.model, self.one_args, self.spec, self.obs_site,
+                        self.predictive_args)
+
+    def programs(self) -> tuple[_Program, _Program, _Program]:
+        """The init, chunk and post programs, in that order."""
+        lay = self.layout
+        init = self._program("init", lay.width, self._init_fn, [self.ids_aval, *self.leaf_avals])
+        state, u_star, scale = init.out_avals()
+        chunk = self._program("chunk", (lay.length, lay.width), self._chunk_fn,
+                              [state, u_star, scale, *self.leaf_avals])
+        z = jax.ShapeDtypeStruct((lay.padded, self.spec.draws) + u_star.shape[1:],
+                                 u_star.dtype)
+        post = self._program("post", lay.width, self._post_fn,
+                             [self.ids_aval, z, u_star, scale, *self.leaf_avals])
+        return init, chunk, post
+
+    def _program(self, name: str, extra: Any, make: Callable, avals: list) -> _Program:
+        key = _program_key(name, self.base, self.spec, extra, self.layout.k)
+        return _Program(key, _exported(key, make, avals, self.layout.k), tuple(avals))
+
+    def _args(self, leaves):
+        return jax.tree_util.tree_unflatten(self.treedef, list(leaves))
+
+    def _init_fn(self) -> Callable:
+        """init(ids, *leaves) -> (state leaves, u_star, scale) of every chain."""
+        kern, k = self.kernels, self.layout.k
+        if _serial_solves(kern.dim, k):
+            one, width = functools.partial(kern.init_one, serial=True), 1
+        else:
+            one, width = kern.init_one, self.layout.width
+
+        def init(ids, *leaves):
+            state, u_star, scale = _batched(one, width)(ids, self._args(leaves))
+            return jax.tree_util.tree_leaves(state), u_star, scale
+
+        return _sharded(init, k)
+
+    def _chunk_fn(self) -> Callable:
+        """chunk(state leaves, u_star, scale, *leaves) -> (state leaves, statistics): one chunk
+        of transitions of every chain."""
+        kern, length = self.kernels, self.layout.length
+        tree = kern.state_tree(self.one_args)
+
+        def one(state, a, u_star, scale):
+            return kern.chunk_one(state, a, u_star, scale, length)
+
+        def chunk(state, u_star, scale, *leaves):
+            s = jax.tree_util.tree_unflatten(tree, state)
+            s, out = _batched(one, self.layout.width)(s, self._args(leaves), u_star, scale)
+            return jax.tree_util.tree_leaves(s), out
+
+        return _sharded(chunk, self.layout.k)
+
+    def _post_fn(self) -> Callable:
+        """post(ids, z, u_star, scale, *leaves) -> (parameters, log likelihoods, predictive)."""
+        kern = self.kernels
+
+        def post(ids, z, u_star, scale, *leaves):
+            return _batched(kern.post_one, self.layout.width)(ids, z, self._args(leaves),
+                                                              u_star, scale)
+
+        return _sharded(post, self.layout.k)
+
+
+def _ensure_lapack() -> None:
+    """Load LAPACK's kernels into XLA before running programs that were not lowered here.
+
+    XLA:CPU's linear-algebra custom calls find LAPACK when JAX lowers a ``jnp.linalg`` op; an
+    executable loaded without that lowering would call a null pointer (jax-ml/jax#28908).
+    Lowering a tiny Cholesky (nothing is compiled) does it.
+    """
+    jax.jit(jnp.linalg.cholesky).lower(np.eye(2))
+
+
+def _exported(key: str, make: Callable[[], Callable], avals: Sequence[Any], k: int):
+    """The exported program ``key``: from this process, the cache folder, or traced now
+    (``make()`` gives the function to trace)."""
+    exported = _EXPORTED.get(key)
+    if exported is None:
+        path = None if CACHE is None else CACHE / "programs" / f"{key}.jaxexport"
+        exported = _read_program(path)
+        if exported is None:
+            exported = _export(make(), avals, k)
+            _write_program(path, exported)
+        _EXPORTED[key] = exported
+        while len(_EXPORTED) > _KEEP:
+            _EXPORTED.pop(next(iter(_EXPORTED)))
+    return exported
+
+
+def _read_program(path: Path | None):
+    """The exported program stored at ``path``; None if there is none or it cannot be read."""
+    if path is None or not path.exists():
+        return None
+    try:
+        exported = jax.export.deserialize(bytearray(path.read_bytes()))
+    except Exception:  # noqa: BLE001 - a stale or damaged entry: export it again
+        return None
+    _ensure_lapack()
+    return exported
+
+
+def _write_program(path: Path | None, exported) -> None:
+    """Store ``exported`` at ``path`` (atomically; a cache that cannot be written is skipped)."""
+    if path is None:
+        return
+    from bayescale.io import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(exported.serialize())
+    except OSError:
+        pass
+
+
+def _export(fn: Callable, avals: Sequence[Any], k: int):
+    """Trace and lower ``fn`` at ``avals``, split on the leading (chain) axis of every argument
+    and result across ``k`` devices."""
+    if k == 1:
+        jitted = jax.jit(fn)
+    else:
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        split = NamedSharding(_mesh(k), PartitionSpec("batch"))
+        jitted = jax.jit(fn, in_shardings=split, out_shardings=split)
+    return jax.export.export(jitted)(*avals)
+
+
+# ------------------------------------------------------------------------------ compile
+
+
+def _compiled(programs: Sequence[_Program]) -> list[Callable]:
+    """Compile (or fetch from JAX's persistent cache) exported programs, in parallel threads:
+    XLA releases the GIL while it compiles, so a cold start costs the longest compile, not the
+    sum."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    missing = [p for p in programs if p.key not in _LOADED]
+    if len(missing) > 1:
+        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+            futures = {p.key: pool.submit(_compile_in_scope, p) for p in missing}
+            for key, future in futures.items():
+                _LOADED[key] = future.result()
+    elif missing:
+        _LOADED[missing[0].key] = _compile_one(missing[0])
+    out = [_LOADED[p.key] for p in programs]
+    while len(_LOADED) > _KEEP:
+        _LOADED.pop(next(iter(_LOADED)))
+    return out
+
+
+def _compile_in_scope(program: _Program) -> Callable:
+    """:func:`_compile_one` in a worker thread: JAX's settings of :func:`~bayescale._jax.scope`
+    (float64, the compilation cache) hold per thread, so the worker enters it again."""
+    with scope():
+        return _compile_one(program)
+
+
+def _compile_one(program: _Program) -> Callable:
+    """The executable of one exported program, on the devices it was split for."""
+    exported, avals = program.exported, program.avals
+    if exported.nr_devices == 1:
+        fn = jax.jit(exported.call)
+    else:
+        mesh = _mesh(exported.nr_devices)
+        unflatten = jax.tree_util.tree_unflatten
+        fn = jax.jit(exported.call,
+                     in_shardings=unflatten(exported.in_tree,
+                                            exported.in_shardings_jax(mesh))[0],
+                     out_shardings=unflatten(exported.out_tree,
+                                             exported.out_shardings_jax(mesh)))
+    return fn.lower(*avals).compile()
+
+
+# ------------------------------------------------------------------------------ run
+
+
+def _sample(programs: Sequence[Callable], ids: np.ndarray, leaves: Sequence[np.ndarray],
+            spec: NutsSpec, layout: _Layout, *, progress: bool, description: str):
+    """Run the compiled init, chunk and post programs.
+
+    Returns
+    -------
+    params, log_lik, predictive : dict
+        ``post``'s output, with a leading axis of ``padded`` chains.
+    stats : dict of ndarray, shape (padded, draws)
+        Each draw's transition statistics and its whitened position ``"z"``.
+    """
+    init, run_chunk, post = programs
+    state, u_star, scale = init(ids, *leaves)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=layout.total, desc=description, unit="it", leave=False)
+    outs, done = [], 0
+    while done < layout.total:
+        state, out = run_chunk(state, u_star, scale, *leaves)
+        outs.append(out)
+        if bar is not None:
+            jax.block_until_ready(state)
+            bar.update(min(layout.length, layout.total - done))
+        done += layout.length
+    if bar is not None:
+        bar.close()
+    stats = {name: np.concatenate([np.asarray(o[name]) for o in outs], axis=1)
+             [:, spec.warmup:layout.total] for name in outs[0]}
+    params, ll, pred = post(ids, stats["z"], u_star, scale, *leaves)
+    return params, ll, pred, stats
+
+
+@scoped
 def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site: str,
              predictive_args: Callable, model_key: Any,
              batched_args: Sequence[Any] | None = None, n_elements: int = 1,
@@ -394,123 +533,25 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
         None for one data set.
     progress: show a progress bar of the transitions on stderr.
 
-    Returns arrays with leading axes ``(n_elements * chains, draws)``, element-major.
+    Returns arrays with leading axes ``(n_elements * chains, draws)``, element-major. It runs
+    inside :func:`bayescale._jax.scope` (float64, bayescale's compilation cache).
     """
     start = time.perf_counter()
-    n = n_elements * spec.chains
-    k = device_split(n)
-    padded = math.ceil(n / k) * k
-    index = np.minimum(np.arange(padded), n - 1)  # padding repeats the last chain; dropped later
-    element = index // spec.chains
-    leaves, treedef = jax.tree_util.tree_flatten(tuple(args))
-    if batched_args is None:
-        leaves = [np.ascontiguousarray(np.broadcast_to(np.asarray(v), (padded,) + np.shape(v)))
-                  for v in leaves]
-    else:
-        batched, batched_def = jax.tree_util.tree_flatten(tuple(batched_args))
-        if batched_def != treedef:
-            raise ValueError("batched_args must have the structure of args")
-        leaves = [np.asarray(v)[element] for v in batched]
-    ids = np.stack([np.full(padded, seed, dtype=np.int64), index], axis=1)
-    avals = [jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype) for v in leaves]
-    shapes = tuple((a.shape, str(a.dtype)) for a in avals)
-    base = (model_key, str(treedef), shapes)
-
-    kernels = None
-
-    def get_kernels():
-        nonlocal kernels
-        if kernels is None:
-            one = [np.asarray(v)[0] for v in leaves]
-            kernels = _Kernels(model, jax.tree_util.tree_unflatten(treedef, one), treedef, spec,
-                               obs_site, predictive_args)
-        return kernels
-
-    leaf_avals = [_aval(v) for v in leaves]
-    ids_aval = _aval(ids)
-    total = spec.warmup + spec.draws
-    length = max(1, math.ceil(total / 20))
-    width = lockstep_width(spec.chains, padded // k)
-    init_key = _program_key("init", base, spec, width, k)
-    chunk_key = _program_key("chunk", base, spec, (length, width), k)
-    post_key = _program_key("post", base, spec, width, k)
-
-    def build_init():
-        kern = get_kernels()
-
-        def init(ids, *lv):
-            if _serial_solves(kern.dim, k):
-                one, w = functools.partial(kern.init_one, serial=True), 1
-            else:
-                one, w = kern.init_one, width
-            state, u_star, scale = _batched(one, w)(ids, kern.args(list(lv)))
-            _STATE_TREES[init_key] = jax.tree_util.tree_structure(state)
-            return jax.tree_util.tree_leaves(state), u_star, scale
-
-        return _sharded(init, k)
-
-    def build_chunk():
-        kern = get_kernels()
-        if init_key not in _STATE_TREES:  # init came from the cache: trace its state's shape
-            jax.eval_shape(build_init(), ids_aval, *leaf_avals)
-        tree = _STATE_TREES[init_key]
-
-        def chunk(state, u_star, scale, *lv):
-            s = jax.tree_util.tree_unflatten(tree, state)
-            s, out = _batched(lambda s, a, u, l: kern.chunk_one(s, a, u, l, length), width)(
-                s, kern.args(list(lv)), u_star, scale)
-            return jax.tree_util.tree_leaves(s), out
-
-        return _sharded(chunk, k)
-
-    def build_post():
-        kern = get_kernels()
-
-        def post(ids, z, u_star, scale, *lv):
-            return _batched(kern.post_one, width)(ids, z, kern.args(list(lv)), u_star, scale)
-
-        return _sharded(post, k)
-
-    # Trace (or load) all three programs, then compile them side by side.
-    init_exp = _exported(init_key, build_init, [ids_aval, *leaf_avals], k)
-    state_avals, u_aval, scale_aval = jax.tree_util.tree_unflatten(
-        init_exp.out_tree, [_aval(a) for a in init_exp.out_avals])
-    chunk_avals = [state_avals, u_aval, scale_aval, *leaf_avals]
-    chunk_exp = _exported(chunk_key, build_chunk, chunk_avals, k)
-    z_aval = jax.ShapeDtypeStruct((padded, spec.draws) + u_aval.shape[1:], u_aval.dtype)
-    post_avals = [ids_aval, z_aval, u_aval, scale_aval, *leaf_avals]
-    post_exp = _exported(post_key, build_post, post_avals, k)
-    init, run_chunk, post = _compiled([
-        (init_key, init_exp, [ids_aval, *leaf_avals], k),
-        (chunk_key, chunk_exp, chunk_avals, k),
-        (post_key, post_exp, post_avals, k)])
-
-    state, u_star, scale = init(ids, *leaves)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc=description, unit="it", leave=False)
-    outs, done = [], 0
-    while done < total:
-        state, out = run_chunk(state, u_star, scale, *leaves)
-        outs.append(out)
-        if bar is not None:
-            jax.block_until_ready(state)
-            bar.update(min(length, total - done))
-        done += length
-    if bar is not None:
-        bar.close()
-    stats = {name: np.concatenate([np.asarray(o[name]) for o in outs], axis=1)
-             [:, spec.warmup:total] for name in outs[0]}
-    z = stats.pop("z")
-
-    params, ll, pred = post(ids, z, u_star, scale, *leaves)
-
-    def host(tree):
-        return {name: np.asarray(v)[:n] for name, v in tree.items()}
-
-    stats = {name: v[:n] for name, v in stats.items()}
+    layout = _Layout.of(spec, n_elements)
+    ids, leaves, treedef = _inputs(args, batched_args, layout, chains=spec.chains, seed=seed)
+    builder = _Builder(model, spec, layout, ids, leaves, treedef, obs_site=obs_site,
+                       predictive_args=predictive_args, model_key=model_key)
+    programs = _compiled(builder.programs())
+    params, ll, pred, stats = _sample(programs, ids, leaves, spec, layout, progress=progress,
+                                      description=description)
+    n = layout.n
+    stats = {name: v[:n] for name, v in stats.items() if name != "z"}
     stats["tree_depth"] = np.ceil(np.log2(stats["n_steps"] + 1)).astype(np.int32)
-    return NutsResult(posterior=host(params), log_likelihood=host(ll), predictive=host(pred),
-                      stats=stats, seconds=time.perf_counter() - start)
+    return NutsResult(posterior=_rows(params, n), log_likelihood=_rows(ll, n),
+                      predictive=_rows(pred, n), stats=stats,
+                      seconds=time.perf_counter() - start)
+
+
+def _rows(tree: dict[str, Any], n: int) -> dict[str, np.ndarray]:
+    """The first ``n`` chains of each array, as NumPy arrays on the host."""
+    return {name: np.asarray(v)[:n] for name, v in tree.items()}

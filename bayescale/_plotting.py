@@ -11,6 +11,7 @@ from bayescale.errors import FitError
 from bayescale.summaries import interval
 
 __all__ = ["LABELS", "PRETTY", "LAW_COLOR", "RUN_COLOR", "CHINCHILLA_RULE", "new_ax", "sci",
+           "source", "input_values",
            "loss_axis", "resolve_against", "budgets_along", "law_curve", "band", "scatter_runs",
            "x_grid", "require_nd", "human", "narrow_log_ticks", "plugin_ratio",
            "zoom_inset", "interval_rows", "objective_curves", "tokens_axis"]
@@ -87,6 +88,25 @@ def loss_axis(ax, label: str = LABELS["loss"], *, log: bool = True) -> None:
     ax.set_ylim(lo, hi)
 
 
+def source(fit):
+    """``(posterior, data)`` of what a plot was given: a fit (its runs are drawn too) or a
+    :class:`~bayescale.Posterior` (``data`` None)."""
+    from bayescale.posterior import as_posterior
+
+    return as_posterior(fit), getattr(fit, "data", None)
+
+
+def input_values(post, data, name: str) -> np.ndarray:
+    """The runs' values of input ``name`` or, without runs, the ends of the posterior's
+    training domain."""
+    if data is not None:
+        return np.asarray(getattr(data, name))
+    if post.domain is None or name not in post.domain.ranges:
+        raise FitError(f"this posterior has no training domain for {name!r}: plot a fit, or "
+                       "build the Posterior with domain=Domain.from_data(data)")
+    return np.asarray(post.domain.ranges[name], dtype=float)
+
+
 def require_nd(fit, what: str) -> None:
     """FitError unless ``fit`` is of a law in N and D (what splitting compute needs)."""
     if fit.law.inputs != ("N", "D"):
@@ -104,26 +124,25 @@ def resolve_against(law, against: str | None) -> str:
     return against
 
 
-def budgets_along(law, params, against: str, grid, k: float):
+def budgets_along(post, against: str, grid):
     """Budgets whose posterior-median N* (or D*) equals ``grid`` (log-interpolated)."""
     from bayescale.allocation import compute_optimal
 
-    coarse = np.geomspace(k * 1e2, 1e45, 160)
-    alloc = compute_optimal(law, params, coarse, flops_per_param_token=k)
+    coarse = np.geomspace(post.flops_per_param_token * 1e2, 1e45, 160)
+    alloc = compute_optimal(post, coarse)
     med = np.median(getattr(alloc, f"{against}_opt"), axis=0)
     order = np.argsort(med)
     return np.exp(np.interp(np.log(grid), np.log(med[order]), np.log(coarse[order])))
 
 
-def law_curve(law, params, noise, against: str, grid, k: float):
-    """x values (G,) and a Prediction of the law at the values ``grid`` of ``against``."""
+def law_curve(post, against: str, grid):
+    """x values (G,) and a Prediction of the posterior at the values ``grid`` of ``against``."""
     from bayescale.predict import predict
 
-    kw = dict(flops_per_param_token=k)
-    if law.inputs == ("x",):
-        return grid, predict(law, params, noise, x=grid, **kw)
-    budgets = grid if against == "C" else budgets_along(law, params, against, grid, k)
-    pred = predict(law, params, noise, C=budgets, **kw)
+    if post.law.inputs == ("x",):
+        return grid, predict(post, x=grid)
+    budgets = grid if against == "C" else budgets_along(post, against, grid)
+    pred = predict(post, C=budgets)
     return (budgets if against == "C" else pred.inputs[against]), pred
 
 
@@ -140,13 +159,12 @@ def band(ax, x, draws, level, *, color, alpha, label, line=True, edge=None, **kw
     return med, lo, hi
 
 
-def scatter_runs(ax, fit, against: str, *, colorbar: bool = True):
+def scatter_runs(ax, data, law, against: str, *, colorbar: bool = True):
     """The runs, coloured by N (against C) or tokens per parameter (against N or D)."""
     from matplotlib.colors import LogNorm
 
-    data = fit.data
     x = getattr(data, against)
-    if fit.law.inputs != ("N", "D"):
+    if law.inputs != ("N", "D"):
         return ax.scatter(x, data.loss, s=14, color="0.25", zorder=3, label="runs")
     if against == "C":
         c, clabel = data.N, LABELS["N"]
@@ -171,17 +189,17 @@ def x_grid(values, target: float | None, n: int) -> tuple[np.ndarray, int]:
     return grid, int(np.searchsorted(grid, target))
 
 
-def plugin_ratio(fit, C: float, plugin) -> float:
+def plugin_ratio(post, C: float, plugin) -> float:
     """D*/N* at C of point parameters (default: the posterior medians), or ``plugin`` itself."""
     from bayescale.allocation import compute_optimal
+    from bayescale.posterior import Posterior
 
     if plugin is None:
-        plugin = {p: np.median(v) for p, v in fit.params_draws().items()}
+        plugin = {p: np.median(v) for p, v in post.params.items()}
     if isinstance(plugin, Mapping):
-        point = {p: np.atleast_1d(float(plugin[p])) for p in fit.law.params}
-        alloc = compute_optimal(fit.law, point, C,
-                                flops_per_param_token=fit.data.flops_per_param_token)
-        return float(alloc.tokens_per_param[0, 0])
+        point = Posterior.from_draws(post.law, {p: float(plugin[p]) for p in post.law.params},
+                                     flops_per_param_token=post.flops_per_param_token)
+        return float(compute_optimal(point, C).tokens_per_param[0, 0])
     return float(plugin)
 
 
@@ -235,22 +253,18 @@ def zoom_inset(ax, xs, j, pred, level, draw, new_run):
     return inset
 
 
-def objective_curves(fit, C: float, objectives, *, span: float, n_grid: int, seed: int):
+def objective_curves(post, C: float, objectives, *, span: float, n_grid: int, seed: int):
     """Model sizes N (G,), each objective along the isoFLOP curve of C at them, and the
     :class:`~bayescale.decisions.Decision` of each, all from the same common random numbers."""
-    from bayescale._draws import as_draws, common_noise
+    from bayescale._draws import common_noise
     from bayescale.decisions import choose_allocation, parse_objective
 
-    params, noise = fit.params_draws(), fit.noise_draws()
-    k = fit.data.flops_per_param_token
-    decisions = [choose_allocation(fit.law, params, noise, C, objective=o,
-                                   flops_per_param_token=k, seed=seed) for o in objectives]
-    draws = as_draws(fit.law, params, noise)
-    eps = common_noise(draws, seed, True)
+    decisions = [choose_allocation(post, C, objective=o, seed=seed) for o in objectives]
+    eps = common_noise(post, seed, True)
     chosen = np.log10([d.choice.N for d in decisions] + [decisions[0].plugin.N])
     log_n = np.log(10.0) * np.linspace(chosen.min() - span, chosen.max() + span, n_grid)
-    log_c = math.log(C / k)
-    losses = np.exp(draws.log_law(log_n[:, None], log_c - log_n[:, None]) + eps)
+    log_c = math.log(C / post.flops_per_param_token)
+    losses = np.exp(post.log_law(log_n[:, None], log_c - log_n[:, None]) + eps)
     return np.exp(log_n), [parse_objective(o)(losses) for o in objectives], decisions
 
 

@@ -29,9 +29,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from bayescale._jax import jax, jnp
+from bayescale._jax import jax, jnp, scoped
 from bayescale.errors import FitError
 from bayescale.laws import Law, chinchilla_optimum, get_law
+from bayescale.posterior import Posterior, as_posterior
 from bayescale.summaries import check_level, interval, summary_dict
 
 __all__ = [
@@ -47,28 +48,6 @@ __all__ = [
 _QUANTITIES = ("N_opt", "D_opt", "tokens_per_param", "loss", "a", "b")
 
 
-def _param_draws(law: Law, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Check ``params`` (name -> S draws, natural units); return float64 arrays of shape (S,)."""
-    missing = [p for p in law.params if p not in params]
-    if missing:
-        raise FitError(
-            f"law {law.name!r} needs draws of {', '.join(law.params)}; missing {', '.join(missing)}"
-        )
-    arrays = {p: np.atleast_1d(np.asarray(params[p], dtype=float)) for p in law.params}
-    bad = [p for p, v in arrays.items() if v.ndim != 1]
-    if bad:
-        raise FitError(f"parameter draws must be 1-d arrays of S draws; {bad} are not")
-    try:
-        arrays = dict(zip(arrays, np.broadcast_arrays(*arrays.values())))
-    except ValueError:
-        sizes = {p: v.size for p, v in arrays.items()}
-        raise FitError(f"parameter draws differ in length: {sizes}; pass S draws of each") from None
-    nonfinite = [p for p, v in arrays.items() if not np.all(np.isfinite(v))]
-    if nonfinite:
-        raise FitError(f"draws of {', '.join(nonfinite)} contain NaN or infinity; drop those draws")
-    return {p: np.array(v) for p, v in arrays.items()}
-
-
 def _two_variable(law: str | Law, what: str) -> Law:
     law = get_law(law)
     if law.inputs != ("N", "D"):
@@ -77,6 +56,13 @@ def _two_variable(law: str | Law, what: str) -> Law:
             f"input {law.inputs[0]!r}: refit with law='chinchilla' or 'kaplan'"
         )
     return law
+
+
+def _unpack(posterior: Any, what: str, k: float | None) -> tuple[Posterior, Law, float]:
+    """The posterior, its law (checked to be in N and D) and k (default the posterior's)."""
+    post = as_posterior(posterior)
+    return post, _two_variable(post.law, what), (
+        post.flops_per_param_token if k is None else float(k))
 
 
 def _budgets(C: Any, k: float) -> np.ndarray:
@@ -104,17 +90,6 @@ class NumericalOptimum(NamedTuple):
 
 
 _SOLVERS: dict[Any, Any] = {}
-_LOSSES: dict[Any, Any] = {}
-
-
-def _law_loss(law: Law, params: Mapping[str, Any], log_inputs: Mapping[str, Any]) -> np.ndarray:
-    """The law's loss in nats as a NumPy array, through one jitted call (one compile per shape,
-    instead of one per jnp operation when run eagerly)."""
-    key = (law.name, law.inputs, law.params, law.fn)
-    if key not in _LOSSES:
-        _LOSSES[key] = jax.jit(lambda p, logs: jnp.exp(law.log_loss(p, logs)))
-    p = {name: jnp.asarray(params[name]) for name in law.params}
-    return np.asarray(_LOSSES[key](p, {k: jnp.asarray(v) for k, v in log_inputs.items()}))
 
 
 def _solver(law: Law):
@@ -152,6 +127,7 @@ def _solver(law: Law):
     return _SOLVERS[key]
 
 
+@scoped
 def _isoflop_minimum(law: Law, params: Mapping[str, Any], log_c: Any, lo: Any, hi: Any):
     r"""Each draw's minimiser :math:`u^* = \log N^*` of :math:`\ell(u)` in [lo, hi] (the one
     numerical optimiser of an isoFLOP curve, shared with :mod:`bayescale.decisions` and
@@ -169,7 +145,7 @@ def _isoflop_minimum(law: Law, params: Mapping[str, Any], log_c: Any, lo: Any, h
 
 
 def numerical_optimum(
-    law: str | Law, params: Mapping[str, Any], C: Any, *, flops_per_param_token: float = 6.0
+    posterior: Any, C: Any, *, flops_per_param_token: float | None = None
 ) -> NumericalOptimum:
     r"""Compute-optimal split of any law in N and D, found numerically per draw and budget.
 
@@ -180,14 +156,13 @@ def numerical_optimum(
 
     Parameters
     ----------
-    law : str or Law
-        A law whose inputs are ``("N", "D")``.
-    params : mapping
-        Parameter name -> (S,) draws in natural units.
+    posterior : Posterior or fit
+        Draws of a law whose inputs are ``("N", "D")``.
     C : float or array_like
         Compute budget(s) in FLOPs, shape (B,).
-    flops_per_param_token : float, default 6.0
-        k in :math:`C = k N D` (FLOPs per parameter per training token).
+    flops_per_param_token : float, optional
+        k in :math:`C = k N D` (FLOPs per parameter per training token); default the
+        posterior's.
 
     Returns
     -------
@@ -196,10 +171,9 @@ def numerical_optimum(
         :math:`\mathrm{d}\log N^*/\mathrm{d}\log C` by implicit differentiation) and ``at_edge``,
         each of shape (S, B).
     """
-    law = _two_variable(law, "compute-optimal allocation")
-    k = float(flops_per_param_token)
+    post, law, k = _unpack(posterior, "compute-optimal allocation", flops_per_param_token)
     budgets = _budgets(C, k)
-    p = {name: v[:, None] for name, v in _param_draws(law, params).items()}
+    p = {name: v[:, None] for name, v in post.params.items()}
     c = np.log(budgets / k)[None, :]
     u, log_loss, a, at_lo, at_hi = _isoflop_minimum(law, p, c, 0.0, c)
     a = np.where(at_lo, 0.0, np.where(at_hi, 1.0, a))
@@ -297,7 +271,7 @@ class Allocation:
 
 
 def compute_optimal(
-    law: str | Law, params: Mapping[str, Any], C: Any, *, flops_per_param_token: float = 6.0
+    posterior: Any, C: Any, *, flops_per_param_token: float | None = None
 ) -> Allocation:
     r"""Posterior of the compute-optimal N*, D*, D*/N*, loss and exponents at budget(s) C.
 
@@ -309,14 +283,12 @@ def compute_optimal(
 
     Parameters
     ----------
-    law : str or Law
-        ``"chinchilla"``, ``"kaplan"`` or any :class:`~bayescale.laws.Law` in N and D.
-    params : mapping
-        Parameter name -> (S,) draws in natural units.
+    posterior : Posterior or fit
+        Draws of ``"chinchilla"``, ``"kaplan"`` or any :class:`~bayescale.laws.Law` in N and D.
     C : float or array_like
         Compute budget(s) in FLOPs, shape (B,).
-    flops_per_param_token : float, default 6.0
-        k in :math:`C = k N D`.
+    flops_per_param_token : float, optional
+        k in :math:`C = k N D`; default the posterior's.
 
     Returns
     -------
@@ -326,14 +298,12 @@ def compute_optimal(
     Raises
     ------
     FitError
-        For a one-variable law, missing or non-finite draws, or budgets that are not > k FLOPs.
+        For a one-variable law or budgets that are not > k FLOPs.
     """
-    law = _two_variable(law, "compute-optimal allocation")
-    k = float(flops_per_param_token)
+    post, law, k = _unpack(posterior, "compute-optimal allocation", flops_per_param_token)
     budgets = _budgets(C, k)
-    draws = _param_draws(law, params)
     if law.name == "chinchilla" and law.params == ("E", "A", "B", "alpha", "beta"):
-        p = {name: v[:, None] for name, v in draws.items()}
+        p = {name: v[:, None] for name, v in post.params.items()}
         with np.errstate(all="ignore"):
             n_opt, _ = chinchilla_optimum(
                 budgets[None, :], A=p["A"], B=p["B"], alpha=p["alpha"], beta=p["beta"],
@@ -343,13 +313,13 @@ def compute_optimal(
         interior = np.isfinite(n_opt) & (n_opt >= 1.0) & (n_opt <= budgets / k) & np.isfinite(a)
         edge = ~interior
         if edge.any():
-            num = numerical_optimum(law, draws, budgets, flops_per_param_token=k)
+            num = numerical_optimum(post, budgets, flops_per_param_token=k)
             n_opt, a = np.where(interior, n_opt, num.N_opt), np.where(interior, a, num.a)
             edge = np.where(interior, False, num.at_edge)
         log_n, log_d = np.log(n_opt), np.log(budgets / (k * n_opt))
-        loss = _law_loss(law, p, {"N": log_n, "D": log_d})
+        loss = np.exp(post.log_law(log_n, log_d, params=p))
     else:
-        num = numerical_optimum(law, draws, budgets, flops_per_param_token=k)
+        num = numerical_optimum(post, budgets, flops_per_param_token=k)
         n_opt, a, edge, loss = num.N_opt, num.a, num.at_edge, np.exp(num.log_loss)
     return Allocation(
         law=law.name, compute=budgets, N_opt=n_opt, D_opt=budgets / (k * n_opt), loss=loss,
@@ -393,22 +363,19 @@ class IsoflopProfile:
 
 
 def isoflop_profile(
-    law: str | Law,
-    params: Mapping[str, Any],
+    posterior: Any,
     C: float,
     *,
     N: Any = None,
     n_grid: int = 60,
-    flops_per_param_token: float = 6.0,
+    flops_per_param_token: float | None = None,
 ) -> IsoflopProfile:
     r"""Loss along the isoFLOP curve of budget C as a function of model size N, per draw.
 
     Parameters
     ----------
-    law : str or Law
-        A law in N and D.
-    params : mapping
-        Parameter name -> (S,) draws in natural units.
+    posterior : Posterior or fit
+        Draws of a law in N and D.
     C : float
         One compute budget in FLOPs.
     N : array_like, optional
@@ -417,20 +384,19 @@ def isoflop_profile(
         (clipped to the bracket).
     n_grid : int, default 60
         Number of grid points when ``N`` is not given.
-    flops_per_param_token : float, default 6.0
-        k in :math:`C = k N D`.
+    flops_per_param_token : float, optional
+        k in :math:`C = k N D`; default the posterior's.
 
     Returns
     -------
     IsoflopProfile
         Grid ``N`` and ``D = C/(kN)`` (G,), loss draws (S, G) in nats, and each draw's ``N_opt``.
     """
-    law = _two_variable(law, "an isoFLOP profile")
-    k = float(flops_per_param_token)
+    post, law, k = _unpack(posterior, "an isoFLOP profile", flops_per_param_token)
     budget = _budgets(C, k)
     if budget.size != 1:
         raise FitError(f"isoflop_profile takes one compute budget; got {budget.size}")
-    alloc = compute_optimal(law, params, budget, flops_per_param_token=k)
+    alloc = compute_optimal(post, budget, flops_per_param_token=k)
     n_max = budget[0] / k
     if N is None:
         if int(n_grid) < 2:
@@ -445,25 +411,18 @@ def isoflop_profile(
                 f"N must be a 1-d list of model sizes between 1 and C/k = {n_max:.3g} parameters"
             )
     tokens = budget[0] / (k * grid)
-    p = {name: v[:, None] for name, v in _param_draws(law, params).items()}
-    loss = _law_loss(law, p, {"N": np.log(grid)[None, :], "D": np.log(tokens)[None, :]})
+    loss = post.law_draws({"N": grid, "D": tokens})
     return IsoflopProfile(law.name, float(budget[0]), grid, tokens, loss, alloc.N_opt[:, 0])
 
 
-def data_sufficiency(
-    law: str | Law,
-    params: Mapping[str, Any],
-    noise_sigma: Any,
-    N: Any,
-    *,
-    threshold: Any = None,
-) -> np.ndarray:
+def data_sufficiency(posterior: Any, N: Any, *, threshold: Any = None) -> np.ndarray:
     r"""Tokens D at which the loss a model of size N loses to finite data falls to a threshold.
 
     Kaplan et al. (2020) train until :math:`L(N, D)/L(N, \infty) - 1` is below the seed-to-seed
     noise. With the noise on log loss, that gap equals one noise scale :math:`\sigma` exactly when
     :math:`\log L(N, D) - \log L(N, \infty) = \sigma`, so the default threshold is
-    :math:`t = e^{\sigma} - 1 \approx \sigma` per draw. The gap falls monotonically in D, and:
+    :math:`t = e^{\sigma} - 1 \approx \sigma` per draw (``sigma``, the posterior's seed-to-seed
+    noise). The gap falls monotonically in D, and:
 
     * Chinchilla, :math:`L(N, \infty) = E + A N^{-\alpha}`:
       :math:`D = \left(B / (t (E + A N^{-\alpha}))\right)^{1/\beta}`.
@@ -472,12 +431,8 @@ def data_sufficiency(
 
     Parameters
     ----------
-    law : str or Law
-        ``"chinchilla"`` or ``"kaplan"``.
-    params : mapping
-        Parameter name -> (S,) draws in natural units.
-    noise_sigma : float or array_like or None
-        Scale of the observation noise on log loss, (S,) or scalar; unused when ``threshold`` given.
+    posterior : Posterior or fit
+        Draws of ``"chinchilla"`` or ``"kaplan"``.
     N : float or array_like
         Model size(s) in parameters, shape (M,).
     threshold : float or array_like, optional
@@ -488,23 +443,22 @@ def data_sufficiency(
     numpy.ndarray
         Tokens D, shape (S, M).
     """
-    law = _two_variable(law, "the data-sufficiency criterion")
+    post, law, _ = _unpack(posterior, "the data-sufficiency criterion", None)
     if law.name not in ("chinchilla", "kaplan"):
         raise FitError(
             f"data_sufficiency has closed forms for chinchilla and kaplan, not {law.name!r}"
         )
-    p = {name: v[:, None] for name, v in _param_draws(law, params).items()}
+    p = {name: v[:, None] for name, v in post.params.items()}
     sizes = np.atleast_1d(np.asarray(N, dtype=float))
     if sizes.ndim != 1 or not np.all(np.isfinite(sizes) & (sizes > 0)):
         raise FitError(f"N must be positive model sizes (parameters); got {N!r}")
     if threshold is None:
-        if noise_sigma is None:
-            raise FitError("data_sufficiency needs noise_sigma (noise on log loss) or a threshold")
-        t = np.expm1(np.atleast_1d(np.asarray(noise_sigma, dtype=float)))
+        t = np.expm1(post.sigma)
     else:
         t = np.atleast_1d(np.asarray(threshold, dtype=float))
     if t.ndim != 1 or not np.all(np.isfinite(t) & (t > 0)):
-        raise FitError(f"threshold (or noise_sigma) must be positive and finite; got {t.tolist()}")
+        raise FitError(f"threshold (or the noise sigma) must be positive and finite; got "
+                       f"{t.tolist()}")
     t = t[:, None]
     n = sizes[None, :]
     if law.name == "chinchilla":

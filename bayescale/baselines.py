@@ -18,9 +18,8 @@ NumPy and SciPy only: importing this module does no JAX work.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import itertools
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -43,6 +42,8 @@ __all__ = [
     "bootstrap",
     "fit_lsq",
     "fit_lsq_data",
+    "log_loss_of",
+    "residual_sigma",
 ]
 
 # Equal to bayescale.laws.LAWS[law].params (a test checks it); copied so no JAX is imported.
@@ -82,6 +83,11 @@ class LSQFit:
     draws: bootstrap refits, one 1-d array per parameter, or ``None`` without a bootstrap.
     n_points: rows fitted.
     seconds: wall time of the fit, bootstrap included.
+    resid_sigma: residual scale of the point fit on log loss, :math:`\sqrt{\sum r^2/(n - p)}`
+        (nats): the Gaussian noise of a new run in :attr:`posterior`.
+    ranges: (smallest, largest) value of each input of the rows fitted (N, D and C = k N D, or
+        x): the training domain.
+    flops_per_param_token: k in C = k N D.
     """
 
     method: str
@@ -90,6 +96,9 @@ class LSQFit:
     draws: dict[str, np.ndarray] | None
     n_points: int
     seconds: float
+    resid_sigma: float = math.nan
+    ranges: dict[str, tuple[float, float]] | None = None
+    flops_per_param_token: float = 6.0
 
     def __post_init__(self):
         if self.law not in _PARAMS or tuple(self.params) != _PARAMS[self.law]:
@@ -134,6 +143,20 @@ class LSQFit:
             return {k: np.asarray(v, dtype=float) for k, v in self.draws.items()}
         return {k: np.array([v], dtype=float) for k, v in self.params.items()}
 
+    @property
+    def posterior(self):
+        """The fit as a :class:`bayescale.Posterior`, so that predictions and decisions treat
+        it as they treat a Bayesian fit: the bootstrap draws (or the point estimate as one
+        draw), Gaussian noise of scale :attr:`resid_sigma` (0 where unknown) and the training
+        domain."""
+        from bayescale.posterior import Domain, Posterior
+
+        sigma = self.resid_sigma if math.isfinite(self.resid_sigma) else 0.0
+        return Posterior.from_draws(
+            self.law, self.params_draws(), {"sigma": sigma, "nu": None},
+            flops_per_param_token=self.flops_per_param_token,
+            domain=None if self.ranges is None else Domain(self.ranges))
+
 
 def _columns(**arrays) -> list[np.ndarray]:
     """1-d, equal-length, finite, positive float arrays, or a DataError naming argument and row."""
@@ -152,50 +175,13 @@ def _columns(**arrays) -> list[np.ndarray]:
     return out
 
 
-@functools.cache
-def _openblas_thread_setters() -> tuple:
-    """(get, set) thread-count functions of each OpenBLAS loaded in this process (Linux only)."""
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = sorted({ln.split()[-1] for ln in fh if "openblas" in ln.rsplit("/", 1)[-1]})
-    except OSError:
-        return ()
-    out = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for pre, suf in itertools.product(("scipy_openblas", "openblas"), ("", "64_")):
-            names = (f"{pre}_{op}_num_threads{suf}" for op in ("get", "set"))
-            get, set_ = (getattr(lib, name, None) for name in names)
-            if get is not None and set_ is not None:
-                out.append((get, set_))
-                break
-    return tuple(out)
-
-
 @contextmanager
 def _one_blas_thread() -> Iterator[None]:
-    """BLAS on one thread: OpenBLAS threads made L-BFGS-B's tiny BLAS calls 2-10x slower here.
+    """BLAS on one thread: OpenBLAS threads made L-BFGS-B's tiny BLAS calls 2-10x slower here."""
+    from threadpoolctl import threadpool_limits
 
-    threadpoolctl where installed, else OpenBLAS's own setter through ctypes, else nothing.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        setters = _openblas_thread_setters()
-        before = [get() for get, _ in setters]
-        for _, set_ in setters:
-            set_(1)
-        try:
-            yield
-        finally:
-            for (_, set_), n in zip(setters, before):
-                set_(n)
-    else:
-        with threadpool_limits(1, user_api="blas"):
-            yield
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 def _lse_terms(c: np.ndarray, k: np.ndarray, X: np.ndarray):
@@ -459,6 +445,7 @@ def fit_lsq(
     loss,
     bootstrap: int = 0,
     seed: int = 0,
+    flops_per_param_token: float = 6.0,
 ) -> LSQFit:
     """Fit ``law`` by ``method``; with ``bootstrap > 0`` attach that many bootstrap draws.
 
@@ -471,6 +458,7 @@ def fit_lsq(
     loss: final loss per run, nats.
     bootstrap: number of resamples, refitted from the full-data optimum; 0 for none.
     seed: seed of the resampling.
+    flops_per_param_token: k in C = k N D (the training domain's compute).
     """
     t0 = time.perf_counter()
     if (method, law) not in _FITTERS:
@@ -491,7 +479,33 @@ def fit_lsq(
     draws = None
     if bootstrap:
         draws = _bootstrap(fitter, *arrays, n=bootstrap, seed=seed, start=point.params)
-    return LSQFit(method, law, point.params, draws, point.n_points, time.perf_counter() - t0)
+    *inputs, loss = _columns(**{f"arrays[{i}]": a for i, a in enumerate(arrays)})
+    resid = np.log(loss) - log_loss_of(law, point.params, *inputs)
+    ranges = {name: (float(v.min()), float(v.max())) for name, v in zip(
+        ("N", "D") if law == "chinchilla" else ("x",), inputs)}
+    if law == "chinchilla":
+        c = flops_per_param_token * inputs[0] * inputs[1]
+        ranges["C"] = (float(c.min()), float(c.max()))
+    return LSQFit(method, law, point.params, draws, point.n_points, time.perf_counter() - t0,
+                  resid_sigma=residual_sigma(resid, len(point.params)), ranges=ranges,
+                  flops_per_param_token=float(flops_per_param_token))
+
+
+def log_loss_of(law: str, params: Mapping[str, float], *inputs) -> np.ndarray:
+    """Natural log of ``law``'s loss at ``inputs`` (N, D or x) in NumPy (no JAX)."""
+    logs = [np.log(np.asarray(v, dtype=float)) for v in inputs]
+    if law == "power_pure":
+        return np.log(params["A"]) - params["alpha"] * logs[0]
+    p = _logspace(law, params)
+    m = len(logs) + 1
+    X = np.stack([np.zeros_like(logs[0]), *logs])
+    return _lse_terms(p[:m], np.array((0.0, *p[m:])), X)[0]
+
+
+def residual_sigma(resid, n_params: int) -> float:
+    """Residual scale :math:`\sqrt{\sum r^2 / (n - p)}` of a least-squares fit (nats)."""
+    resid = np.asarray(resid, dtype=float)
+    return float(np.sqrt(np.sum(resid**2) / max(resid.size - n_params, 1)))
 
 
 def fit_lsq_data(method: str, law: str, data, *, bootstrap: int = 0, seed: int = 0) -> LSQFit:
@@ -502,4 +516,5 @@ def fit_lsq_data(method: str, law: str, data, *, bootstrap: int = 0, seed: int =
         return fit_lsq(method, law, x=data.x, loss=data.loss, bootstrap=bootstrap, seed=seed)
     if data.N is None:
         raise FitError(f"law {law!r} needs N and D (or C); these data have only x")
-    return fit_lsq(method, law, N=data.N, D=data.D, loss=data.loss, bootstrap=bootstrap, seed=seed)
+    return fit_lsq(method, law, N=data.N, D=data.D, loss=data.loss, bootstrap=bootstrap, seed=seed,
+                   flops_per_param_token=data.flops_per_param_token)

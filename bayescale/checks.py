@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayescale._jax import jax
+from bayescale._jax import jax, scoped
 from bayescale.data import ScalingData
 from bayescale.errors import FitError
-from bayescale.inference import ScalingFit, _build_model, as_data
+from bayescale.inference import ScalingFit, as_data, check_noise
 from bayescale.inference import fit as _fit
 from bayescale.laws import Law, get_law
-from bayescale.models import OBS_SITE
+from bayescale.models import OBS_SITE, build_model
 from bayescale.summaries import check_level, interval
 
 __all__ = ["PriorPredictive", "PriorSensitivity", "prior_predictive", "prior_sensitivity",
@@ -124,6 +124,7 @@ class PriorPredictive:
                 f"{self.summary().to_string(float_format=lambda v: f'{v:.4g}')}")
 
 
+@scoped
 def prior_predictive(data: ScalingData | pd.DataFrame | str | os.PathLike,
                      law: str | Law = "chinchilla", *, noise: str = "student_t",
                      priors: Mapping[str, Any] | None = None, repeats: bool | str = "auto",
@@ -153,25 +154,23 @@ def prior_predictive(data: ScalingData | pd.DataFrame | str | os.PathLike,
 
     data = as_data(data)
     law = get_law(law)
-    if noise not in ("student_t", "normal"):
-        raise FitError(f"noise must be 'student_t' or 'normal', got {noise!r}")
+    check_noise(noise)
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise FitError(f"n must be a positive integer (number of prior draws), got {n!r}")
     data.check_for(law.inputs, law.n_params, law.name)
-    model, log_inputs, y, priors, _ = _build_model(data, law, noise=noise, priors=priors,
-                                                   repeats=repeats)
-    out = Predictive(model, num_samples=int(n))(jax.random.PRNGKey(seed),
-                                                *model.args(log_inputs, None))
+    built = build_model(data, law, noise=noise, priors=priors, repeats=repeats)
+    out = Predictive(built.model, num_samples=int(n))(jax.random.PRNGKey(seed),
+                                                      *built.args(y=None))
     keep = [s for s in (*law.sampled, *law.params, "sigma", "sigma_fit", "nu") if s in out]
     prior = {s: np.asarray(out[s])[None] for s in dict.fromkeys(keep)}
     idata = az.from_dict(
         prior=prior,
         prior_predictive={OBS_SITE: np.asarray(out[OBS_SITE])[None]},
-        observed_data={OBS_SITE: np.asarray(y)},
+        observed_data={OBS_SITE: np.asarray(built.y)},
         coords={"run": np.arange(data.n_points)},
         dims={OBS_SITE: ["run"]},
     )
-    return PriorPredictive(idata=idata, law=law, data=data, priors=dict(priors))
+    return PriorPredictive(idata=idata, law=law, data=data, priors=dict(built.priors))
 
 
 # ------------------------------------------------------------------------------ sensitivity

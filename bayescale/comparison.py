@@ -23,7 +23,8 @@ def compare(fits: Sequence, *, names: Sequence[str] | None = None) -> pd.DataFra
     densities (``elpd_loo``) are on one scale. Columns are ArviZ's (rank, elpd_loo, p_loo,
     elpd_diff, weight, se, dse, warning, scale) plus ``max_pareto_k`` and ``n_bad_k`` (runs with
     k > 0.7). ``warning`` is True where LOO is unreliable; a :class:`UserWarning` says so too.
-    With repeated runs the log likelihood is conditional on each configuration's effect.
+    With repeated runs the log likelihood is one term per configuration, each configuration's
+    effect integrated out, so such fits compare only with fits of the same configurations.
 
     Raises
     ------

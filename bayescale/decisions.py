@@ -1,15 +1,14 @@
 r"""Risk-aware budget decisions from posterior draws of a scaling law.
 
-A fit enters as ``law`` (a :class:`~bayescale.laws.Law` or its name), ``params`` (parameter name ->
-1-d array of S draws, natural units) and ``noise`` (``{"sigma": (S,), "nu": (S,) | float | None}``,
-the Student-t noise on log loss; ``None`` or ``inf`` dof is Gaussian). A new training run at N
-parameters and D tokens has the posterior predictive loss (nats)
+A fit enters as a :class:`bayescale.Posterior` of S draws (or a fit, which is converted). A new
+training run at N parameters and D tokens has the posterior predictive loss (nats)
 
 .. math::
     L^{new}_s(N, D) = \exp\big(\log L_s(N, D) + \varepsilon_s\big),\qquad
     \varepsilon_s \sim t_{\nu_s}(0, \sigma_s),\quad s = 1..S,
 
-and a budget of C FLOPs fixes :math:`D = C / (k N)` (k = 6 FLOPs per parameter per token). The noise
+(:meth:`bayescale.Posterior.noise`), and a budget of C FLOPs fixes :math:`D = C / (k N)` (k, the
+posterior's FLOPs per parameter per token, 6 by default). The noise
 :math:`\varepsilon_s` is drawn once per posterior draw from ``seed`` and reused for every candidate
 N (common random numbers), so each objective is a smooth function of N.
 
@@ -24,15 +23,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize
 
 from bayescale._draws import (
-    Draws,
-    as_draws,
     check_reachable,
     common_noise,
     interval,
@@ -53,7 +49,7 @@ from bayescale._objectives import (
     spec_of,
 )
 from bayescale.errors import FitError
-from bayescale.laws import Law
+from bayescale.posterior import Posterior, as_posterior
 
 __all__ = [
     "Objective",
@@ -75,7 +71,7 @@ __all__ = [
 # --- choosing a split ----------------------------------------------------------------------------
 
 
-def _objective_of_log_n(d: Draws, eps, obj: Objective, log_c: float):
+def _objective_of_log_n(d: Posterior, eps, obj: Objective, log_c: float):
     def value(log_n):
         log_n = np.asarray(log_n, dtype=float)[..., None]
         return np.asarray(obj(np.exp(d.log_law(log_n, log_c - log_n) + eps)), dtype=float)
@@ -97,7 +93,7 @@ def _choose_log_n(d, eps, obj, log_c, lo, hi, *, plugin: float, n_grid: int = 12
     return float(cands[int(np.nanargmin(value(cands)))])
 
 
-def _plugin_log_n(d: Draws, log_c: float, lo: float, hi: float) -> float:
+def _plugin_log_n(d: Posterior, log_c: float, lo: float, hi: float) -> float:
     return float(optimal_log_n(d.median(), log_c, lo, hi)[0][0])
 
 
@@ -176,13 +172,10 @@ class Decision:
 
 
 def choose_allocation(
-    law: Law | str,
-    params: Mapping[str, np.ndarray],
-    noise: Mapping[str, object] | None,
+    posterior,
     C: float,
     *,
     objective: str | Objective = "expected",
-    flops_per_param_token: float = 6.0,
     include_noise: bool = True,
     seed: int = 0,
     bounds: tuple[float, float] | None = None,
@@ -198,10 +191,10 @@ def choose_allocation(
 
     Parameters
     ----------
-    law, params, noise: the posterior draws (see the module docstring); a law of N and D.
+    posterior: the draws (see the module docstring) of a law of N and D; k in :math:`C = kND` is
+        its ``flops_per_param_token``.
     C: training compute (FLOPs).
     objective: an :data:`Objective` or its spec (``"expected"``, ``"quantile:0.9"``, ...).
-    flops_per_param_token: k in :math:`C = kND`.
     include_noise: add the run-to-run noise to the law (False scores the law's loss alone).
     seed: seed of the common random numbers.
     bounds: (N_min, N_max) searched; default D/N from 1e-2 to 1e6 tokens per parameter.
@@ -214,15 +207,16 @@ def choose_allocation(
     --------
     One draw of Epoch's Chinchilla refit and no noise give Hoffmann's closed form:
 
+    >>> from bayescale import Posterior
     >>> draws = {"E": [1.82], "A": [482.0], "B": [2085.0], "alpha": [0.348], "beta": [0.366]}
-    >>> dec = choose_allocation("chinchilla", draws, None, 5.88e23)
+    >>> dec = choose_allocation(Posterior.from_draws("chinchilla", draws), 5.88e23)
     >>> f"N = {dec.choice.N:.3g}, {dec.choice.D / dec.choice.N:.1f} tokens per parameter"
     'N = 7.31e+10, 18.3 tokens per parameter'
     """
-    d = as_draws(law, params, noise)
+    d = as_posterior(posterior)
     require_nd(d.law)
     obj = parse_objective(objective)
-    k = positive(flops_per_param_token, "flops_per_param_token")
+    k = d.flops_per_param_token
     log_c = math.log(positive(C, "compute C")) - math.log(k)
     lo, hi = log_n_bounds(log_c, bounds)
     eps = common_noise(d, seed, include_noise)
@@ -248,16 +242,13 @@ def choose_allocation(
 
 
 def prob_below_target(
-    law: Law | str,
-    params: Mapping[str, np.ndarray],
-    noise: Mapping[str, object] | None,
+    posterior,
     target: float,
     *,
     N: float | None = None,
     D: float | None = None,
     C: float | None = None,
     objective: str | Objective = "expected",
-    flops_per_param_token: float = 6.0,
     include_noise: bool = True,
     seed: int = 0,
     bounds: tuple[float, float] | None = None,
@@ -267,17 +258,14 @@ def prob_below_target(
     Give either both ``N`` and ``D``, or ``C`` (then the split is :func:`choose_allocation`'s under
     ``objective``, with the same ``seed`` and noise draws). ``target`` is a loss in nats.
     """
-    d = as_draws(law, params, noise)
+    d = as_posterior(posterior)
     require_nd(d.law)
     log_t = math.log(positive(target, "target loss"))
     if C is not None:
         if N is not None or D is not None:
             raise FitError("give either C (a budget) or N and D (a run), not both")
-        dec = choose_allocation(
-            d.law, d.params, {"sigma": d.sigma, "nu": d.nu}, C, objective=objective,
-            flops_per_param_token=flops_per_param_token, include_noise=include_noise, seed=seed,
-            bounds=bounds,
-        )
+        dec = choose_allocation(d, C, objective=objective, include_noise=include_noise,
+                                seed=seed, bounds=bounds)
         N, D = dec.choice.N, dec.choice.D
     elif N is None or D is None:
         raise FitError("prob_below_target needs both N and D, or a budget C")
@@ -304,14 +292,11 @@ class TargetCompute:
 
 
 def compute_for_target(
-    law: Law | str,
-    params: Mapping[str, np.ndarray],
-    noise: Mapping[str, object] | None,
+    posterior,
     target: float,
     *,
     probability: float = 0.9,
     objective: str | Objective | None = None,
-    flops_per_param_token: float = 6.0,
     include_noise: bool = True,
     seed: int = 0,
     bounds: tuple[float, float] | None = None,
@@ -329,7 +314,7 @@ def compute_for_target(
 
     Parameters
     ----------
-    law, params, noise: posterior draws (see the module docstring); a law of N and D.
+    posterior: the draws (see the module docstring) of a law of N and D.
     target: target loss (nats).
     probability: p, the required probability that a new run reaches the target.
     objective: how the split is chosen at each C; default ``quantile(probability)``.
@@ -345,11 +330,11 @@ def compute_for_target(
     FitError: the target is below the irreducible loss (reachable by no budget with probability p),
         or not reached within ``compute_range``.
     """
-    d = as_draws(law, params, noise)
+    d = as_posterior(posterior)
     require_nd(d.law)
     p = level(probability, "probability")
     obj = quantile(p) if objective is None else parse_objective(objective)
-    k = positive(flops_per_param_token, "flops_per_param_token")
+    k = d.flops_per_param_token
     log_t = math.log(positive(target, "target loss"))
     eps = common_noise(d, seed, include_noise)
     check_reachable(d, eps, log_t, p)

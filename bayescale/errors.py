@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["BayescaleError", "DataError", "FitError", "ConvergenceError"]
+__all__ = ["BayescaleError", "DataError", "FitError", "ConvergenceError", "SetupError"]
 
 
 class BayescaleError(Exception):
@@ -22,3 +22,8 @@ class FitError(BayescaleError, ValueError):
 
 class ConvergenceError(BayescaleError):
     """A decision was asked of a fit whose sampler did not converge."""
+
+
+class SetupError(BayescaleError):
+    """An environment variable that sets up JAX (``XLA_FLAGS``, ``BAYESCALE_CPU_DEVICES``) has a
+    value JAX cannot use."""

@@ -13,24 +13,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayescale._jax import jax
+from bayescale._jax import jax, scoped
+from bayescale._nuts import NutsSpec, run_nuts
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
 from bayescale.laws import Law, get_law
-from bayescale._nuts import NutsSpec, run_nuts
-from bayescale.models import CONFIG_FACTOR, OBS_SITE, scaling_model
-from bayescale.priors import priors_from_json, priors_to_json, resolve_priors
+from bayescale.models import CONFIG_FACTOR, OBS_SITE, BuiltModel, build_model, simulation_args
+from bayescale.posterior import Domain, Posterior
+from bayescale.priors import priors_from_json, priors_to_json
 from bayescale.summaries import interval
 
-__all__ = ["fit", "ScalingFit", "load_fit", "as_data", "ConvergenceWarning", "quick_mode"]
+__all__ = ["fit", "ScalingFit", "load_fit", "as_data", "ConvergenceWarning", "quick_mode",
+           "sampler_spec", "check_noise"]
 
 #: Thresholds of a trustworthy fit (Vehtari et al. 2021).
 RHAT_MAX = 1.01
 ESS_MIN = 400
-
-
-#: Recently used MCMC objects, keyed by everything their compiled sampler depends on.
-_MCMC_CACHE: dict[tuple, Any] = {}
 
 
 class ConvergenceWarning(UserWarning):
@@ -54,6 +52,7 @@ def as_data(data: ScalingData | pd.DataFrame | str | os.PathLike) -> ScalingData
                     "or a CSV path")
 
 
+@scoped
 def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "chinchilla", *,
         noise: str = "student_t", priors: Mapping[str, Any] | None = None,
         repeats: bool | str = "auto", chains: int = 4, warmup: int = 1000, draws: int = 1000,
@@ -85,121 +84,39 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     """
     data = as_data(data)
     law = get_law(law)
-    chains, warmup, draws = _check_options(noise, target_accept, chains, warmup, draws)
+    check_noise(noise)
+    spec = sampler_spec(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
+                        dense_mass=dense_mass)
     data.check_for(law.inputs, law.n_params, law.name)
-    model, log_inputs, y, priors, repeats = _build_model(data, law, noise=noise, priors=priors,
-                                                        repeats=repeats)
-    spec = NutsSpec(chains=chains, warmup=warmup, draws=draws,
-                    target_accept=float(target_accept), dense_mass=bool(dense_mass))
-    result = run_nuts(model, model.args(log_inputs, y), spec, seed=int(seed), obs_site=OBS_SITE,
-                      predictive_args=_simulation_args, model_key=model.key, progress=progress,
-                      description=f"{law.name} fit")
-    return _make_fit(result, model, data, law, priors, noise, repeats, seed, spec)
+    built = build_model(data, law, noise=noise, priors=priors, repeats=repeats)
+    result = run_nuts(built.model, built.args(), spec, seed=int(seed), obs_site=OBS_SITE,
+                      predictive_args=simulation_args, model_key=built.model.key,
+                      progress=progress, description=f"{law.name} fit")
+    return ScalingFit.from_sampler(result, built, data, spec, seed)
 
 
-def _check_options(noise, target_accept, chains, warmup, draws):
+def check_noise(noise: str) -> str:
+    """``noise`` once it is ``"student_t"`` or ``"normal"``."""
     if noise not in ("student_t", "normal"):
         raise FitError(f"noise must be 'student_t' or 'normal', got {noise!r}")
+    return noise
+
+
+def sampler_spec(*, chains: int, warmup: int, draws: int, target_accept: float,
+                 dense_mass: bool) -> NutsSpec:
+    """The checked sampler settings; ``BAYESCALE_QUICK=1`` caps them at 2 chains of 300 + 300."""
     if not 0 < target_accept < 1:
         raise FitError(f"target_accept must be between 0 and 1 (e.g. 0.95), got {target_accept}")
-    for name, value, low in (("chains", chains, 1), ("warmup", warmup, 1), ("draws", draws, 1)):
-        if not isinstance(value, (int, np.integer)) or value < low:
+    for name, value in (("chains", chains), ("warmup", warmup), ("draws", draws)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise FitError(f"{name} must be a positive integer, got {value!r}")
     if quick_mode():
         chains, warmup, draws = min(chains, 2), min(warmup, 300), min(draws, 300)
-    return int(chains), int(warmup), int(draws)
+    return NutsSpec(chains=int(chains), warmup=int(warmup), draws=int(draws),
+                    target_accept=float(target_accept), dense_mass=bool(dense_mass))
 
 
-def _simulation_args(args):
-    """The model's arguments with the observations removed: it then simulates them."""
-    return (args[0], None, *args[2:])
-
-
-def _make_fit(result, model, data, law, priors, noise, repeats, seed, spec, *, rows=None):
-    """A :class:`ScalingFit` from the sampler's arrays (``rows``: this data set's chains)."""
-    rows = slice(None) if rows is None else rows
-    fit = ScalingFit(
-        idata=None, law=law, data=data, priors=priors, noise=noise, repeats=bool(repeats),
-        seed=seed, options=dict(chains=spec.chains, warmup=spec.warmup, draws=spec.draws,
-                                target_accept=spec.target_accept, dense_mass=spec.dense_mass),
-        seconds=result.seconds, versions=_versions())
-    fit._arrays = {group: {k: v[rows] for k, v in getattr(result, group).items()}
-                   for group in ("posterior", "log_likelihood", "predictive", "stats")}
-    fit._model = model
-    fit._warn_if_unconverged()
-    return fit
-
-
-class _Model:
-    """The NumPyro model of one law, noise and data layout; prior parameters and data are its
-    arguments, so fits of same-shaped data share one compiled program.
-
-    ``key`` names everything the traced program depends on besides argument shapes.
-    """
-
-    def __init__(self, law: Law, noise: str, priors: Mapping[str, Any], n_config: int):
-        from bayescale.priors import prior_to_dict
-
-        self.law, self.n_config = law, n_config
-        self.fixed = {k: v for k, v in priors.items() if isinstance(v, float)}
-        described = {k: prior_to_dict(v) for k, v in priors.items() if k not in self.fixed}
-        self.families = {k: (d["dist"], tuple(sorted(p for p in d if p != "dist")))
-                         for k, d in sorted(described.items())}
-        self.prior_params = {k: {p: np.asarray(d[p], dtype=float) for p in names}
-                             for k, (_, names) in self.families.items()
-                             for d in [described[k]]}
-        self.key = ("scaling_model/2", law.name, noise, n_config,
-                    tuple(sorted(self.fixed.items())), tuple(self.families.items()))
-
-    def args(self, log_inputs, y, log_ref=None, config=None, prior_params=None, mask=None):
-        return (log_inputs, y, self.prior_params if prior_params is None else prior_params,
-                self._log_ref if log_ref is None else log_ref,
-                self._config if config is None else config, mask)
-
-    def priors(self, params):
-        import numpyro.distributions as dist
-
-        out = {k: getattr(dist, family)(**params[k]) for k, (family, _) in self.families.items()}
-        return {**out, **self.fixed}
-
-    def __call__(self, log_inputs, y=None, prior_params=None, log_ref=None, config=None,
-                 mask=None):
-        scaling_model(log_inputs, y, law=self.law, priors=self.priors(prior_params),
-                      log_ref=log_ref, config=config, n_config=self.n_config, mask=mask)
-
-
-def _check_repeats(repeats):
-    """``repeats`` itself, once it is one of "auto", True or False."""
-    if not (repeats == "auto" or isinstance(repeats, (bool, np.bool_))):
-        raise FitError(f"repeats must be 'auto', True or False, got {repeats!r}")
-    return repeats
-
-
-def _build_model(data: ScalingData, law: Law, *, noise: str, priors: Mapping[str, Any] | None,
-                repeats: bool | str):
-    """The NumPyro model :func:`fit` samples, shared with :func:`bayescale.checks.prior_predictive`.
-
-    Returns ``(model, log_inputs, y, priors, repeats)``: ``model(*model.args(log_inputs, y))``
-    with the priors resolved, the log inputs and log losses of the runs, and whether repeats are
-    modelled.
-    """
-    if _check_repeats(repeats) == "auto":
-        repeats = data.has_repeats(law.inputs)
-    repeats = bool(repeats)
-    priors = resolve_priors(law, data.loss, priors, repeats=repeats, noise=noise)
-    log_inputs = {i: np.log(np.asarray(v, dtype=float)) for i, v in data.inputs(law.inputs).items()}
-    y = np.log(np.asarray(data.loss, dtype=float))
-    config = data.configurations(law.inputs) if repeats else None
-    n_config = 0 if config is None else int(config.max()) + 1
-    model = _Model(law, noise, priors, n_config)
-    model._log_ref = {k: np.asarray(v, dtype=float)
-                      for k, v in data.log_reference(law.inputs).items()}
-    model._config = None if config is None else np.asarray(config)
-    return model, log_inputs, y, priors, repeats
-
-
-def _to_idata(arrays: Mapping[str, Mapping[str, np.ndarray]], model: _Model, data: ScalingData,
-              law: Law):
+def _to_idata(arrays: Mapping[str, Mapping[str, np.ndarray]], data: ScalingData, law: Law):
     """An ``arviz.InferenceData`` from the sampler's arrays (built when first asked for)."""
     import arviz as az
 
@@ -211,10 +128,11 @@ def _to_idata(arrays: Mapping[str, Mapping[str, np.ndarray]], model: _Model, dat
     stats = dict(arrays["stats"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if model.n_config:
+        if CONFIG_FACTOR in arrays["log_likelihood"]:
             # Repeated runs: the likelihood is one term per configuration (effects integrated out).
             ll = {OBS_SITE: arrays["log_likelihood"][CONFIG_FACTOR]}
-            ll_dims, ll_coords = {OBS_SITE: ["config"]}, {"config": np.arange(model.n_config)}
+            n_config = ll[OBS_SITE].shape[-1]
+            ll_dims, ll_coords = {OBS_SITE: ["config"]}, {"config": np.arange(n_config)}
         else:
             ll = {OBS_SITE: arrays["log_likelihood"][OBS_SITE]}
             ll_dims, ll_coords = {OBS_SITE: ["run"]}, {}
@@ -257,10 +175,12 @@ class ScalingFit:
 
     def __init__(self, *, idata, law: Law, data: ScalingData, priors: Mapping[str, Any],
                  noise: str, repeats: bool, seed: int, options: Mapping[str, Any],
-                 seconds: float, versions: Mapping[str, str]):
+                 seconds: float, versions: Mapping[str, str],
+                 arrays: Mapping[str, Mapping[str, np.ndarray]] | None = None):
+        if (idata is None) == (arrays is None):
+            raise FitError("a ScalingFit needs either its InferenceData or the sampler's arrays")
         self._idata = idata
-        self._arrays: dict[str, dict[str, np.ndarray]] | None = None  # sampler output, if fresh
-        self._model = None
+        self._arrays = None if arrays is None else {g: dict(v) for g, v in arrays.items()}
         self.law = law
         self.data = data
         self.priors = dict(priors)
@@ -271,19 +191,30 @@ class ScalingFit:
         self.seconds = seconds
         self.versions = dict(versions)
 
+    @classmethod
+    def from_sampler(cls, result, built: BuiltModel, data: ScalingData, spec: NutsSpec,
+                     seed: int, *, rows=None) -> ScalingFit:
+        """A fit from :func:`bayescale._nuts.run_nuts`'s arrays (``rows``: this data set's
+        chains); warns when the sampler did not converge."""
+        rows = slice(None) if rows is None else rows
+        fit = cls(idata=None, law=built.model.law, data=data, priors=built.priors,
+                  noise=built.model.noise, repeats=built.repeats, seed=seed,
+                  options=dict(chains=spec.chains, warmup=spec.warmup, draws=spec.draws,
+                               target_accept=spec.target_accept, dense_mass=spec.dense_mass),
+                  seconds=result.seconds, versions=_versions(),
+                  arrays={group: {k: v[rows] for k, v in getattr(result, group).items()}
+                          for group in ("posterior", "log_likelihood", "predictive", "stats")})
+        fit._warn_if_unconverged()
+        return fit
+
     # ---------------------------------------------------------------- draws
     @property
     def idata(self):
         """The posterior as ``arviz.InferenceData`` (built from the sampler's arrays when first
         asked for: summaries and decisions read the arrays directly)."""
         if self._idata is None:
-            self._idata = _to_idata(self._arrays, self._model, self.data, self.law)
+            self._idata = _to_idata(self._arrays, self.data, self.law)
         return self._idata
-
-    @idata.setter
-    def idata(self, value) -> None:
-        self._idata = value
-        self._arrays = None
 
     def _chain_draws(self, name: str) -> np.ndarray | None:
         """Draws of ``name`` shaped (chain, draw), or None if the posterior has no such name."""
@@ -316,21 +247,20 @@ class ScalingFit:
         """Law parameters in natural units, one array of draws each."""
         return {p: self.draws(p) for p in self.law.params}
 
-    def noise_draws(self) -> dict[str, Any]:
-        """Noise of a new run on log loss: ``{"sigma": draws, "nu": draws, float or None}``.
-
-        With repeated runs, a new run at an unseen configuration deviates from the law by the
-        configuration effect and the seed noise; their sum is summarised by a scale
-        ``sqrt(sigma**2 + sigma_fit**2)`` with the configuration effect's tails.
-        """
-        sigma = self.draws("sigma")
-        if self.repeats:
-            sigma = np.sqrt(sigma**2 + self.draws("sigma_fit") ** 2)
-        if self._chain_draws("nu") is not None:
-            nu = self.draws("nu")
-        else:
-            nu = self.priors.get("nu")
-        return {"sigma": sigma, "nu": nu}
+    @functools.cached_property
+    def posterior(self) -> Posterior:
+        """The draws as a :class:`bayescale.Posterior` (what predictions and decisions read):
+        the law's parameters, the noise (``sigma``; ``sigma_fit`` with repeated runs; ``nu``
+        drawn, or the fixed prior value, or Gaussian), k, the (chain, draw) shape and the
+        training domain. Built once."""
+        nu = self._chain_draws("nu")
+        chains, draws = self._chain_draws("sigma").shape
+        return Posterior(
+            law=self.law, params=self.params_draws(), sigma=self.draws("sigma"),
+            nu=nu.reshape(-1) if nu is not None else self.priors.get("nu"),
+            sigma_fit=self.draws("sigma_fit") if self.repeats else None,
+            flops_per_param_token=self.data.flops_per_param_token, shape=(chains, draws),
+            domain=Domain.from_data(self.data))
 
     # ---------------------------------------------------------------- diagnostics
     @functools.cached_property
@@ -419,72 +349,57 @@ class ScalingFit:
         """
         from bayescale.predict import predict
 
-        return predict(self.law, self.params_draws(), self.noise_draws(), N=N, D=D, x=x, C=C,
-                       level=level, seed=seed,
-                       flops_per_param_token=self.data.flops_per_param_token)
+        return predict(self.posterior, N=N, D=D, x=x, C=C, level=level, seed=seed)
 
     def compute_optimal(self, C, *, flops_per_param_token: float | None = None):
         """Posterior of N*, D*, D*/N* and the loss at budget(s) ``C`` (FLOPs) under C = k N D."""
         from bayescale.allocation import compute_optimal
 
-        k = self.data.flops_per_param_token if flops_per_param_token is None else (
-            flops_per_param_token)
-        return compute_optimal(self.law, self.params_draws(), C, flops_per_param_token=k)
+        return compute_optimal(self.posterior, C, flops_per_param_token=flops_per_param_token)
 
     def isoflop_profile(self, C, *, N=None, n_grid: int = 60):
         """Posterior of the loss along C = k N D as a function of N (an IsoFLOP curve)."""
         from bayescale.allocation import isoflop_profile
 
-        return isoflop_profile(self.law, self.params_draws(), C, N=N, n_grid=n_grid,
-                               flops_per_param_token=self.data.flops_per_param_token)
+        return isoflop_profile(self.posterior, C, N=N, n_grid=n_grid)
 
     def data_sufficiency(self, N, *, threshold=None):
         """Tokens at which the extra loss from finite data falls to the seed noise (Kaplan)."""
         from bayescale.allocation import data_sufficiency
 
-        return data_sufficiency(self.law, self.params_draws(), self.draws("sigma"), N,
-                                threshold=threshold)
+        return data_sufficiency(self.posterior, N, threshold=threshold)
 
     def decide(self, C, *, objective: str = "expected", seed: int = 0, bounds=None):
         """Risk-aware split of budget ``C`` (FLOPs): see :func:`bayescale.decisions.choose_allocation`."""
         from bayescale.decisions import choose_allocation
 
-        return choose_allocation(self.law, self.params_draws(), self.noise_draws(), C,
-                                 objective=objective, seed=seed, bounds=bounds,
-                                 flops_per_param_token=self.data.flops_per_param_token)
+        return choose_allocation(self.posterior, C, objective=objective, seed=seed, bounds=bounds)
 
     def compute_for_target(self, target: float, *, probability: float = 0.9, seed: int = 0):
         """Least compute whose chosen split reaches ``target`` loss with ``probability``."""
         from bayescale.decisions import compute_for_target
 
-        return compute_for_target(self.law, self.params_draws(), self.noise_draws(), target,
-                                  probability=probability, seed=seed,
-                                  flops_per_param_token=self.data.flops_per_param_token)
+        return compute_for_target(self.posterior, target, probability=probability, seed=seed)
 
     def prob_below_target(self, target: float, *, N=None, D=None, C=None, seed: int = 0):
         """P(a new run's loss <= ``target``) at (N, D), or at budget C's expected-loss split."""
         from bayescale.decisions import prob_below_target
 
-        return prob_below_target(self.law, self.params_draws(), self.noise_draws(), target,
-                                 N=N, D=D, C=C, seed=seed,
-                                 flops_per_param_token=self.data.flops_per_param_token)
+        return prob_below_target(self.posterior, target, N=N, D=D, C=C, seed=seed)
 
     def inference_aware(self, target: float, *, inference_tokens: float,
                         probability: float = 0.5, seed: int = 0):
         """Minimise training + inference FLOPs subject to reaching ``target`` loss."""
         from bayescale.decisions import inference_aware
 
-        return inference_aware(self.law, self.params_draws(), self.noise_draws(), target,
-                               inference_tokens=inference_tokens, probability=probability,
-                               seed=seed, flops_per_param_token=self.data.flops_per_param_token)
+        return inference_aware(self.posterior, target, inference_tokens=inference_tokens,
+                               probability=probability, seed=seed)
 
     def value_of_experiment(self, candidates, **kwargs):
         """Rank pilot runs by expected reduction of a decision's posterior variance per FLOP."""
         from bayescale.voi import value_of_experiment
 
-        return value_of_experiment(self.law, self.params_draws(), self.noise_draws(), candidates,
-                                   flops_per_param_token=self.data.flops_per_param_token,
-                                   **kwargs)
+        return value_of_experiment(self.posterior, candidates, **kwargs)
 
     # ---------------------------------------------------------------- persistence
     def _meta(self) -> dict[str, Any]:

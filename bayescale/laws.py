@@ -41,6 +41,7 @@ __all__ = [
     "kaplan",
     "chinchilla_optimum",
     "chinchilla_exponents",
+    "mixture_law",
 ]
 
 
@@ -209,6 +210,33 @@ LAWS: dict[str, Law] = {
         "L(N, D) = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D",
     ),
 }
+
+
+def mixture_law(laws) -> Law:
+    r"""One law that is each of ``laws`` in turn, chosen per draw by its parameter ``component``.
+
+    The parameters are ``component`` (0, 1, ... as floats) and each law's own, named
+    ``"i:name"`` for law i; the log loss is law ``component``'s. A posterior of this law holds
+    draws of several laws at once (:meth:`bayescale.Posterior.mixture`). The laws must share
+    their inputs.
+    """
+    laws = tuple(get_law(law) for law in laws)
+    if not laws or len({law.inputs for law in laws}) != 1:
+        raise FitError("a mixture needs laws with the same inputs, e.g. chinchilla and kaplan; "
+                       f"got {[(law.name, law.inputs) for law in laws]}")
+    names = [(i, p) for i, law in enumerate(laws) for p in law.params]
+
+    def fn(*log_inputs, component, **params):
+        out = None
+        for i, law in enumerate(laws):
+            value = law.fn(*log_inputs, **{p: params[f"{i}:{p}"] for p in law.params})
+            out = value if out is None else jnp.where(component == i, value, out)
+        return out
+
+    return Law(name="mixture(" + ", ".join(law.name for law in laws) + ")",
+               inputs=laws[0].inputs, params=("component", *(f"{i}:{p}" for i, p in names)),
+               fn=fn, sampled=(), from_sampled=lambda sampled, log_ref: dict(sampled),
+               formula=" | ".join(law.formula for law in laws))
 
 
 def get_law(law: str | Law) -> Law:

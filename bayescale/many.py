@@ -26,24 +26,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayescale._nuts import NutsSpec, run_nuts
+import dataclasses
+
+from bayescale._jax import scoped
+from bayescale._nuts import run_nuts
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
-from bayescale.inference import (ConvergenceWarning, _build_model, _check_options,
-                                 _check_repeats, _make_fit, _Model, _simulation_args, as_data,
-                                 load_fit)
+from bayescale.inference import (ConvergenceWarning, ScalingFit, as_data, check_noise, load_fit,
+                                 sampler_spec)
 from bayescale.laws import Law, get_law
-from bayescale.models import CONFIG_FACTOR, OBS_SITE
+from bayescale.models import (CONFIG_FACTOR, OBS_SITE, HierarchicalModel, build_model,
+                              check_repeats, shared_exponents, simulation_args)
 
 __all__ = ["fit_many", "FitGroup", "load_fits", "shared_exponents"]
 
 #: The index :meth:`FitGroup.save` writes beside the fits: group names, files, how they were fit.
 INDEX = "groups.json"
-
-
-def shared_exponents(law: Law) -> tuple[str, ...]:
-    """The sampled sites a hierarchical :func:`fit_many` shares across groups: the exponents."""
-    return tuple(s for s in law.sampled if s.startswith(("alpha", "beta")))
 
 
 class FitGroup(dict):
@@ -158,6 +156,7 @@ def _groups(datasets: Any, by: str | None) -> dict[str, ScalingData]:
     return out
 
 
+@scoped
 def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = None,
              hierarchical: bool = False, noise: str = "student_t",
              priors: Mapping[str, Any] | None = None, repeats: bool | str = "auto",
@@ -199,7 +198,9 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
     start = time.perf_counter()
     law = get_law(law)
     groups = _groups(datasets, by)
-    chains, warmup, draws = _check_options(noise, target_accept, chains, warmup, draws)
+    check_noise(noise)
+    spec = sampler_spec(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
+                        dense_mass=dense_mass)
     if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
         raise FitError(f"retries must be a whole number >= 0 (refits of unconverged groups), "
                        f"got {retries!r}")
@@ -208,22 +209,21 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
             data.check_for(law.inputs, law.n_params, law.name)
         except DataError as err:
             raise DataError(f"group {name!r}: {err}") from None
-    if _check_repeats(repeats) == "auto":
+    if check_repeats(repeats) == "auto":
         repeats = any(d.has_repeats(law.inputs) for d in groups.values())
     options = dict(law=law, hierarchical=bool(hierarchical), noise=noise, priors=priors,
-                   repeats=bool(repeats), chains=chains, seed=int(seed), progress=progress,
-                   target_accept=float(target_accept), dense_mass=bool(dense_mass))
+                   repeats=bool(repeats), seed=int(seed), progress=progress)
     with warnings.catch_warnings():
         if retries:  # warn once, at the end, for the groups still unconverged
             warnings.simplefilter("ignore", ConvergenceWarning)
-        out = _fit_groups(groups, warmup=warmup, draws=draws, **options)
+        out = _fit_groups(groups, spec=spec, **options)
         for attempt in range(1, int(retries) + 1):
             redo = [n for n, f in out.items() if not f.diagnostics["converged"]]
             if not redo:
                 break
-            warmup, draws = 2 * warmup, 2 * draws
+            spec = dataclasses.replace(spec, warmup=2 * spec.warmup, draws=2 * spec.draws)
             again = _fit_groups(groups if hierarchical else {n: groups[n] for n in redo},
-                                warmup=warmup, draws=draws, **options)
+                                spec=spec, **options)
             for f in again.values():
                 f.options["refits"] = attempt
             out.update(again)
@@ -237,60 +237,47 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
     return out
 
 
-def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, chains, warmup, draws,
-                seed, progress, target_accept, dense_mass) -> FitGroup:
+def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed,
+                progress) -> FitGroup:
     """One sampler run over ``groups`` (options already checked): :func:`fit_many`'s work."""
-    built = {name: _build_model(d, law, noise=noise, priors=priors, repeats=repeats)
+    built = {name: build_model(d, law, noise=noise, priors=priors, repeats=repeats)
              for name, d in groups.items()}
-    first = next(iter(built.values()))[0]
-    for name, (model, *_rest) in built.items():
-        if _families(model) != _families(first):
+    first = next(iter(built.values())).model
+    for name, b in built.items():
+        if (b.model.fixed, b.model.families) != (first.fixed, first.families):
             raise FitError(f"group {name!r} has priors of other families than the first group; "
                            "give every group the same prior families")
     if repeats:  # one configuration index more than any group has: the padding rows' own
-        first = _Model(law, noise, next(iter(built.values()))[3],
-                       max(m.n_config for m, *_rest in built.values()) + 1)
+        first = dataclasses.replace(first, n_config=max(b.model.n_config
+                                                        for b in built.values()) + 1)
     names = list(groups)
     length = max(d.n_points for d in groups.values())
     stacked = _stack(built, names, length, first.n_config)
-    spec = NutsSpec(chains=chains, warmup=warmup, draws=draws,
-                    target_accept=target_accept, dense_mass=dense_mass)
     out = FitGroup()
     if hierarchical:
-        model = _HierarchicalModel(first, shared_exponents(law), len(names))
-        args = (*stacked,)
-        result = run_nuts(model, args, spec, seed=seed, obs_site=OBS_SITE,
-                          predictive_args=_simulation_args, model_key=model.key,
+        model = HierarchicalModel(first, shared_exponents(law), len(names))
+        result = run_nuts(model, stacked, spec, seed=seed, obs_site=OBS_SITE,
+                          predictive_args=simulation_args, model_key=model.key,
                           progress=progress, description=f"{law.name} x{len(names)} (shared)")
         for g, name in enumerate(names):
-            part = _group_of_joint(result, model, g, _sizes(built[name][0], groups[name]))
-            out[name] = _make_fit(part, built[name][0], groups[name], law, built[name][3], noise,
-                                  repeats, seed, spec)
+            part = _group_of_joint(result, model, g, _sizes(built[name], groups[name]))
+            out[name] = ScalingFit.from_sampler(part, built[name], groups[name], spec, seed)
             out[name].options["hierarchical"] = list(model.shared)
     else:
-        model = first
-        args = _element(stacked, 0)
-        result = run_nuts(model, args, spec, seed=seed, obs_site=OBS_SITE,
-                          predictive_args=_simulation_args, model_key=model.key,
+        result = run_nuts(first, _element(stacked, 0), spec, seed=seed, obs_site=OBS_SITE,
+                          predictive_args=simulation_args, model_key=first.key,
                           batched_args=stacked, n_elements=len(names), progress=progress,
                           description=f"{law.name} x{len(names)}")
         for g, name in enumerate(names):
-            rows = slice(g * chains, (g + 1) * chains)
-            part = _Part(result, rows, _sizes(built[name][0], groups[name]))
-            out[name] = _make_fit(part, built[name][0], groups[name], law, built[name][3], noise,
-                                  repeats, seed, spec)
+            rows = slice(g * spec.chains, (g + 1) * spec.chains)
+            part = _Part(result, rows, _sizes(built[name], groups[name]))
+            out[name] = ScalingFit.from_sampler(part, built[name], groups[name], spec, seed)
     return out
 
 
-def _families(model):
-    """What the groups' models must share: fixed priors and prior families (their number of
-    configurations may differ)."""
-    return model.fixed, model.families
-
-
-def _sizes(model, data):
+def _sizes(built, data):
     """Length of each log-likelihood site of one group: its runs, or its configurations."""
-    return {OBS_SITE: data.n_points, CONFIG_FACTOR: model.n_config}
+    return {OBS_SITE: data.n_points, CONFIG_FACTOR: built.model.n_config}
 
 
 def _stack(built, names, length, n_config=0):
@@ -299,23 +286,22 @@ def _stack(built, names, length, n_config=0):
     With repeated runs (``n_config`` > 0) the padding rows take configuration ``n_config - 1``,
     which no group's real rows use (it is one more than the most any group has).
     """
-    def pad(v, fill_last=True):
+    def pad(v):
         v = np.asarray(v, dtype=float)
-        return np.concatenate([v, np.repeat(v[-1:], length - v.size)]) if fill_last else v
+        return np.concatenate([v, np.repeat(v[-1:], length - v.size)])
 
-    log_inputs = {i: np.stack([pad(built[n][1][i]) for n in names])
-                  for i in built[names[0]][1]}
-    y = np.stack([pad(built[n][2]) for n in names])
-    models = [built[n][0] for n in names]
-    prior_params = {site: {p: np.stack([m.prior_params[site][p] for m in models]) for p in ps}
-                    for site, ps in models[0].prior_params.items()}
-    log_ref = {k: np.stack([m._log_ref[k] for m in models]) for k in models[0]._log_ref}
-    mask = np.stack([np.arange(length) < built[n][2].size for n in names])
+    parts = [built[n] for n in names]
+    log_inputs = {i: np.stack([pad(b.log_inputs[i]) for b in parts]) for i in parts[0].log_inputs}
+    y = np.stack([pad(b.y) for b in parts])
+    prior_params = {site: {p: np.stack([b.prior_params[site][p] for b in parts]) for p in ps}
+                    for site, ps in parts[0].prior_params.items()}
+    log_ref = {k: np.stack([b.log_ref[k] for b in parts]) for k in parts[0].log_ref}
+    mask = np.stack([np.arange(length) < b.y.size for b in parts])
     config = None
     if n_config:
-        config = np.stack([np.concatenate([m._config, np.full(length - m._config.size,
-                                                              n_config - 1)])
-                           for m in models])
+        config = np.stack([np.concatenate([b.config, np.full(length - b.config.size,
+                                                             n_config - 1)])
+                           for b in parts])
     return (log_inputs, y, prior_params, log_ref, config, mask)
 
 
@@ -346,48 +332,3 @@ def _group_of_joint(result, model, g, sizes):
     part.log_likelihood = {k: v[..., g, :sizes[k]] for k, v in result.log_likelihood.items()}
     part.predictive = {k: v[..., g, :sizes[k]] for k, v in result.predictive.items()}
     return part
-
-
-class _HierarchicalModel:
-    """Groups share the exponents; amplitudes, irreducible loss and noise are per group."""
-
-    def __init__(self, base, shared: Sequence[str], n_groups: int):
-        self.base, self.shared, self.n_groups = base, tuple(shared), n_groups
-        self.law = base.law
-        self.key = ("hierarchical/1", base.key, self.shared, n_groups)
-
-    def __call__(self, log_inputs, y=None, prior_params=None, log_ref=None, config=None,
-                 mask=None):
-        import numpyro
-
-        from bayescale._jax import jnp
-        from bayescale.models import degrees_of_freedom, observe, observe_repeats
-
-        law, base = self.law, self.base
-        priors = base.priors(prior_params)  # per-group parameters: batch shape (groups,)
-        sampled = {}
-        # Shared sites (exponents, nu) take the first group's prior.
-        first = base.priors({k: {p: v[0] for p, v in ps.items()}
-                             for k, ps in prior_params.items()})
-        for site in self.shared:
-            sampled[site] = numpyro.sample(site, first[site])
-        with numpyro.plate("groups", self.n_groups):
-            for site in law.sampled:
-                if site not in self.shared:
-                    sampled[site] = numpyro.sample(site, priors[site])
-            sigma = numpyro.sample("sigma", priors["sigma"])
-            if config is not None:
-                sigma_fit = numpyro.sample("sigma_fit", priors["sigma_fit"])
-        column = {k: (v if k in self.shared else v[:, None]) for k, v in sampled.items()}
-        ref = {k: v[:, None] for k, v in log_ref.items()}
-        params = law.from_sampled(column, ref)
-        for name in law.params:
-            if name not in sampled:  # amplitudes in natural units, one per group
-                numpyro.deterministic(name, jnp.broadcast_to(params[name],
-                                                             (self.n_groups, 1))[:, 0])
-        mu = law.log_loss(params, log_inputs)
-        if config is not None:
-            observe_repeats(mu, sigma, sigma_fit, y, config, base.n_config, mask)
-            return
-        nu = degrees_of_freedom(first.get("nu"))
-        observe(mu, sigma[:, None], nu, y, mask, n_groups=self.n_groups)

@@ -1,6 +1,10 @@
 r"""NumPyro models: a scaling law plus an explicit noise term on log loss.
 
-One generic function places the sample sites; :data:`MODELS` holds a thin model per law.
+One generic function places the sample sites (:func:`scaling_model`); :data:`MODELS` holds a thin
+model per law. What :func:`bayescale.fit` and :func:`bayescale.fit_many` actually sample is built
+here too: :func:`build_model` turns a data set, a law and the options into a
+:class:`BuiltModel` (the :class:`ScalingModel` to sample and its arguments), and
+:class:`HierarchicalModel` joins the groups of :func:`bayescale.fit_many` with shared exponents.
 Observations are log losses :math:`y_i = \log L_i`:
 
 * no repeated runs: :math:`y_i \sim \mathrm{StudentT}(\nu, \log L(N_i, D_i), \sigma)` (the robust
@@ -19,17 +23,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
 from bayescale._jax import jnp
+from bayescale.errors import FitError
 from bayescale.laws import LAWS, Law
 
 __all__ = ["scaling_model", "observe_repeats", "config_log_likelihood", "MODELS", "OBS_SITE",
-           "CONFIG_FACTOR"]
+           "CONFIG_FACTOR", "ScalingModel", "BuiltModel", "build_model", "HierarchicalModel",
+           "simulation_args", "shared_exponents"]
 
 #: Name of the observed site: the natural log of the loss.
 OBS_SITE = "log_loss"
@@ -182,3 +190,188 @@ def config_log_likelihood(y, mu, config, n_config: int, *, sigma, sigma_fit):
 
 #: A thin model per law: ``MODELS["chinchilla"](log_inputs, y, priors=..., log_ref=...)``.
 MODELS = {name: partial(scaling_model, law=law) for name, law in LAWS.items()}
+
+
+# ------------------------------------------------------------------------------ what fit samples
+@dataclass(frozen=True, eq=False)
+class ScalingModel:
+    """The NumPyro model of one law, noise and data layout.
+
+    The prior parameters and the data are arguments, so fits of same-shaped data share one
+    compiled program; ``key`` names everything else the traced program depends on.
+
+    Attributes
+    ----------
+    law : Law
+    noise : str
+        ``"student_t"`` or ``"normal"``.
+    fixed : mapping
+        Priors fixed to a number (``nu``).
+    families : mapping
+        Site -> (distribution name, names of its parameters) of every other prior.
+    n_config : int
+        Configurations of repeated runs (0: no repeats modelled).
+    """
+
+    law: Law
+    noise: str
+    fixed: Mapping[str, float]
+    families: Mapping[str, tuple[str, tuple[str, ...]]]
+    n_config: int = 0
+
+    @property
+    def key(self) -> tuple:
+        return ("scaling_model/2", self.law.name, self.noise, self.n_config,
+                tuple(sorted(self.fixed.items())), tuple(self.families.items()))
+
+    def priors(self, params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """The prior of every site from its parameters (arrays: a batch of groups)."""
+        out = {k: getattr(dist, family)(**params[k]) for k, (family, _) in self.families.items()}
+        return {**out, **self.fixed}
+
+    def __call__(self, log_inputs, y=None, prior_params=None, log_ref=None, config=None,
+                 mask=None):
+        scaling_model(log_inputs, y, law=self.law, priors=self.priors(prior_params),
+                      log_ref=log_ref, config=config, n_config=self.n_config, mask=mask)
+
+
+@dataclass(frozen=True, eq=False)
+class BuiltModel:
+    """A :class:`ScalingModel` with the arguments that fit it to one data set.
+
+    Attributes
+    ----------
+    model : ScalingModel
+    priors : mapping
+        The resolved priors by site (defaults scaled to the data, overrides applied).
+    repeats : bool
+        Whether repeated runs are modelled.
+    log_inputs : mapping
+        Natural log of each input of the law per run.
+    y : numpy.ndarray
+        Log losses of the runs.
+    prior_params : mapping
+        Site -> parameters of its prior, as arrays (the program's arguments).
+    log_ref : mapping
+        Reference point (mean log input) of the amplitudes.
+    config : numpy.ndarray or None
+        Configuration index per run when repeats are modelled.
+    """
+
+    model: ScalingModel
+    priors: Mapping[str, Any] = field(repr=False)
+    repeats: bool
+    log_inputs: Mapping[str, np.ndarray] = field(repr=False)
+    y: np.ndarray = field(repr=False)
+    prior_params: Mapping[str, Mapping[str, np.ndarray]] = field(repr=False)
+    log_ref: Mapping[str, np.ndarray] = field(repr=False)
+    config: np.ndarray | None = field(default=None, repr=False)
+
+    def args(self, y: Any = "data") -> tuple:
+        """The model's arguments ``(log_inputs, y, prior_params, log_ref, config, mask)``;
+        ``y=None`` simulates the runs instead of observing them."""
+        return (self.log_inputs, self.y if isinstance(y, str) else y, self.prior_params,
+                self.log_ref, self.config, None)
+
+
+def check_repeats(repeats):
+    """``repeats`` itself, once it is one of "auto", True or False."""
+    if not (repeats == "auto" or isinstance(repeats, (bool, np.bool_))):
+        raise FitError(f"repeats must be 'auto', True or False, got {repeats!r}")
+    return repeats
+
+
+def build_model(data, law: Law, *, noise: str = "student_t",
+                priors: Mapping[str, Any] | None = None, repeats: bool | str = "auto",
+                n_config: int | None = None) -> BuiltModel:
+    """The model :func:`bayescale.fit` samples for ``data`` (a :class:`~bayescale.ScalingData`).
+
+    ``repeats="auto"`` models repeated runs when some configuration of the law's inputs appears
+    more than once. ``n_config`` raises the number of configurations the model holds (for
+    :func:`bayescale.fit_many`, whose padding rows take one of their own).
+    """
+    from bayescale.priors import prior_to_dict, resolve_priors
+
+    if check_repeats(repeats) == "auto":
+        repeats = data.has_repeats(law.inputs)
+    repeats = bool(repeats)
+    priors = resolve_priors(law, data.loss, priors, repeats=repeats, noise=noise)
+    config = data.configurations(law.inputs) if repeats else None
+    own = 0 if config is None else int(config.max()) + 1
+    fixed = {k: v for k, v in priors.items() if isinstance(v, float)}
+    described = {k: prior_to_dict(v) for k, v in priors.items() if k not in fixed}
+    families = {k: (d["dist"], tuple(sorted(p for p in d if p != "dist")))
+                for k, d in sorted(described.items())}
+    prior_params = {k: {p: np.asarray(described[k][p], dtype=float) for p in names}
+                    for k, (_, names) in families.items()}
+    model = ScalingModel(law, noise, fixed, families, own if n_config is None else n_config)
+    return BuiltModel(
+        model=model, priors=priors, repeats=repeats,
+        log_inputs={i: np.log(np.asarray(v, dtype=float))
+                    for i, v in data.inputs(law.inputs).items()},
+        y=np.log(np.asarray(data.loss, dtype=float)), prior_params=prior_params,
+        log_ref={k: np.asarray(v, dtype=float)
+                 for k, v in data.log_reference(law.inputs).items()},
+        config=None if config is None else np.asarray(config))
+
+
+def simulation_args(args):
+    """The model's arguments with the observations removed: it then simulates them."""
+    return (args[0], None, *args[2:])
+
+
+def shared_exponents(law: Law) -> tuple[str, ...]:
+    """The sampled sites a hierarchical :func:`bayescale.fit_many` shares across groups: the
+    exponents."""
+    return tuple(s for s in law.sampled if s.startswith(("alpha", "beta")))
+
+
+@dataclass(frozen=True, eq=False)
+class HierarchicalModel:
+    """Groups share the exponents; amplitudes, irreducible loss and noise are per group.
+
+    Takes the arguments of ``base`` stacked on a leading axis of ``n_groups`` groups.
+    """
+
+    base: ScalingModel
+    shared: tuple[str, ...]
+    n_groups: int
+
+    @property
+    def law(self) -> Law:
+        return self.base.law
+
+    @property
+    def key(self) -> tuple:
+        return ("hierarchical/1", self.base.key, tuple(self.shared), self.n_groups)
+
+    def __call__(self, log_inputs, y=None, prior_params=None, log_ref=None, config=None,
+                 mask=None):
+        law, base = self.law, self.base
+        priors = base.priors(prior_params)  # per-group parameters: batch shape (groups,)
+        sampled = {}
+        # Shared sites (exponents, nu) take the first group's prior.
+        first = base.priors({k: {p: v[0] for p, v in ps.items()}
+                             for k, ps in prior_params.items()})
+        for site in self.shared:
+            sampled[site] = numpyro.sample(site, first[site])
+        with numpyro.plate("groups", self.n_groups):
+            for site in law.sampled:
+                if site not in self.shared:
+                    sampled[site] = numpyro.sample(site, priors[site])
+            sigma = numpyro.sample("sigma", priors["sigma"])
+            if config is not None:
+                sigma_fit = numpyro.sample("sigma_fit", priors["sigma_fit"])
+        column = {k: (v if k in self.shared else v[:, None]) for k, v in sampled.items()}
+        ref = {k: v[:, None] for k, v in log_ref.items()}
+        params = law.from_sampled(column, ref)
+        for name in law.params:
+            if name not in sampled:  # amplitudes in natural units, one per group
+                numpyro.deterministic(name, jnp.broadcast_to(params[name],
+                                                             (self.n_groups, 1))[:, 0])
+        mu = law.log_loss(params, log_inputs)
+        if config is not None:
+            observe_repeats(mu, sigma, sigma_fit, y, config, base.n_config, mask)
+            return
+        nu = degrees_of_freedom(first.get("nu"))
+        observe(mu, sigma[:, None], nu, y, mask, n_groups=self.n_groups)

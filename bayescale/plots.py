@@ -29,6 +29,7 @@ from bayescale._plotting import (
     RUN_COLOR,
     band,
     human,
+    input_values,
     interval_rows,
     law_curve,
     loss_axis,
@@ -40,6 +41,7 @@ from bayescale._plotting import (
     resolve_against,
     scatter_runs,
     sci,
+    source,
     tokens_axis,
     x_grid,
     zoom_inset,
@@ -73,8 +75,8 @@ def plot_fit(fit: ScalingFit, *, against: str | None = None, extrapolate_to: flo
 
     Parameters
     ----------
-    fit : ScalingFit
-        The fitted law.
+    fit : ScalingFit or Posterior
+        The fitted law (a Posterior draws no runs; its training domain sets the range).
     against : {"C", "N", "D", "x"}, optional
         Horizontal axis: compute (FLOPs, default for laws in N and D), parameters, tokens, or
         ``x`` (the only choice, and the default, for one-variable laws). Laws in N and D are drawn
@@ -99,11 +101,11 @@ def plot_fit(fit: ScalingFit, *, against: str | None = None, extrapolate_to: flo
     matplotlib.axes.Axes
     """
     level = check_level(level)
-    against = resolve_against(fit.law, against)
+    post, data = source(fit)
+    against = resolve_against(post.law, against)
     ax = new_ax(ax)
-    k = fit.data.flops_per_param_token
-    grid, j = x_grid(getattr(fit.data, against), extrapolate_to, n_grid)
-    xs, pred = law_curve(fit.law, fit.params_draws(), fit.noise_draws(), against, grid, k)
+    grid, j = x_grid(input_values(post, data, against), extrapolate_to, n_grid)
+    xs, pred = law_curve(post, against, grid)
     pct = f"{100 * level:g}%"
 
     def draw(target, legend):
@@ -122,8 +124,9 @@ def plot_fit(fit: ScalingFit, *, against: str | None = None, extrapolate_to: flo
 
     draw(ax, True)
     ax.plot([], [], color=LAW_COLOR, lw=1.8, label="posterior median"
-            + (" (compute-optimal)" if fit.law.inputs == ("N", "D") else ""))
-    scatter_runs(ax, fit, against)
+            + (" (compute-optimal)" if post.law.inputs == ("N", "D") else ""))
+    if data is not None:
+        scatter_runs(ax, data, post.law, against)
     ax.set_xscale("log")
     ax.set_xlabel(LABELS[against])
     loss_axis(ax)
@@ -155,24 +158,29 @@ def plot_frontier(fit: ScalingFit, C_range: Sequence[float] | None = None, *, le
     matplotlib.axes.Axes
         The data's budgets are shaded and marked by ticks along the bottom.
     """
+    from bayescale.allocation import compute_optimal
+
     level = check_level(level)
-    require_nd(fit, "plot_frontier")
-    data = fit.data
+    post, data = source(fit)
+    require_nd(post, "plot_frontier")
+    budgets = input_values(post, data, "C")
     if C_range is None:
-        C_range = (data.C.min(), 1e3 * data.C.max())
+        C_range = (budgets.min(), 1e3 * budgets.max())
     grid = np.sort(np.asarray(C_range, dtype=float))
     if grid.size == 2:
         grid = np.geomspace(grid[0], grid[1], n_grid)
-    alloc = fit.compute_optimal(grid)
+    alloc = compute_optimal(post, grid)
     ax = new_ax(ax)
     expo = alloc.exponents()
     for what, draws, color, e in (("N", alloc.N_opt, "C0", "a"), ("D", alloc.D_opt, "C1", "b")):
         m, lo, hi = interval(expo[e], level)
         band(ax, grid, draws, level, color=color, alpha=0.3,
               label=f"{what}* ∝ $C^{{{e}}}$, {e} = {m:.3f} [{lo:.3f}, {hi:.3f}]")
-    ax.axvspan(data.C.min(), data.C.max(), color="0.92", zorder=0, label="budgets of the runs")
-    ax.plot(data.C, np.full(data.C.shape, 0.015), "|", color="0.35", ms=7,
-            transform=ax.get_xaxis_transform())
+    ax.axvspan(budgets.min(), budgets.max(), color="0.92", zorder=0,
+               label="budgets of the runs")
+    if data is not None:
+        ax.plot(data.C, np.full(data.C.shape, 0.015), "|", color="0.35", ms=7,
+                transform=ax.get_xaxis_transform())
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(LABELS["C"])
@@ -203,26 +211,29 @@ def plot_isoflop(fit: ScalingFit, budgets: Sequence[float], *, level: float = 0.
     """
     import matplotlib.pyplot as plt
 
+    from bayescale.allocation import isoflop_profile
+
     level = check_level(level)
-    require_nd(fit, "plot_isoflop")
+    post, data = source(fit)
+    require_nd(post, "plot_isoflop")
     budgets = np.sort(np.atleast_1d(np.asarray(budgets, dtype=float)))
     ax = new_ax(ax)
     colors = plt.get_cmap("viridis")(np.linspace(0.05, 0.85, budgets.size))
     for c, color in zip(budgets, colors):
-        prof = fit.isoflop_profile(c, n_grid=n_grid)
+        prof = isoflop_profile(post, c, n_grid=n_grid)
         med, _, _ = band(ax, prof.N, prof.loss, level, color=color, alpha=0.35, label=sci(c))
         n_med, n_lo, n_hi = interval(prof.N_opt, level)
         y = np.interp(np.log(n_med), np.log(prof.N), med)
         ax.errorbar(n_med, y, xerr=[[n_med - n_lo], [n_hi - n_med]], fmt="o", color=color,
                     mec="k", ms=6, capsize=3, zorder=4)
-        if show_runs and fit.data.N is not None:
-            near = np.abs(np.log(fit.data.C / c)) < np.log(1.12)
-            ax.scatter(fit.data.N[near], fit.data.loss[near], color=color, marker="x", s=22,
+        if show_runs and data is not None:
+            near = np.abs(np.log(data.C / c)) < np.log(1.12)
+            ax.scatter(data.N[near], data.loss[near], color=color, marker="x", s=22,
                        zorder=3)
     ax.errorbar([], [], xerr=[], fmt="o", color="0.5", mec="k", capsize=3,
                 label=f"median N*, {100 * level:g}% interval")
     ax.set_xscale("log")
-    ax.set_xlabel(LABELS["N"] + f"   (D = C / ({fit.data.flops_per_param_token:g} N))")
+    ax.set_xlabel(LABELS["N"] + f"   (D = C / ({post.flops_per_param_token:g} N))")
     loss_axis(ax)
     ax.legend(fontsize="small", loc="upper right", title=f"budget (FLOPs), {100 * level:g}% band",
               title_fontsize="small")
@@ -254,10 +265,13 @@ def plot_tokens_per_param(fit: ScalingFit, C: float, *,
     matplotlib.axes.Axes
         Also marks the 20 tokens per parameter rule of thumb of Hoffmann et al. (2022).
     """
+    from bayescale.allocation import compute_optimal
+
     level = check_level(level)
-    require_nd(fit, "plot_tokens_per_param")
-    ratio = fit.compute_optimal(C).tokens_per_param[:, 0]
-    plug = plugin_ratio(fit, C, plugin)
+    post, _ = source(fit)
+    require_nd(post, "plot_tokens_per_param")
+    ratio = compute_optimal(post, C).tokens_per_param[:, 0]
+    plug = plugin_ratio(post, C, plugin)
     ax = new_ax(ax)
     dens, edges = np.histogram(np.log10(ratio), bins=bins, density=True)
     ax.stairs(dens, 10**edges, fill=True, color="C0", alpha=0.35, label="posterior")
@@ -310,8 +324,9 @@ def plot_decision(fit: ScalingFit, C: float, *,
         posterior-median law) as a dotted line. The loss axis is linear: the curves differ by
         hundredths of a nat.
     """
-    require_nd(fit, "plot_decision")
-    n, curves, decisions = objective_curves(fit, C, objectives, span=span, n_grid=n_grid,
+    post, _ = source(fit)
+    require_nd(post, "plot_decision")
+    n, curves, decisions = objective_curves(post, C, objectives, span=span, n_grid=n_grid,
                                             seed=seed)
     ax = new_ax(ax)
     for i, (values, dec) in enumerate(zip(curves, decisions)):
@@ -324,7 +339,7 @@ def plot_decision(fit: ScalingFit, C: float, *,
     ax.set_xscale("log")
     ax.set_xlabel(LABELS["N"])
     narrow_log_ticks(ax.xaxis)
-    tokens_axis(ax, C, fit.data.flops_per_param_token)
+    tokens_axis(ax, C, post.flops_per_param_token)
     ax.set_ylabel("objective of a new run's loss (nats)")
     ax.set_title(f"C = {sci(C)} FLOPs", fontsize="medium")
     ax.legend(fontsize="small", loc="upper center")
@@ -359,12 +374,12 @@ def plot_bayes_vs_lsq(fit: ScalingFit, lsq_fits: Mapping[str, Any], *, against: 
     matplotlib.axes.Axes or tuple of two Axes
         What was drawn on: (curves, intervals), or the one Axes given.
     """
-    from bayescale.laws import get_law
+    from bayescale.posterior import Posterior
 
     level = check_level(level)
-    against = resolve_against(fit.law, against)
-    k = fit.data.flops_per_param_token
-    values = getattr(fit.data, against)
+    post, data = source(fit)
+    against = resolve_against(post.law, against)
+    values = input_values(post, data, against)
     target = 100 * float(np.max(values)) if extrapolate_to is None else extrapolate_to
     grid, j = x_grid(values, target, n_grid)
     pct = f"{100 * level:g}%"
@@ -381,27 +396,29 @@ def plot_bayes_vs_lsq(fit: ScalingFit, lsq_fits: Mapping[str, Any], *, against: 
         m, lo_, hi_ = interval(draws[:, j], level)
         return f"{name}: {m:.3f}" + (f" [{lo_:.3f}, {hi_:.3f}]" if draws.shape[0] > 1 else "")
 
-    xs, pred = law_curve(fit.law, fit.params_draws(), fit.noise_draws(), against, grid, k)
+    xs, pred = law_curve(post, against, grid)
     band(ax, xs, pred.law_draws, level, color="C0", alpha=0.4, edge="-",
          label=label(f"Bayes, {pct}", pred.law_draws))
     rows.append(("Bayes (posterior)", "C0", *interval(pred.law_draws[:, j], level)))
     for i, (name, lsq) in enumerate(lsq_fits.items()):
-        law, color = get_law(lsq.law), f"C{i + 1}"
-        if law.inputs != fit.law.inputs:
-            raise FitError(f"least-squares fit {name!r} has law {law.name!r} with inputs "
-                           f"{law.inputs}; the posterior's law takes {fit.law.inputs}")
-        point = {p: np.atleast_1d(v) for p, v in lsq.params.items()}
-        xp, pp = law_curve(law, point, {"sigma": 0.0}, against, grid, k)
+        boot, color = lsq.posterior, f"C{i + 1}"
+        if boot.law.inputs != post.law.inputs:
+            raise FitError(f"least-squares fit {name!r} has law {boot.law.name!r} with inputs "
+                           f"{boot.law.inputs}; the posterior's law takes {post.law.inputs}")
+        point = Posterior.from_draws(boot.law, lsq.params,
+                                     flops_per_param_token=post.flops_per_param_token)
+        xp, pp = law_curve(point, against, grid)
         m = lo_ = hi_ = pp.law_draws[0, j]
         if lsq.draws is not None:
-            xb, pb = law_curve(law, lsq.params_draws(), {"sigma": 0.0}, against, grid, k)
+            xb, pb = law_curve(boot, against, grid)
             band(ax, xb, pb.law_draws, level, color=color, alpha=0.15, line=False, edge=":",
                  label=label(f"{name}, bootstrap {pct}", pb.law_draws))
             _, lo_, hi_ = interval(pb.law_draws[:, j], level)
         ax.plot(xp, pp.law_draws[0], color=color, ls="--", lw=1.8,
                 label=label(f"{name}, point", pp.law_draws))
         rows.append((name, color, m, lo_, hi_))
-    ax.scatter(values, fit.data.loss, s=8, color="0.45", zorder=3, label="runs")
+    if data is not None:
+        ax.scatter(values, data.loss, s=8, color="0.45", zorder=3, label="runs")
     ax.axvline(xs[j], color="0.3", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel(LABELS[against])
@@ -437,6 +454,9 @@ def plot_diagnostics(fit: ScalingFit, kind: str = "trace", *,
     """
     import arviz as az
 
+    if not hasattr(fit, "idata"):
+        raise FitError("plot_diagnostics needs a ScalingFit (the sampler's chains); a "
+                       f"{type(fit).__name__} has none")
     names = list(var_names or fit.param_names)
     labeller = az.labels.MapLabeller(var_name_map={n: PRETTY.get(n, n) for n in names})
     common = dict(var_names=names, labeller=labeller)

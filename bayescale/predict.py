@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayescale.allocation import Allocation, _law_loss, _param_draws, compute_optimal
+from bayescale.allocation import Allocation, compute_optimal
 from bayescale.errors import FitError
-from bayescale.laws import Law, get_law
+from bayescale.posterior import as_posterior
 from bayescale.summaries import check_level, interval, summary_dict
 
 __all__ = ["Prediction", "predict"]
@@ -51,6 +51,9 @@ class Prediction:
         Seed of the ``numpy.random.Generator`` that drew the noise.
     allocation : Allocation or None
         The compute-optimal split behind a prediction at budgets, else ``None``.
+    noise_scale, nu : numpy.ndarray or None
+        (S,) scale and Student-t degrees of freedom of a new run's noise on log loss, each
+        draw's (for :meth:`log_density`).
     """
 
     law: str
@@ -60,6 +63,8 @@ class Prediction:
     level: float = 0.95
     seed: int = 0
     allocation: Allocation | None = None
+    noise_scale: np.ndarray | None = None
+    nu: np.ndarray | None = None
 
     def __post_init__(self):
         check_level(self.level)
@@ -69,6 +74,23 @@ class Prediction:
         for name, v in self.inputs.items():
             if np.shape(v) != (shape[1],):
                 raise FitError(f"input {name!r} must have one value per point ({shape[1]})")
+
+    def log_density(self, loss) -> np.ndarray:
+        r"""Log predictive density of observed losses, one per point, on log loss:
+        :math:`\log \frac1S \sum_s t_{\nu_s}(\log y \mid \log L_s, \sigma_s)` (nats of log
+        loss; Gaussian where :math:`\nu_s = \infty`)."""
+        from scipy import stats
+        from scipy.special import logsumexp
+
+        if self.noise_scale is None:
+            raise FitError("this prediction carries no noise scale to score a density with")
+        y = np.log(np.asarray(loss, dtype=float))
+        if y.shape != (self.law_draws.shape[1],):
+            raise FitError(f"give one observed loss per point ({self.law_draws.shape[1]})")
+        nu = np.inf if self.nu is None else self.nu[:, None]
+        lp = stats.t.logpdf(y[None, :], df=nu, loc=np.log(self.law_draws),
+                            scale=self.noise_scale[:, None])
+        return logsumexp(lp, axis=0) - np.log(self.law_draws.shape[0])
 
     def table(self, level: float | None = None) -> pd.DataFrame:
         """Tidy table, one row per point and kind (``law``, ``new_run``): the input columns, then
@@ -108,43 +130,8 @@ def _sizes(name: str, value: Any) -> np.ndarray:
     return arr
 
 
-def _noise_draws(noise: Mapping[str, Any] | None, n_draws: int) -> tuple[np.ndarray, np.ndarray]:
-    """(sigma, nu) as (S,) arrays; nu = inf means Gaussian."""
-    if not isinstance(noise, Mapping) or "sigma" not in noise:
-        raise FitError("noise must be a mapping with 'sigma' (scale of the noise on log loss) "
-                       "and optionally 'nu' (Student-t degrees of freedom; None for Gaussian)")
-    nu_in = noise.get("nu")
-    values = {"sigma": noise["sigma"], "nu": np.inf if nu_in is None else nu_in}
-    out = []
-    for name, v in values.items():
-        arr = np.atleast_1d(np.asarray(v, dtype=float))
-        if arr.ndim != 1 or arr.size not in (1, n_draws):
-            raise FitError(
-                f"noise {name!r} must be a number or {n_draws} draws; got shape {arr.shape}"
-            )
-        out.append(np.broadcast_to(arr, (n_draws,)))
-    sigma, nu = out
-    if not np.all(np.isfinite(sigma) & (sigma >= 0)):
-        raise FitError("noise 'sigma' must be finite and >= 0")
-    if not np.all(nu > 0):
-        raise FitError("noise 'nu' (Student-t degrees of freedom) must be > 0")
-    return sigma, nu
-
-
-def _log_noise(sigma: np.ndarray, nu: np.ndarray, n_points: int, seed: int) -> np.ndarray:
-    """Draws of epsilon on log loss (S, P): StudentT(nu_s, 0, sigma_s), or Normal(0, sigma_s)."""
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((sigma.size, n_points))
-    heavy = np.isfinite(nu)
-    if heavy.any():
-        z[heavy] = rng.standard_t(nu[heavy, None], size=(int(heavy.sum()), n_points))
-    return sigma[:, None] * z
-
-
 def predict(
-    law: str | Law,
-    params: Mapping[str, Any],
-    noise: Mapping[str, Any],
+    posterior: Any,
     *,
     N: Any = None,
     D: Any = None,
@@ -152,30 +139,26 @@ def predict(
     C: Any = None,
     level: float = 0.95,
     seed: int = 0,
-    flops_per_param_token: float = 6.0,
 ) -> Prediction:
     r"""Posterior predictive loss (nats) at new points, for the law and for a new training run.
 
     Give exactly one kind of input: ``N`` and ``D`` (parameters and tokens, paired elementwise after
     broadcasting) for a law in N and D; ``x`` for a one-variable law; or ``C`` (FLOPs) alone, which
-    predicts at each draw's compute-optimal split under :math:`C = k N D`.
+    predicts at each draw's compute-optimal split under :math:`C = k N D` (k: the posterior's
+    ``flops_per_param_token``).
 
     Parameters
     ----------
-    law : str or Law
-        The fitted law.
-    params : mapping
-        Parameter name -> (S,) draws in natural units.
-    noise : mapping
-        ``{"sigma": (S,) or float, "nu": (S,), float, None or inf}``: noise on log loss.
+    posterior : Posterior or fit
+        The draws (:class:`bayescale.Posterior`; a :class:`~bayescale.ScalingFit` or
+        :class:`~bayescale.baselines.LSQFit` is converted).
     N, D, x, C : float or array_like, optional
         Where to predict (see above); all must be positive.
     level : float, default 0.95
         Default interval mass of the returned :class:`Prediction`.
     seed : int, default 0
-        Seed of the ``numpy.random.Generator`` that simulates the new-run noise.
-    flops_per_param_token : float, default 6.0
-        k in :math:`C = k N D`, used with ``C``.
+        Seed of the ``numpy.random.Generator`` that simulates the new-run noise
+        (:meth:`bayescale.Posterior.noise`).
 
     Returns
     -------
@@ -186,19 +169,17 @@ def predict(
     ------
     FitError
         For inputs that do not match the law (``N`` without ``D``, ``x`` for a two-variable law,
-        ``C`` mixed with sizes, ``C`` for a one-variable law), non-positive sizes, or bad noise.
+        ``C`` mixed with sizes, ``C`` for a one-variable law) or non-positive sizes.
     """
-    law = get_law(law)
+    post = as_posterior(posterior)
+    law = post.law
     level = check_level(level)
-    draws = _param_draws(law, params)
-    n_draws = next(iter(draws.values())).size
-    sigma, nu = _noise_draws(noise, n_draws)
     given = [name for name, v in (("N", N), ("D", D), ("x", x), ("C", C)) if v is not None]
     allocation = None
     if C is not None:
         if given != ["C"]:
             raise FitError(f"give C alone (the compute-optimal split) or N and D; got {given}")
-        allocation = compute_optimal(law, draws, C, flops_per_param_token=flops_per_param_token)
+        allocation = compute_optimal(post, C)
         law_draws = allocation.loss
         inputs = {
             "compute": allocation.compute,
@@ -215,8 +196,9 @@ def predict(
             inputs = dict(zip(law.inputs, (np.array(v) for v in np.broadcast_arrays(*sizes))))
         except ValueError:
             raise FitError("N and D pair up elementwise: give equal lengths or a scalar") from None
-        p = {name: v[:, None] for name, v in draws.items()}
-        law_draws = _law_loss(law, p, {name: np.log(v)[None, :] for name, v in inputs.items()})
-    law_draws = np.broadcast_to(law_draws, (n_draws, law_draws.shape[-1])).copy()
-    new_run = law_draws * np.exp(_log_noise(sigma, nu, law_draws.shape[1], seed))
-    return Prediction(law.name, inputs, law_draws, new_run, level, int(seed), allocation)
+        law_draws = post.law_draws(inputs)
+    law_draws = np.broadcast_to(law_draws, (post.size, law_draws.shape[-1])).copy()
+    noise = post.noise(np.random.default_rng(seed), shape=(law_draws.shape[1],))
+    new_run = law_draws * np.exp(noise)
+    return Prediction(law.name, inputs, law_draws, new_run, level, int(seed), allocation,
+                      noise_scale=post.new_run_sigma, nu=post.nu)

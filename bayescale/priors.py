@@ -37,9 +37,7 @@ import numpy as np
 from bayescale.errors import FitError
 
 __all__ = ["default_priors", "resolve_priors", "prior_to_dict", "prior_from_dict",
-           "priors_to_json", "priors_from_json", "NOISE_SITES"]
-
-NOISE_SITES = ("sigma", "sigma_fit", "nu")
+           "priors_to_json", "priors_from_json"]
 
 
 def _dist():

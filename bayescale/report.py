@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bayescale._plotting import human
+from bayescale._plotting import human, input_values, source
 from bayescale.errors import FitError
 from bayescale.summaries import check_level, interval
 
@@ -43,7 +43,9 @@ figcaption { color: #555; font-size: .9em; }
 def default_budgets(fit) -> tuple[float, ...]:
     """10, 100 and 1000 times the largest budget of the runs, rounded up to powers of ten (FLOPs);
     for a one-variable law the same multiples of the largest x."""
-    largest = float(np.max(fit.data.C if fit.law.inputs == ("N", "D") else fit.data.x))
+    post, data = source(fit)
+    largest = float(np.max(input_values(post, data, "C" if post.law.inputs == ("N", "D")
+                                        else "x")))
     base = 10.0 ** math.ceil(math.log10(largest))
     return tuple(base * 10.0**i for i in range(3))
 
@@ -78,6 +80,25 @@ def _figure(fig_or_ax, caption: str) -> str:
 def _ci(draws, level: float) -> str:
     m, lo, hi = interval(np.ravel(draws), level)
     return f"{_fmt(float(m))} <span class=muted>[{_fmt(float(lo))}, {_fmt(float(hi))}]</span>"
+
+
+def _domain_section(post) -> str:
+    """Without the runs: the ranges of the training domain the posterior carries."""
+    if post.domain is None:
+        return "<h2>Data</h2><p>The runs behind this posterior are not given.</p>"
+    rows = [[html.escape(name), _fmt(lo), _fmt(hi)] for name, (lo, hi) in
+            post.domain.ranges.items()]
+    return ("<h2>Data</h2><p>Training domain of the runs behind this posterior.</p>"
+            + _table(rows, ["input", "min", "max"]))
+
+
+def _draws_section(post, level: float) -> str:
+    """Without a sampler: the posterior's draws of each parameter and of the noise."""
+    pct = f"{100 * level:g}%"
+    names = [*post.params, "sigma"] + (["sigma_fit"] if post.sigma_fit is not None else [])
+    rows = [[f"<code>{html.escape(n)}</code>", _ci(post.draws(n), level)] for n in names]
+    return (f"<h2>Posterior</h2><p>Law <code>{html.escape(post.law.formula)}</code>, "
+            f"{post.size} draws.</p>" + _table(rows, ["parameter", f"median [{pct}]"]))
 
 
 def _data_section(fit) -> str:
@@ -123,16 +144,20 @@ def _diagnostics_section(fit) -> str:
 
 def _allocation_section(fit, budgets, level: float) -> str:
     from bayescale import plots
+    from bayescale.allocation import compute_optimal
+    from bayescale.predict import predict
 
-    alloc = fit.compute_optimal(budgets)
-    pred = fit.predict(C=budgets, level=level)
+    post, data = source(fit)
+    alloc = compute_optimal(post, budgets)
+    pred = predict(post, C=budgets, level=level)
     rows = [[sci_html(c), _ci(alloc.N_opt[:, j], level), _ci(alloc.D_opt[:, j], level),
              _ci(alloc.tokens_per_param[:, j], level), _ci(pred.law_draws[:, j], level),
              _ci(pred.new_run_draws[:, j], level)] for j, c in enumerate(alloc.compute)]
     pct = f"{100 * level:g}%"
     top = float(np.max(budgets))
-    lo_c = float(np.min(fit.data.C))
-    inside = np.geomspace(10 * lo_c, float(np.max(fit.data.C)), 3)
+    runs_c = input_values(post, data, "C")
+    lo_c = float(np.min(runs_c))
+    inside = np.geomspace(10 * lo_c, float(np.max(runs_c)), 3)
     iso = sorted({*(float(f"{c:.2g}") for c in inside), *budgets})
     return ("<h2>Compute-optimal allocation</h2>"
             f"<p>Median and {pct} interval of each quantity at each budget; the loss of the law "
@@ -161,14 +186,15 @@ def sci_html(v: float) -> str:
 
 def _prediction_section(fit, points, level: float) -> str:
     from bayescale.plots import plot_diagnostics
+    from bayescale.predict import predict
 
-    pred = fit.predict(x=points, level=level)
+    pred = predict(fit, x=points, level=level)
     rows = [[_fmt(x), _ci(pred.law_draws[:, j], level), _ci(pred.new_run_draws[:, j], level)]
             for j, x in enumerate(points)]
+    pairs = (_figure(plot_diagnostics(fit, "pair"), "Pairwise posterior draws.")
+             if hasattr(fit, "idata") else "")
     return ("<h2>Predictions</h2>"
-            + _table(rows, ["x", "law loss (nats)", "new-run loss (nats)"])
-            + _figure(plot_diagnostics(fit, "pair"),
-                      "Pairwise posterior draws."))
+            + _table(rows, ["x", "law loss (nats)", "new-run loss (nats)"]) + pairs)
 
 
 def render_report(fit, *, budgets: Sequence[float] | None = None, level: float = 0.9) -> str:
@@ -176,14 +202,16 @@ def render_report(fit, *, budgets: Sequence[float] | None = None, level: float =
     from bayescale import __version__, plots
 
     level = check_level(level)
+    post, data = source(fit)
+    sampled = hasattr(fit, "diagnostics")  # a ScalingFit: runs, sampler and versions to show
     budgets = np.sort(np.atleast_1d(np.asarray(
         default_budgets(fit) if budgets is None or len(budgets) == 0 else budgets, dtype=float)))
     if budgets.ndim != 1 or not np.all(np.isfinite(budgets) & (budgets > 0)):
-        what = "budgets (FLOPs)" if fit.law.inputs == ("N", "D") else "values of x"
+        what = "budgets (FLOPs)" if post.law.inputs == ("N", "D") else "values of x"
         raise FitError(f"report {what} must be positive numbers; got {budgets.tolist()}")
-    two = fit.law.inputs == ("N", "D")
-    title = f"{fit.law.name} scaling law" + (f" on {fit.data.name}" if fit.data.name else "")
-    warn = "" if fit.diagnostics["converged"] else (
+    two = post.law.inputs == ("N", "D")
+    title = f"{post.law.name} scaling law" + (f" on {data.name}" if data and data.name else "")
+    warn = "" if not sampled or fit.diagnostics["converged"] else (
         "<p class=warn>The sampler did not converge (see Diagnostics): refit with more warm-up "
         "and draws before using these numbers.</p>")
     with warnings.catch_warnings():
@@ -191,14 +219,18 @@ def render_report(fit, *, budgets: Sequence[float] | None = None, level: float =
         extrap = _figure(plots.plot_fit(fit, extrapolate_to=float(budgets[-1]), level=level),
                          f"Runs, posterior median law and {100 * level:g}% bands (law: dark; a "
                          "new run: grey, dashed edges), extrapolated to the largest budget.")
-        body = [f"<h1>{html.escape(title)}</h1>", warn, _data_section(fit),
-                _posterior_section(fit, level), "<h2>Extrapolation</h2>", extrap,
+        body = [f"<h1>{html.escape(title)}</h1>", warn,
+                _data_section(fit) if sampled else _domain_section(post),
+                _posterior_section(fit, level) if sampled else _draws_section(post, level),
+                "<h2>Extrapolation</h2>", extrap,
                 (_allocation_section(fit, budgets, level) if two
                  else _prediction_section(fit, budgets, level)),
-                _diagnostics_section(fit)]
-    versions = ", ".join(f"{k} {v}" for k, v in fit.versions.items())
-    body.append(f"<p class=muted>Written by bayescale {html.escape(__version__)}; fit made with "
-                f"{html.escape(versions)}.</p>")
+                _diagnostics_section(fit) if sampled else ""]
+    made = ""
+    if sampled:
+        versions = ", ".join(f"{k} {v}" for k, v in fit.versions.items())
+        made = f"; fit made with {html.escape(versions)}"
+    body.append(f"<p class=muted>Written by bayescale {html.escape(__version__)}{made}.</p>")
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
@@ -210,8 +242,8 @@ def write_report(fit, path: str | os.PathLike, *, budgets: Sequence[float] | Non
 
     Parameters
     ----------
-    fit : ScalingFit
-        The fit to report on.
+    fit : ScalingFit or Posterior
+        The fit to report on (a Posterior gets no data, sampler or diagnostics sections).
     path : str or PathLike
         Where to write the HTML (atomically: a temporary file renamed into place).
     budgets : sequence of float, optional

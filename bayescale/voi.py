@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
-from bayescale._draws import as_draws, log_n_bounds, optimal_log_n, positive, require_nd
+from bayescale._draws import log_n_bounds, optimal_log_n, positive, require_nd
 from bayescale.errors import FitError
-from bayescale.laws import Law
+from bayescale.posterior import as_posterior
 
 __all__ = ["value_of_experiment"]
 
@@ -77,9 +77,7 @@ def _candidates(candidates, inputs: tuple[str, ...], k: float) -> pd.DataFrame:
 
 
 def value_of_experiment(
-    law: Law | str,
-    params: Mapping[str, np.ndarray],
-    noise: Mapping[str, object],
+    posterior,
     candidates: pd.DataFrame | Sequence | Mapping,
     *,
     quantity: str | Callable[[Mapping[str, np.ndarray]], np.ndarray] = "log_N_opt",
@@ -87,7 +85,6 @@ def value_of_experiment(
     at: Mapping[str, float] | None = None,
     n_sim: int = 256,
     seed: int = 0,
-    flops_per_param_token: float = 6.0,
     bounds: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
     r"""Rank candidate pilot runs by the expected reduction in posterior variance of a quantity.
@@ -97,7 +94,7 @@ def value_of_experiment(
 
     Parameters
     ----------
-    law, params, noise: posterior draws (see :mod:`bayescale.decisions`); noise sigma must be > 0.
+    posterior: the draws (see :mod:`bayescale.decisions`); their noise must be > 0.
     candidates: pilot runs: a DataFrame or mapping with a column per law input (``N``, ``D`` or
         ``x``) and optionally ``cost`` (FLOPs; default k N D), or a list of tuples/dicts of those.
     quantity: ``"log_N_opt"`` (each draw's compute-optimal log N at budget ``C``), ``"log_loss"`` or
@@ -114,10 +111,11 @@ def value_of_experiment(
     ``reduction_fraction``, ``reduction_per_cost`` (per FLOP); ``ess_mean`` and ``ess_min`` of the
     importance weights over the simulated outcomes; ``rank`` (1 = most reduction per FLOP).
     """
-    d = as_draws(law, params, noise)
-    if np.any(d.sigma <= 0):
-        raise FitError("value_of_experiment needs observation noise: noise['sigma'] must be > 0")
-    k = positive(flops_per_param_token, "flops_per_param_token")
+    d = as_posterior(posterior)
+    if np.any(d.new_run_sigma <= 0):
+        raise FitError("value_of_experiment needs observation noise: the posterior's noise "
+                       "sigma must be > 0")
+    k = d.flops_per_param_token
     q = _quantity(d, quantity, C=C, at=at, k=k, bounds=bounds)
     table = _candidates(candidates, d.law.inputs, k)
     n_sim = int(n_sim)

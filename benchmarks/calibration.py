@@ -117,6 +117,7 @@ def run_bayes(sim, settings):
 
 
 def run_lsq(sim, method, n_boot):
+    from bayescale.posterior import Posterior
     from bayescale.predict import predict
 
     fitter = (functools.partial(bl.huber_approach3, grid=SUB_GRID) if method == "huber"
@@ -126,10 +127,10 @@ def run_lsq(sim, method, n_boot):
     point = fitter(*arrays)
     draws = bl.bootstrap(fitter, *arrays, n=n_boot, seed=sim["i"], start=point.params)
     one = {k: np.array([v]) for k, v in point.params.items()}
-    fitted = predict("chinchilla", one, {"sigma": 0.0}, N=sim["N"], D=sim["D"]).law_draws[0]
+    fitted = predict(Posterior.from_draws("chinchilla", one), N=sim["N"], D=sim["D"]).law_draws[0]
     sigma = C.residual_sigma(np.log(sim["loss"]), np.log(fitted), 5)
-    pred = predict("chinchilla", draws, {"sigma": sigma, "nu": None}, N=HELDOUT_N, D=HELDOUT_D,
-                   seed=sim["i"])
+    pred = predict(Posterior.from_draws("chinchilla", draws, {"sigma": sigma}), N=HELDOUT_N,
+                   D=HELDOUT_D, seed=sim["i"])
     seconds = time.perf_counter() - t0
     return _records(sim, method, draws, pred.law_draws, pred.new_run_draws, seconds,
                     f"sigma={sigma:.5f}")

@@ -43,6 +43,7 @@ import bayescale
 from bayescale import baselines as bl
 from bayescale.datasets import load_frame
 from bayescale.laws import get_law
+from bayescale.posterior import Posterior
 from bayescale.predict import predict
 
 PORIAN_CONFIG = "Optimizer tuning (no decay)"
@@ -71,10 +72,10 @@ def bayes(law, train, test, y_test, settings, seed=0):
         fit = bayescale.fit(data, law, seed=seed, progress=False, **settings)
     pred = fit.predict(**test, seed=seed)
     seconds = time.perf_counter() - t0
-    noise = fit.noise_draws()
+    post = fit.posterior
     point = np.median(np.log(pred.law_draws), axis=0)
     pts = C.heldout_points(np.log(y_test), point, pred.new_run_draws, pred.law_draws,
-                           noise["sigma"], noise["nu"])
+                           post.new_run_sigma, post.nu)
     d = fit.diagnostics
     note = f"R-hat {d['max_rhat']:.3f}, ESS {d['min_ess_bulk']:.0f}, {d['divergences']} div"
     return pts, pred, seconds, note
@@ -92,10 +93,10 @@ def lsq(method, law, train, test, y_test, *, n_boot, seed=0, grid=None):
     draws = bl.bootstrap(fitter, *arrays, n=n_boot, seed=seed, start=point.params)
     seconds = time.perf_counter() - t0
     one = {k: np.array([v]) for k, v in point.params.items()}
-    fitted = predict(law, one, {"sigma": 0.0}, **{k: train[k] for k in names}).law_draws[0]
+    fitted = predict(Posterior.from_draws(law, one), **{k: train[k] for k in names}).law_draws[0]
     sigma = C.residual_sigma(np.log(train["loss"]), np.log(fitted), len(point.params))
-    pred = predict(law, draws, {"sigma": sigma, "nu": None}, **test, seed=seed)
-    point_test = np.log(predict(law, one, {"sigma": 0.0}, **test).law_draws[0])
+    pred = predict(Posterior.from_draws(law, draws, {"sigma": sigma}), **test, seed=seed)
+    point_test = np.log(predict(Posterior.from_draws(law, one), **test).law_draws[0])
     pts = C.heldout_points(np.log(y_test), point_test, pred.new_run_draws, pred.law_draws,
                            sigma, None)
     n = next(iter(draws.values())).size

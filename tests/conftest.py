@@ -1,6 +1,9 @@
-"""Shared test set-up: CPU only, float64, fixed seeds, and small helpers.
+"""Shared test set-up: CPU only, fixed seeds, and small helpers.
 
 Like numpyro's own test suite, tests run on the CPU with a fixed seed; nothing here samples.
+JAX's global float64 switch is left off, as a user's is: bayescale's computations must set
+float64 themselves (:func:`bayescale._jax.scope`), and a test that calls ``jnp`` directly
+asks for it with the ``x64`` fixture.
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ if "BAYESCALE_CACHE_DIR" not in os.environ:
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import bayescale._jax  # noqa: E402,F401  (float64 on)
-
 
 def simulate_chinchilla(truth=None, *, n_side=7, sigma=0.01, seed=0, df=None):
     """A Chinchilla-shaped grid of runs: N from 1e7..1e10 and 3-30x.. tokens, noisy log loss."""
@@ -36,8 +37,22 @@ def simulate_chinchilla(truth=None, *, n_side=7, sigma=0.01, seed=0, df=None):
 
 
 @pytest.fixture
-def chinchilla_sim():
-    return simulate_chinchilla()
+def x64():
+    """float64 for a test's own ``jnp`` code (JAX's global switch stays off)."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture(scope="module")
+def x64_module():
+    """float64 for every test of a module that calls ``jnp`` itself
+    (``pytestmark = pytest.mark.usefixtures("x64_module")``)."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield
 
 
 def chinchilla_draws(n: int = 500, seed: int = 0) -> dict[str, np.ndarray]:
@@ -71,3 +86,10 @@ def _fresh_compiled_programs():
     _nuts._LOADED.clear()
     jax.clear_caches()
     gc.collect()
+
+
+def post(law, params, noise=None, *, k: float = 6.0):
+    """Fixed draws as a :class:`bayescale.Posterior` (no sampling)."""
+    from bayescale.posterior import Posterior
+
+    return Posterior.from_draws(law, params, noise, flops_per_param_token=k)

@@ -21,6 +21,7 @@ from bayescale.errors import FitError
 from bayescale.laws import LAWS, chinchilla_exponents, chinchilla_optimum
 
 from conftest import chinchilla_draws  # noqa: E402
+from conftest import post  # noqa: E402
 
 BUDGETS = np.logspace(18, 26, 9)
 
@@ -63,7 +64,7 @@ TWO_TERM = replace(
 
 def test_numerical_optimum_matches_chinchilla_closed_form():
     p = chinchilla_draws(500)
-    num = numerical_optimum("chinchilla", p, BUDGETS)
+    num = numerical_optimum(post("chinchilla", p), BUDGETS)
     col = {k: v[:, None] for k, v in p.items()}
     n_ref, d_ref = chinchilla_optimum(BUDGETS, A=col["A"], B=col["B"], alpha=col["alpha"], beta=col["beta"])
     assert num.N_opt.shape == (500, BUDGETS.size)
@@ -76,7 +77,7 @@ def test_numerical_optimum_matches_chinchilla_closed_form():
 
 def test_kaplan_numerical_matches_independent_closed_form():
     p = kaplan_draws()
-    alloc = compute_optimal("kaplan", p, BUDGETS)
+    alloc = compute_optimal(post("kaplan", p), BUDGETS)
     assert not alloc.at_edge.any()
     np.testing.assert_allclose(alloc.N_opt, kaplan_optimum(p, BUDGETS), rtol=1e-6)
     # The optimum is a minimum: moving N either way along C = kND raises the loss of every draw.
@@ -95,15 +96,19 @@ def _kaplan_np(p, N, D):
 @pytest.mark.parametrize("law, draws", [("chinchilla", chinchilla_draws), ("kaplan", kaplan_draws)])
 @pytest.mark.parametrize("k", [6.0, 8.0])
 def test_budget_identity_per_draw(law, draws, k):
-    alloc = compute_optimal(law, draws(), BUDGETS, flops_per_param_token=k)
+    alloc = compute_optimal(post(law, draws(), k=k), BUDGETS)
     np.testing.assert_allclose(k * alloc.N_opt * alloc.D_opt, np.broadcast_to(BUDGETS, alloc.N_opt.shape), rtol=1e-12)
     np.testing.assert_allclose(alloc.tokens_per_param, alloc.D_opt / alloc.N_opt)
-    np.testing.assert_allclose(alloc.a + alloc.b, 1.0, rtol=1e-12)
+    # a and b are the slopes of log N* and log D* in log C: finite differences agree
+    h = 1e-4
+    up = compute_optimal(post(law, draws(), k=k), BUDGETS * np.exp(h))
+    np.testing.assert_allclose(np.log(up.N_opt / alloc.N_opt) / h, alloc.a, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(np.log(up.D_opt / alloc.D_opt) / h, alloc.b, rtol=1e-3, atol=1e-6)
 
 
 def test_chinchilla_exponents_and_scaling():
     p = chinchilla_draws(300)
-    alloc = compute_optimal("chinchilla", p, [1e20, 1e22])
+    alloc = compute_optimal(post("chinchilla", p), [1e20, 1e22])
     a_ref = p["beta"] / (p["alpha"] + p["beta"])
     np.testing.assert_allclose(alloc.a[:, 0], a_ref, rtol=1e-12)
     np.testing.assert_allclose(alloc.b[:, 1], p["alpha"] / (p["alpha"] + p["beta"]), rtol=1e-12)
@@ -146,9 +151,9 @@ def test_bounded_isoflop_minimum_matches_scipy_per_draw():
 def test_kaplan_local_slope_matches_finite_difference():
     p = kaplan_draws()
     C, h = BUDGETS, 1e-3
-    opt = numerical_optimum("kaplan", p, C)
-    up = numerical_optimum("kaplan", p, C * np.exp(h)).N_opt
-    down = numerical_optimum("kaplan", p, C * np.exp(-h)).N_opt
+    opt = numerical_optimum(post("kaplan", p), C)
+    up = numerical_optimum(post("kaplan", p), C * np.exp(h)).N_opt
+    down = numerical_optimum(post("kaplan", p), C * np.exp(-h)).N_opt
     np.testing.assert_allclose(opt.a, np.log(up / down) / (2 * h), rtol=1e-6)
     np.testing.assert_allclose(opt.a, (p["alpha_D"] / (p["alpha_N"] + p["alpha_D"]))[:, None] + 0 * C, rtol=1e-9)
 
@@ -158,12 +163,12 @@ def test_local_slope_of_a_law_whose_exponent_drifts():
          "A2": np.array([20.0, 30.0]), "alpha2": np.array([0.1, 0.12]), "B": np.array([2000.0, 2100.0]),
          "beta": np.array([0.37, 0.33])}
     C, h = np.logspace(18, 26, 5), 1e-4
-    opt = numerical_optimum(TWO_TERM, p, C)
-    up = numerical_optimum(TWO_TERM, p, C * np.exp(h)).N_opt
-    down = numerical_optimum(TWO_TERM, p, C * np.exp(-h)).N_opt
+    opt = numerical_optimum(post(TWO_TERM, p), C)
+    up = numerical_optimum(post(TWO_TERM, p), C * np.exp(h)).N_opt
+    down = numerical_optimum(post(TWO_TERM, p), C * np.exp(-h)).N_opt
     np.testing.assert_allclose(opt.a, np.log(up / down) / (2 * h), rtol=1e-5)
     assert np.ptp(opt.a, axis=1).min() > 0.01  # the slope really changes with C
-    alloc = compute_optimal(TWO_TERM, p, C)
+    alloc = compute_optimal(post(TWO_TERM, p), C)
     secant = np.log(alloc.N_opt[:, -1] / alloc.N_opt[:, 0]) / np.log(C[-1] / C[0])
     np.testing.assert_allclose(alloc.exponents()["a"], secant)
 
@@ -171,12 +176,12 @@ def test_local_slope_of_a_law_whose_exponent_drifts():
 def test_no_interior_optimum_returns_flagged_edge():
     p = chinchilla_draws(500)  # same shapes as above: no new compilation
     flat_n = dict(p, alpha=np.zeros(500))  # N does not help: smallest model, all compute on data
-    alloc = compute_optimal("chinchilla", flat_n, BUDGETS)
+    alloc = compute_optimal(post("chinchilla", flat_n), BUDGETS)
     assert alloc.at_edge.all()
     np.testing.assert_allclose(alloc.N_opt, 1.0)
     np.testing.assert_allclose(alloc.a, 0.0)
     flat_d = dict(p, beta=np.where(np.arange(500) % 2 == 0, 0.0, p["beta"]))
-    alloc = compute_optimal("chinchilla", flat_d, BUDGETS)
+    alloc = compute_optimal(post("chinchilla", flat_d), BUDGETS)
     assert alloc.at_edge[::2].all() and not alloc.at_edge[1::2].any()
     np.testing.assert_allclose(alloc.N_opt[::2], np.broadcast_to(BUDGETS / 6.0, (250, BUDGETS.size)))
     np.testing.assert_allclose(alloc.a[::2], 1.0)
@@ -186,21 +191,21 @@ def test_no_interior_optimum_returns_flagged_edge():
 
 def test_one_variable_law_and_bad_inputs_raise():
     with pytest.raises(FitError, match="needs a law in N and D"):
-        compute_optimal("power", {"E": [1.0], "A": [2.0], "alpha": [0.3]}, 1e20)
+        compute_optimal(post("power", {"E": [1.0], "A": [2.0], "alpha": [0.3]}), 1e20)
     with pytest.raises(FitError, match="missing beta"):
-        compute_optimal("chinchilla", {k: v for k, v in chinchilla_draws(3).items() if k != "beta"}, 1e20)
+        compute_optimal(post("chinchilla", {k: v for k, v in chinchilla_draws(3).items() if k != "beta"}), 1e20)
     for bad in (-1e20, 0.0, np.nan, 3.0):
         with pytest.raises(FitError, match="compute budgets"):
-            compute_optimal("chinchilla", chinchilla_draws(3), [1e20, bad])
+            compute_optimal(post("chinchilla", chinchilla_draws(3)), [1e20, bad])
     with pytest.raises(FitError, match="NaN"):
-        compute_optimal("chinchilla", dict(chinchilla_draws(3), A=[1.0, np.nan, 2.0]), 1e20)
+        compute_optimal(post("chinchilla", dict(chinchilla_draws(3), A=[1.0, np.nan, 2.0])), 1e20)
     with pytest.raises(FitError, match="differ in length"):
-        compute_optimal("chinchilla", dict(chinchilla_draws(3), A=[1.0, 2.0]), 1e20)
+        compute_optimal(post("chinchilla", dict(chinchilla_draws(3), A=[1.0, 2.0])), 1e20)
 
 
 def test_summary_and_to_dict():
     p = chinchilla_draws(400)
-    alloc = compute_optimal("chinchilla", p, [1e21, 5.88e23])
+    alloc = compute_optimal(post("chinchilla", p), [1e21, 5.88e23])
     table = alloc.summary(0.9)
     assert len(table) == 2 * 6 and set(table["quantity"]) >= {"N_opt", "D_opt", "tokens_per_param", "loss"}
     assert np.all((table["lo"] <= table["median"]) & (table["median"] <= table["hi"]))
@@ -211,13 +216,14 @@ def test_summary_and_to_dict():
     assert entry["tokens_per_param"]["median"] == pytest.approx(np.median(tpp), rel=1e-12)
     assert entry["N_opt"]["lo"] == pytest.approx(np.quantile(alloc.N_opt[:, 1], 0.05), rel=1e-12)
     assert 15 < entry["tokens_per_param"]["median"] < 40  # Epoch's refit: ~20-26 at 5.88e23
-    assert out["exponents"]["a"]["median"] + out["exponents"]["b"]["median"] == pytest.approx(1.0)
+    assert out["exponents"]["a"]["median"] == pytest.approx(
+        np.median(p["beta"] / (p["alpha"] + p["beta"])), rel=1e-12)  # Hoffmann: a = b/(a+b)
 
 
 def test_isoflop_profile_minimum_at_optimum():
     p = chinchilla_draws(40)
     C = 1e22
-    prof = isoflop_profile("chinchilla", p, C, n_grid=801)
+    prof = isoflop_profile(post("chinchilla", p), C, n_grid=801)
     step = np.log(prof.N[1] / prof.N[0])
     assert prof.loss.shape == (40, 801)
     np.testing.assert_allclose(6.0 * prof.N * prof.D, C, rtol=1e-12)
@@ -231,7 +237,7 @@ def test_isoflop_profile_minimum_at_optimum():
     np.testing.assert_allclose(s["median"], np.median(prof.loss, axis=0))
     np.testing.assert_allclose(s["lo"], np.quantile(prof.loss, 0.1, axis=0))
     with pytest.raises(FitError, match="between 1 and C/k"):
-        isoflop_profile("chinchilla", p, C, N=[1e9, C])
+        isoflop_profile(post("chinchilla", p), C, N=[1e9, C])
 
 
 @pytest.mark.parametrize("law, draws", [("chinchilla", chinchilla_draws), ("kaplan", kaplan_draws)])
@@ -239,7 +245,7 @@ def test_data_sufficiency_matches_brentq(law, draws):
     p = {k: v[:3] for k, v in draws().items()}
     sigma = np.array([0.01, 0.02, 0.05])
     sizes = np.array([1e8, 1e10, 1e12])
-    tokens = data_sufficiency(law, p, sigma, sizes)
+    tokens = data_sufficiency(post(law, p, {'sigma': sigma}), sizes)
     assert tokens.shape == (3, 3)
     for s in range(3):
         q = {k: v[s] for k, v in p.items()}
@@ -256,13 +262,13 @@ def test_data_sufficiency_matches_brentq(law, draws):
             assert np.log(tokens[s, j]) == pytest.approx(root, abs=1e-9)
     # bigger models need more data; an explicit threshold means the same as sigma = log1p(threshold)
     assert np.all(np.diff(tokens, axis=1) > 0)
-    np.testing.assert_allclose(data_sufficiency(law, p, None, sizes, threshold=np.expm1(sigma)), tokens, rtol=1e-12)
+    np.testing.assert_allclose(data_sufficiency(post(law, p), sizes, threshold=np.expm1(sigma)), tokens, rtol=1e-12)
 
 
 def test_data_sufficiency_errors():
     with pytest.raises(FitError, match="needs a law in N and D"):
-        data_sufficiency("power", {"E": [1.0], "A": [2.0], "alpha": [0.3]}, 0.02, 1e9)
-    with pytest.raises(FitError, match="noise_sigma"):
-        data_sufficiency("chinchilla", chinchilla_draws(3), None, 1e9)
+        data_sufficiency(post("power", {"E": [1.0], "A": [2.0], "alpha": [0.3]}, {"sigma": 0.02}), 1e9)
+    with pytest.raises(FitError, match="must be positive"):  # no noise: no default threshold
+        data_sufficiency(post("chinchilla", chinchilla_draws(3)), 1e9)
     with pytest.raises(FitError, match="positive"):
-        data_sufficiency("chinchilla", chinchilla_draws(3), 0.02, [1e9, -1.0])
+        data_sufficiency(post("chinchilla", chinchilla_draws(3), {"sigma": 0.02}), [1e9, -1.0])

@@ -111,7 +111,7 @@ def test_widen_prior(prior, check):
     assert check(widen_prior(prior, 2.0))
 
 
-def test_widened_lognormal_keeps_median_and_doubles_log_spread():
+def test_widened_lognormal_keeps_median_and_doubles_log_spread(x64):
     w = widen_prior(dist.LogNormal(math.log(0.3), 1.0), 2.0)
     ref = stats.lognorm(s=2.0, scale=0.3)
     x = np.array([0.01, 0.3, 2.0])

@@ -7,6 +7,8 @@ from scipy.optimize import minimize_scalar
 from bayescale.laws import LAWS, chinchilla_exponents, chinchilla_optimum, get_law
 from bayescale.errors import FitError
 
+pytestmark = pytest.mark.usefixtures("x64_module")
+
 RNG = np.random.default_rng(0)
 P_CH = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 P_KA = dict(N_c=8.8e13, D_c=5.4e13, alpha_N=0.076, alpha_D=0.095)

@@ -25,8 +25,10 @@ def truth_with(E):
     return dict(E=E, A=480.0, B=2100.0, alpha=0.35, beta=0.37)
 
 
-#: Three data sets of 16, 25 and 36 runs (the first two padded to 36 in fit_many).
-GROUPS = {"small": (4, 11, 1.7), "medium": (5, 12, 1.9), "large": (6, 13, 2.1)}
+#: Three data sets of 25, 36 and 49 runs (the first two padded to 49 in fit_many). A 4 x 4 grid
+#: (16 runs) identified E too weakly for these short chains: on some CPUs and seeds its R-hat
+#: reached 1.18 (1 seed in 6 here), which a test of recovery must not depend on.
+GROUPS = {"small": (5, 11, 1.7), "medium": (6, 12, 1.9), "large": (7, 13, 2.1)}
 
 
 def simulated_groups():
@@ -105,31 +107,46 @@ def test_accelerator_layout_matches_cpu_layout(many, groups, monkeypatch):
             assert abs(diff) < 4 * mcse, (name, p, diff, mcse)
 
 
-def test_retries_refit_only_unconverged_groups(many, groups):
+def test_retries_refit_only_unconverged_groups(groups, monkeypatch):
     """retries=1: the groups that did not converge are fitted again with twice the warm-up and
     draws; a converged group keeps its draws exactly; warnings name only the groups still
-    unconverged at the end."""
-    first = {k: f.diagnostics["converged"] for k, f in many.items()}
-    assert first["large"] and not first["small"]  # both branches below are exercised
+    unconverged at the end.
+
+    Which groups converge is fixed here, not left to the chains (whose R-hat differs from CPU
+    to CPU): "small" counts as unconverged until it has been refitted, "never" stays
+    unconverged, the others converge. The sampler's own diagnostics are kept otherwise.
+    """
+    real = bs.ScalingFit.diagnostics.func
+
+    def scripted(fit):
+        name, refitted = fit.data.name, fit.options["draws"] > SMALL["draws"]
+        return dict(real(fit), converged=name in ("medium", "large") or (
+            name == "small" and refitted))
+
+    monkeypatch.setattr(bs.ScalingFit, "diagnostics", property(scripted))
+    # copies named after their group: the scripted criterion reads the name
+    sets = {name: ScalingData.from_arrays(N=d.N, D=d.D, loss=d.loss, name=name)
+            for name, d in [*((k, d) for k, (d, _) in groups.items()),
+                            ("never", groups["medium"][0])]}
+    first = quiet(bs.fit_many, sets, "chinchilla", **SMALL)
+    assert [n for n, f in first.items() if not f.diagnostics["converged"]] == ["small", "never"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        again = bs.fit_many({k: d for k, (d, _) in groups.items()}, "chinchilla", retries=1,
-                            **SMALL)
+        again = bs.fit_many(sets, "chinchilla", retries=1, **SMALL)
     for name, fit in again.items():
         posterior = fit.idata.posterior
-        if first[name]:
+        if name in ("medium", "large"):
             assert (fit.options["warmup"], fit.options["draws"]) == (300, 600)
             assert "refits" not in fit.options
-            assert np.array_equal(posterior["E"].values, many[name].idata.posterior["E"].values)
+            assert np.array_equal(posterior["E"].values, first[name].idata.posterior["E"].values)
         else:
             assert (fit.options["warmup"], fit.options["draws"]) == (600, 1200)
             assert fit.options["refits"] == 1
             assert posterior.sizes["draw"] == 1200
-    still = [n for n, f in again.items() if not f.diagnostics["converged"]]
-    warned = [w for w in caught if issubclass(w.category, bs.ConvergenceWarning)]
-    assert len(warned) == len(still)
-    # the refit helps the group that mixed worst: its smallest bulk ESS grows
-    assert again["small"].diagnostics["min_ess_bulk"] > many["small"].diagnostics["min_ess_bulk"]
+    warned = [str(w.message) for w in caught if issubclass(w.category, bs.ConvergenceWarning)]
+    assert len(warned) == 1  # "never", still unconverged; "small" converged on its refit
+    # twice the draws: the refitted group's smallest bulk ESS grows
+    assert again["small"].diagnostics["min_ess_bulk"] > first["small"].diagnostics["min_ess_bulk"]
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
@@ -138,25 +155,25 @@ def test_retries_must_be_a_whole_number(groups, bad):
         bs.fit_many({k: d for k, (d, _) in groups.items()}, "chinchilla", retries=bad, **SMALL)
 
 
-def test_padded_model_has_the_unpadded_density(groups):
+def test_padded_model_has_the_unpadded_density(groups, x64):
     # Exact, no sampling: each group's row of the stacked (padded, masked) arguments gives the
     # model the same log density as that group's own unpadded arguments.
     from numpyro.infer.util import log_density
 
-    from bayescale.inference import _build_model
     from bayescale.laws import get_law
     from bayescale.many import _element, _stack
+    from bayescale.models import build_model
 
     law = get_law("chinchilla")
-    built = {k: _build_model(d, law, noise="student_t", priors=None, repeats=False)
+    built = {k: build_model(d, law, noise="student_t", priors=None, repeats=False)
              for k, (d, _) in groups.items()}
     names = list(built)
     stacked = _stack(built, names, max(d.n_points for d, _ in groups.values()))
-    shared_model = built[names[0]][0]  # fit_many runs the first group's model for all
+    shared_model = built[names[0]].model  # fit_many runs the first group's model for all
     params = {"E": 1.8, "A_ref": 0.3, "B_ref": 0.2, "alpha": 0.33, "beta": 0.36, "sigma": 0.02}
     for g, name in enumerate(names):
-        model, log_inputs, y, *_ = built[name]
-        alone = log_density(model, model.args(log_inputs, y), {}, params)[0]
+        b = built[name]
+        alone = log_density(b.model, b.args(), {}, params)[0]
         padded = log_density(shared_model, _element(stacked, g), {}, params)[0]
         assert float(padded) == pytest.approx(float(alone), rel=1e-12, abs=1e-9), name
 
@@ -300,42 +317,43 @@ def repeated_groups():
     return out
 
 
-def test_padded_repeats_model_has_the_unpadded_density():
+def test_padded_repeats_model_has_the_unpadded_density(x64):
     # Exact, no sampling. With repeated runs every configuration is one likelihood term; the
     # padding rows take a configuration of their own whose term is dropped, and a group with
     # fewer configurations than the stack leaves the rest empty. Each group's terms must be its
     # own unpadded ones, in the independent and in the hierarchical model.
     from numpyro.infer.util import log_density, log_likelihood
 
-    from bayescale.inference import _build_model, _Model
+    from dataclasses import replace
+
     from bayescale.laws import get_law
-    from bayescale.many import _HierarchicalModel, _element, _stack
-    from bayescale.models import CONFIG_FACTOR
+    from bayescale.many import _element, _stack
+    from bayescale.models import CONFIG_FACTOR, HierarchicalModel, build_model
 
     law = get_law("chinchilla")
     data = repeated_groups()
-    built = {k: _build_model(d, law, noise="student_t", priors=None, repeats="auto")
+    built = {k: build_model(d, law, noise="student_t", priors=None, repeats="auto")
              for k, d in data.items()}
-    assert [m.n_config for m, *_ in built.values()] == [16, 9]
+    assert [b.model.n_config for b in built.values()] == [16, 9]
     names = list(built)
-    shared = _Model(law, "student_t", built["big"][3], 17)
+    shared = replace(built["big"].model, n_config=17)
     stacked = _stack(built, names, 48, shared.n_config)
     assert (stacked[4][1, 18:] == 16).all()  # the small group's padding rows: configuration 16
     params = {"E": 1.8, "A_ref": 0.3, "B_ref": 0.2, "alpha": 0.33, "beta": 0.36,
               "sigma": 0.012, "sigma_fit": 0.005}
-    joint = _HierarchicalModel(shared, ("alpha", "beta"), 2)
+    joint = HierarchicalModel(shared, ("alpha", "beta"), 2)
     joint_params = {k: (v if k in ("alpha", "beta") else np.full(2, v))
                     for k, v in params.items()}
     joint_terms = log_likelihood(joint, {k: np.asarray(v)[None] for k, v in joint_params.items()},
                                  *stacked)[CONFIG_FACTOR][0]
     for g, name in enumerate(names):
-        model, log_inputs, y, *_ = built[name]
-        alone = log_density(model, model.args(log_inputs, y), {}, params)[0]
+        b = built[name]
+        alone = log_density(b.model, b.args(), {}, params)[0]
         padded = log_density(shared, _element(stacked, g), {}, params)[0]
         assert float(padded) == pytest.approx(float(alone), rel=1e-12, abs=1e-9), name
-        own = log_likelihood(model, {k: np.asarray(v)[None] for k, v in params.items()},
-                             *model.args(log_inputs, y))[CONFIG_FACTOR][0]
-        n = model.n_config
+        own = log_likelihood(b.model, {k: np.asarray(v)[None] for k, v in params.items()},
+                             *b.args())[CONFIG_FACTOR][0]
+        n = b.model.n_config
         np.testing.assert_allclose(joint_terms[g, :n], own, rtol=1e-12)
         np.testing.assert_array_equal(joint_terms[g, n:], 0.0)
 

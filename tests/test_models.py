@@ -12,6 +12,8 @@ from bayescale.laws import LAWS
 from bayescale.models import OBS_SITE, scaling_model
 from bayescale.priors import default_priors, priors_from_json, priors_to_json, resolve_priors
 
+pytestmark = pytest.mark.usefixtures("x64_module")
+
 LOSS = np.array([3.2, 3.0, 2.8, 2.65, 2.5, 2.4, 2.3])
 LOG_IN = {"N": np.log(np.geomspace(1e8, 6e9, 7)), "D": np.log(np.geomspace(2e9, 1e11, 7))}
 REF = {"N": float(LOG_IN["N"].mean()), "D": float(LOG_IN["D"].mean())}

@@ -7,7 +7,6 @@ convergence checks; the plots only need draws.
 from __future__ import annotations
 
 import warnings
-from types import SimpleNamespace
 
 import matplotlib
 
@@ -195,7 +194,7 @@ def test_plot_diagnostics(small_fit, kind):
 @pytest.mark.parametrize("plot", [plots.plot_frontier, plots.plot_isoflop,
                                   plots.plot_tokens_per_param, plots.plot_decision])
 def test_allocation_plots_need_a_law_in_n_and_d(plot):
-    one_variable = SimpleNamespace(law=bs.get_law("power"))
+    one_variable = bs.Posterior.from_draws("power", {"E": [1.5], "A": [10.0], "alpha": [0.3]})
     with pytest.raises(FitError, match="law in N and D"):
         plot(one_variable, 1e21)
 

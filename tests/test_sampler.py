@@ -55,6 +55,10 @@ if "many" in task:
     out["many_E_99"] = list(group.summary(0.99).loc[("b", "E"), ["lo", "hi"]])
 out["traced"] = len(traced)
 out["program_devices"] = sorted({e.nr_devices for e in _nuts._EXPORTED.values()})
+# module-level containers holding something, besides the two program caches
+out["module_state"] = sorted(k for k, v in vars(_nuts).items() if not k.startswith("__")
+                             and isinstance(v, (dict, list, set)) and v
+                             and k not in ("_LOADED", "_EXPORTED"))
 print("RESULT " + json.dumps(out))
 """
 
@@ -196,6 +200,19 @@ def test_new_process_loads_exported_programs(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (cache / "programs").iterdir()} == stamps
 
 
+def test_chunk_program_traced_when_init_program_is_cached(tmp_path):
+    # The chunk program unflattens NUTS's state, whose tree structure it takes from an
+    # abstract evaluation of the kernel's initialisation: it must also work when the init
+    # program was loaded, not traced, and give the draws of a run that traced both.
+    cache = tmp_path / "cache"
+    cold = run_script(TINY, BAYESCALE_CACHE_DIR=str(cache))
+    (chunk,) = (cache / "programs").glob("chunk-*.jaxexport")
+    chunk.unlink()
+    again = run_script(TINY, BAYESCALE_CACHE_DIR=str(cache))
+    assert again["traced"] == 1 and (cache / "programs" / chunk.name).exists()
+    assert again["fit"] == cold["fit"]
+
+
 def test_cache_off(tmp_path):
     # No cache folder anywhere: none in the (redirected) home, no JAX compilation cache.
     # (matplotlib and arviz still write their own caches there.)
@@ -205,6 +222,8 @@ def test_cache_off(tmp_path):
                      XDG_CACHE_HOME=str(home / ".cache"))
     assert out["cache"] is None and not out["compilation_cache"]
     assert out["traced"] == 1
+    # tracing the programs left nothing in the module besides the program caches
+    assert out["module_state"] == []
     assert abs(out["fit"]["E"][0] - 1.8) < 3 * out["fit"]["E"][1]
     assert not (home / ".cache" / "bayescale").exists()
     assert not [p for p in home.rglob("*") if p.suffix == ".jaxexport" or p.name == "jax"]
