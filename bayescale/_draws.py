@@ -9,6 +9,7 @@ A fit reaches :mod:`bayescale.decisions`, :mod:`bayescale.voi` and the inference
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import elementwise
@@ -27,6 +28,7 @@ __all__ = [
     "decreasing_root",
     "level",
     "positive",
+    "Common",
     "common_noise",
     "interval",
     "check_reachable",
@@ -108,9 +110,33 @@ def positive(x, what: str) -> float:
     return x
 
 
-def common_noise(d: Posterior, seed: int, include_noise: bool) -> np.ndarray:
-    """Common random numbers: one noise draw per posterior draw, fixed by ``seed`` (S,)."""
-    return d.noise(np.random.default_rng(seed)) if include_noise else np.zeros(d.size)
+@dataclass(frozen=True, eq=False)
+class Common:
+    """Common random numbers of a decision: one noise draw ``eps`` and one standard normal
+    ``eta`` (the form error's run-to-run part) per posterior draw, reused at every candidate."""
+
+    post: Posterior
+    eps: np.ndarray
+    eta: np.ndarray
+
+    def log_loss(self, log_n, log_d) -> np.ndarray:
+        """A new run's log loss at (log N, log D) per draw (broadcast against the draws on the
+        last axis): the law, the noise and the law's form error beyond the data."""
+        d = self.post
+        out = d.log_law(log_n, log_d) + self.eps
+        if d.form_slopes is not None:
+            out = out + d.form_offset({"N": np.exp(log_n), "D": np.exp(log_d)}, self.eta)
+        return out
+
+
+def common_noise(d: Posterior, seed: int, include_noise: bool) -> Common:
+    """Common random numbers fixed by ``seed``; ``include_noise=False`` leaves out the run's
+    noise and the form error's run-to-run part (its slopes stay: they are the law's error)."""
+    if not include_noise:
+        return Common(d, np.zeros(d.size), np.zeros(d.size))
+    rng = np.random.default_rng(seed)
+    eps = d.noise(rng)
+    return Common(d, eps, rng.standard_normal(d.size))
 
 
 def interval(x, lev: float) -> dict[str, float]:

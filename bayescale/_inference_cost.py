@@ -138,6 +138,10 @@ def inference_aware(
     probability: p, the required probability of reaching the target.
     inference_flops_per_param_token: k_inf (FLOPs per parameter per token at inference).
 
+    The loss is the law's and the run's noise: the law's form error beyond the data
+    (:mod:`bayescale.extrapolation`) is left out, since the search for D runs through unlimited
+    data, where an error that grows with the distance from the data means nothing.
+
     Raises
     ------
     FitError: the target lies below the irreducible loss (see :func:`compute_for_target`).
@@ -155,7 +159,9 @@ def inference_aware(
     if not 0 <= T < math.inf:
         raise FitError(f"inference_tokens must be a finite number >= 0; got {inference_tokens!r}")
     log_inf_cost = math.log(k_inf) + math.log(T) if T > 0 else -math.inf
-    eps = common_noise(d, seed, include_noise)
+    # The law and the noise only: the search runs through unlimited data, where a form error
+    # growing with the distance from the data would mean nothing.
+    eps = common_noise(d, seed, include_noise).eps
     check_reachable(d, eps, log_t, p)
     grid = np.linspace(1e-3, span, n_grid)
 

@@ -260,11 +260,11 @@ def objective_curves(post, C: float, objectives, *, span: float, n_grid: int, se
     from bayescale.decisions import choose_allocation, parse_objective
 
     decisions = [choose_allocation(post, C, objective=o, seed=seed) for o in objectives]
-    eps = common_noise(post, seed, True)
+    common = common_noise(post, seed, True)
     chosen = np.log10([d.choice.N for d in decisions] + [decisions[0].plugin.N])
     log_n = np.log(10.0) * np.linspace(chosen.min() - span, chosen.max() + span, n_grid)
     log_c = math.log(C / post.flops_per_param_token)
-    losses = np.exp(post.log_law(log_n[:, None], log_c - log_n[:, None]) + eps)
+    losses = np.exp(common.log_loss(log_n[:, None], log_c - log_n[:, None]))
     return np.exp(log_n), [parse_objective(o)(losses) for o in objectives], decisions
 
 

@@ -45,7 +45,7 @@ __all__ = [
     "numerical_optimum",
 ]
 
-_QUANTITIES = ("N_opt", "D_opt", "tokens_per_param", "loss", "a", "b")
+_QUANTITIES = ("N_opt", "D_opt", "tokens_per_param", "loss", "new_run_loss", "a", "b")
 
 
 def _two_variable(law: str | Law, what: str) -> Law:
@@ -201,6 +201,10 @@ class Allocation:
         True where a draw has no interior optimum in 1 <= N <= C/k, (S, B).
     flops_per_param_token : float
         k in C = k N D.
+    new_run_loss : numpy.ndarray or None
+        The loss (nats) of one new training run at each draw's optimum, shape (S, B): the law
+        times the run's noise and the law's form error beyond the data (see
+        :mod:`bayescale.predict`), from a generator seeded with 0.
     """
 
     law: str
@@ -212,10 +216,13 @@ class Allocation:
     b: np.ndarray
     at_edge: np.ndarray
     flops_per_param_token: float = 6.0
+    new_run_loss: np.ndarray | None = None
 
     def __post_init__(self):
         shape = (np.shape(self.N_opt)[0], np.size(self.compute))
-        for name in ("N_opt", "D_opt", "loss", "a", "b", "at_edge"):
+        if self.new_run_loss is None:
+            object.__setattr__(self, "new_run_loss", self.loss)
+        for name in ("N_opt", "D_opt", "loss", "a", "b", "at_edge", "new_run_loss"):
             if np.shape(getattr(self, name)) != shape:
                 raise FitError(f"Allocation.{name} must have shape {shape} (draws, budgets)")
 
@@ -237,7 +244,8 @@ class Allocation:
         return {"a": a, "b": 1.0 - a}
 
     def summary(self, level: float = 0.95) -> pd.DataFrame:
-        """One row per budget and quantity (N_opt, D_opt, tokens_per_param, loss, a, b), columns
+        """One row per budget and quantity (N_opt, D_opt, tokens_per_param, loss (the law's),
+        new_run_loss, a, b), columns
         ``compute, quantity, median, mean, lo, hi, level`` (central interval at ``level``)."""
         level = check_level(level)
         rows = []
@@ -321,8 +329,15 @@ def compute_optimal(
     else:
         num = numerical_optimum(post, budgets, flops_per_param_token=k)
         n_opt, a, edge, loss = num.N_opt, num.a, num.at_edge, np.exp(num.log_loss)
+    d_opt = budgets / (k * n_opt)
+    rng = np.random.default_rng(0)
+    new_run = loss * np.exp(post.noise(rng, shape=(budgets.size,)))
+    if post.form_slopes is not None:
+        eta = rng.standard_normal(n_opt.shape)
+        new_run = new_run * np.exp(post.form_offset({"N": n_opt.T, "D": d_opt.T}, eta.T).T)
     return Allocation(
-        law=law.name, compute=budgets, N_opt=n_opt, D_opt=budgets / (k * n_opt), loss=loss,
+        law=law.name, compute=budgets, N_opt=n_opt, D_opt=d_opt, loss=loss,
+        new_run_loss=new_run,
         a=a, b=1.0 - a, at_edge=np.asarray(edge, dtype=bool), flops_per_param_token=k,
     )
 

@@ -18,6 +18,7 @@ NumPy and SciPy only: importing this module does no JAX work.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -446,6 +447,7 @@ def fit_lsq(
     bootstrap: int = 0,
     seed: int = 0,
     flops_per_param_token: float = 6.0,
+    grid: Mapping[str, Sequence[float]] | None = None,
 ) -> LSQFit:
     """Fit ``law`` by ``method``; with ``bootstrap > 0`` attach that many bootstrap draws.
 
@@ -459,6 +461,7 @@ def fit_lsq(
     bootstrap: number of resamples, refitted from the full-data optimum; 0 for none.
     seed: seed of the resampling.
     flops_per_param_token: k in C = k N D (the training domain's compute).
+    grid: ``"huber"`` only: the start values of :func:`huber_approach3` (default Epoch AI's).
     """
     t0 = time.perf_counter()
     if (method, law) not in _FITTERS:
@@ -475,6 +478,10 @@ def fit_lsq(
             raise FitError(f"law {law!r} takes x (not N or D)")
         arrays = (x, loss)
     fitter = _FITTERS[method, law]
+    if grid is not None:
+        if method != "huber":
+            raise FitError(f"grid= is the start grid of method 'huber', not {method!r}")
+        fitter = functools.partial(fitter, grid=grid)
     point = fitter(*arrays)
     draws = None
     if bootstrap:

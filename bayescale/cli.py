@@ -124,7 +124,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         return _fit_lsq(args, data)
     result = fit(data, args.law, noise=args.noise, repeats=_repeats(args), chains=args.chains,
                  warmup=args.warmup, draws=args.draws, seed=args.seed,
-                 progress=not args.no_progress, target_accept=args.target_accept)
+                 progress=not args.no_progress, target_accept=args.target_accept,
+                 form_error=not args.no_form_error)
     if args.out:
         result.save(args.out)
         print(f"bayescale: saved fit to {args.out}", file=sys.stderr)
@@ -161,7 +162,7 @@ def _fit_groups(args: argparse.Namespace, data) -> int:
                     repeats=_repeats(args),
                     chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
                     progress=not args.no_progress, target_accept=args.target_accept,
-                    retries=args.retries)
+                    retries=args.retries, form_error=not args.no_form_error)
     redone = [n for n, f in fits.items() if f.options.get("refits")]
     if redone:
         print(f"bayescale: refitted {len(redone)} of {len(fits)} groups that had not converged "
@@ -275,9 +276,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return 0
     for pt in out["points"]:
         where = ", ".join(f"{k}={pt[k]:.4g}" for k in ("compute", "N", "D", "x") if k in pt)
-        print(_interval_table({"law": pt["law"], "new run": pt["new_run"]}, args.level,
-                              title=f"loss at {where}"))
+        print(_interval_table({"law": pt["law"], "new run": pt["new_run"],
+                               "  form exact": pt["noise_only"]}, args.level,
+                              title=f"loss at {where}{_beyond_text(pt.get('beyond'))}"))
     return 0
+
+
+def _beyond_text(beyond) -> str:
+    """' (45x the largest compute trained on, N 4.3x, D 4.4x)', or '' inside the data."""
+    if not beyond or beyond.get("decades", 0.0) <= 0:
+        return "" if not beyond else " (inside the training data)"
+    parts = [f"{k} {beyond[k]:.3g}x" for k in ("C", "N", "D", "x") if k in beyond]
+    return " (beyond the largest trained: " + ", ".join(parts) + ")"
 
 
 def _cmd_allocate(args: argparse.Namespace) -> int:
@@ -290,6 +300,7 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
         return 0
     for b in out["budgets"]:
         rows = {q: b[q] for q in ("N_opt", "D_opt", "tokens_per_param", "loss")}
+        rows["new-run loss"] = b["new_run_loss"]
         print(_interval_table(rows, args.level, title=f"compute-optimal split at C = "
                                                       f"{b['compute']:.4g} FLOPs"))
     print(_interval_table({f"{q} (N*~C^a, D*~C^b)" if q == "a" else q: v
@@ -326,6 +337,57 @@ def _cmd_decide(args: argparse.Namespace) -> int:
         print(f"to reach loss {out['target_loss']:g} with probability {out['probability']:g}: "
               f"C = {out['compute']:.4g} FLOPs, N = {out['N']:.4g}, D = {out['D']:.4g}")
     return 0
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from bayescale.backtest import backtest
+
+    data = _load_data(args)
+    options = {} if args.method != "bayes" else dict(
+        chains=args.chains, warmup=args.warmup, draws=args.draws)
+    if args.plot:
+        _check_output(args.plot, ".png")
+    result = backtest(data, args.law, by=args.by, drop=args.drop, cutoffs=args.cutoff or None,
+                      method=args.method, bootstrap=args.bootstrap, seed=args.seed,
+                      progress=not args.no_progress, **options)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from bayescale.io import atomic_path
+
+        axes = result.plot()
+        with atomic_path(args.plot) as tmp:
+            axes[0].figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        plt.close(axes[0].figure)
+        print(f"bayescale: wrote {args.plot}", file=sys.stderr)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    print(f"backtest of {result.law} ({result.method}) along {result.by}: train at or below "
+          "each cutoff, predict the runs above; log loss, new-run bands")
+    cols = ["n_train", "n_test", "max_ratio", "mae", "bias", "cov50", "cov80", "cov90",
+            "cov95", "width90", "mlpd"]
+    print(result.summary()[cols].to_string(float_format=lambda v: f"{v:.4g}"))
+    print("\nby extrapolation ratio (held-out / largest trained)")
+    print(result.by_ratio()[["n_test", "mae", "bias", "cov50", "cov90", "width90"]].to_string(
+        float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def _check_output(path: str, suffix: str) -> None:
+    """One clear message for an output path that cannot be written, before any work."""
+    from pathlib import Path
+
+    from bayescale.errors import FitError
+
+    target = Path(path)
+    if target.is_dir():
+        raise FitError(f"{path} is a folder; give a file name ending in {suffix}")
+    if not target.parent.exists():
+        raise FitError(f"the folder of {path} does not exist")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -425,7 +487,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-accept", type=float, default=0.95,
                    help="NUTS target acceptance (default 0.95); raise to 0.98-0.99 when divergences are reported")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-form-error", action="store_true",
+                   help="take the law's form as exact beyond the data (no leave-future-out "
+                        "refits; the bands before bayescale 0.2)")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("backtest", help="leave-future-out: refit below the top compute levels, "
+                                        "score the predictions of the runs above",
+                       description="Refit the law on the runs at or below each cutoff, predict "
+                                   "the runs above, and score the new-run bands.")
+    _add_data_args(p)
+    p.add_argument("--law", default="chinchilla",
+                   choices=["chinchilla", "kaplan", "power", "power_pure"])
+    p.add_argument("--by", choices=["C", "N", "D", "x"], default=None,
+                   help="the axis to cut (default C, or x for one-variable laws)")
+    p.add_argument("--drop", type=int, nargs="+", default=[1, 2, 3],
+                   help="hold out the top K levels of the axis, one split each (default 1 2 3)")
+    p.add_argument("--cutoff", type=float, action="append", default=[],
+                   help="instead of --drop: the largest value trained on (repeat)")
+    p.add_argument("--method", default="bayes", choices=["bayes", "huber", "curve_fit", "ols"])
+    p.add_argument("--bootstrap", type=int, default=200,
+                   help="least squares: bootstrap resamples (default 200)")
+    p.add_argument("--plot", help="write the calibration and error plot to this PNG")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_backtest)
 
     p = sub.add_parser("summary", help="print the posterior of a saved fit")
     p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`, or the folder of "

@@ -4,13 +4,15 @@ A fit enters as a :class:`bayescale.Posterior` of S draws (or a fit, which is co
 training run at N parameters and D tokens has the posterior predictive loss (nats)
 
 .. math::
-    L^{new}_s(N, D) = \exp\big(\log L_s(N, D) + \varepsilon_s\big),\qquad
+    L^{new}_s(N, D) = \exp\big(\log L_s(N, D) + \varepsilon_s + \delta_s(N, D)\big),\qquad
     \varepsilon_s \sim t_{\nu_s}(0, \sigma_s),\quad s = 1..S,
 
-(:meth:`bayescale.Posterior.noise`), and a budget of C FLOPs fixes :math:`D = C / (k N)` (k, the
-posterior's FLOPs per parameter per token, 6 by default). The noise
-:math:`\varepsilon_s` is drawn once per posterior draw from ``seed`` and reused for every candidate
-N (common random numbers), so each objective is a smooth function of N.
+(:meth:`bayescale.Posterior.noise`) with :math:`\delta_s` the law's form error beyond the data
+(:meth:`bayescale.Posterior.form_offset`; 0 inside it), and a budget of C FLOPs fixes
+:math:`D = C / (k N)` (k, the posterior's FLOPs per parameter per token, 6 by default). The noise
+and the form error's run-to-run part are drawn once per posterior draw from ``seed`` and reused
+for every candidate N (common random numbers), so each objective is a smooth function of N.
+Regret and the 1% criterion compare the law's own losses.
 
 Objectives (:func:`expected`, :func:`quantile`, :func:`cvar`, :func:`mean_std`) are small factories
 returning closures over loss draws; :func:`parse_objective` reads the CLI's ``"cvar:0.9"``.
@@ -71,18 +73,18 @@ __all__ = [
 # --- choosing a split ----------------------------------------------------------------------------
 
 
-def _objective_of_log_n(d: Posterior, eps, obj: Objective, log_c: float):
+def _objective_of_log_n(common, obj: Objective, log_c: float):
     def value(log_n):
         log_n = np.asarray(log_n, dtype=float)[..., None]
-        return np.asarray(obj(np.exp(d.log_law(log_n, log_c - log_n) + eps)), dtype=float)
+        return np.asarray(obj(np.exp(common.log_loss(log_n, log_c - log_n))), dtype=float)
 
     return value
 
 
-def _choose_log_n(d, eps, obj, log_c, lo, hi, *, plugin: float, n_grid: int = 121) -> float:
+def _choose_log_n(common, obj, log_c, lo, hi, *, plugin: float, n_grid: int = 121) -> float:
     """log N minimising the objective: a grid on [lo, hi], bounded Brent next to its best point,
     and the best of those and the plug-in log N when that lies in [lo, hi]."""
-    value = _objective_of_log_n(d, eps, obj, log_c)
+    value = _objective_of_log_n(common, obj, log_c)
     grid = np.linspace(lo, hi, n_grid)
     i = int(np.nanargmin(value(grid)))
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, n_grid - 1)]
@@ -122,9 +124,9 @@ class Choice:
             raise FitError(f"a split needs N > 0 and D > 0; got N={self.N}, D={self.D}")
 
 
-def _assess(d, eps, obj, log_c, log_n, best_log) -> Choice:
+def _assess(d, common, obj, log_c, log_n, best_log) -> Choice:
     log_l = d.log_law(log_n, log_c - log_n)
-    losses = np.exp(log_l + eps)
+    losses = np.exp(common.log_loss(log_n, log_c - log_n))
     return Choice(
         N=float(np.exp(log_n)),
         D=float(np.exp(log_c - log_n)),
@@ -219,9 +221,9 @@ def choose_allocation(
     k = d.flops_per_param_token
     log_c = math.log(positive(C, "compute C")) - math.log(k)
     lo, hi = log_n_bounds(log_c, bounds)
-    eps = common_noise(d, seed, include_noise)
+    common = common_noise(d, seed, include_noise)
     plug = _plugin_log_n(d, log_c, lo, hi)
-    log_n = _choose_log_n(d, eps, obj, log_c, lo, hi, plugin=plug)
+    log_n = _choose_log_n(common, obj, log_c, lo, hi, plugin=plug)
     if log_n != plug and min(log_n - lo, hi - log_n) < 1e-6:
         warnings.warn(
             f"the chosen N = {math.exp(log_n):.3g} lies at the edge of the search interval; "
@@ -233,8 +235,8 @@ def choose_allocation(
         compute=float(C),
         objective=spec_of(obj),
         flops_per_param_token=k,
-        choice=_assess(d, eps, obj, log_c, log_n, best),
-        plugin=_assess(d, eps, obj, log_c, plug, best),
+        choice=_assess(d, common, obj, log_c, log_n, best),
+        plugin=_assess(d, common, obj, log_c, plug, best),
     )
 
 
@@ -269,8 +271,9 @@ def prob_below_target(
         N, D = dec.choice.N, dec.choice.D
     elif N is None or D is None:
         raise FitError("prob_below_target needs both N and D, or a budget C")
-    log_l = d.log_law(math.log(positive(N, "N")), math.log(positive(D, "D")))
-    return float(np.mean(log_l + common_noise(d, seed, include_noise) <= log_t))
+    common = common_noise(d, seed, include_noise)
+    log_l = common.log_loss(math.log(positive(N, "N")), math.log(positive(D, "D")))
+    return float(np.mean(log_l <= log_t))
 
 
 @dataclass(frozen=True)
@@ -336,18 +339,18 @@ def compute_for_target(
     obj = quantile(p) if objective is None else parse_objective(objective)
     k = d.flops_per_param_token
     log_t = math.log(positive(target, "target loss"))
-    eps = common_noise(d, seed, include_noise)
-    check_reachable(d, eps, log_t, p)
+    common = common_noise(d, seed, include_noise)
+    check_reachable(d, common.eps, log_t, p)
 
     def split(log_C):
         log_c = log_C - math.log(k)
         lo, hi = log_n_bounds(log_c, bounds)
         plug = _plugin_log_n(d, log_c, lo, hi)
-        log_n = _choose_log_n(d, eps, obj, log_c, lo, hi, plugin=plug)
+        log_n = _choose_log_n(common, obj, log_c, lo, hi, plugin=plug)
         return log_n, log_c - log_n
 
     def reached(log_C):
-        return np.mean(d.log_law(*split(log_C)) + eps <= log_t) >= p
+        return np.mean(common.log_loss(*split(log_C)) <= log_t) >= p
 
     a, b = (math.log(positive(c, "compute_range")) for c in compute_range)
     if not reached(b):

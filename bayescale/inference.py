@@ -57,7 +57,7 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
         noise: str = "student_t", priors: Mapping[str, Any] | None = None,
         repeats: bool | str = "auto", chains: int = 4, warmup: int = 1000, draws: int = 1000,
         seed: int = 0, progress: bool = True, target_accept: float = 0.95,
-        dense_mass: bool = True) -> ScalingFit:
+        dense_mass: bool = True, form_error: bool = True) -> ScalingFit:
     """Fit a scaling law to training runs with NUTS.
 
     Parameters
@@ -77,6 +77,11 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     target_accept, dense_mass: NUTS settings. NUTS runs on the posterior whitened at its mode
         (a Laplace approximation), where it is close to a standard normal; the dense mass
         matrix adapted on top corrects what the approximation misses.
+    form_error: also learn how wrong the law's form is likely to be beyond the data (the
+        default): the law is refitted below the top 1 and 2 levels of compute (or x) of the
+        data with the Laplace approximation, and its errors on the runs above, with what the
+        bundled studies say, give the form error that predictions beyond the data carry
+        (:mod:`bayescale.extrapolation`). False takes the law's form as exact.
 
     Returns
     -------
@@ -92,7 +97,20 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     result = run_nuts(built.model, built.args(), spec, seed=int(seed), obs_site=OBS_SITE,
                       predictive_args=simulation_args, model_key=built.model.key,
                       progress=progress, description=f"{law.name} fit")
-    return ScalingFit.from_sampler(result, built, data, spec, seed)
+    out = ScalingFit.from_sampler(result, built, data, spec, seed)
+    if form_error:
+        out.evidence = own_evidence({"fit": data}, law, noise=noise, priors=priors,
+                                    repeats=built.repeats, seed=int(seed))["fit"]
+    return out
+
+
+def own_evidence(groups: Mapping[str, ScalingData], law: Law, *, noise: str,
+                 priors: Mapping[str, Any] | None, repeats: bool, seed: int):
+    """The form-error evidence of each data set (:func:`bayescale.extrapolation.evidence_of`):
+    refits with the fit's law, noise, prior overrides and repeated-run model."""
+    from bayescale.extrapolation import evidence_of
+
+    return evidence_of(groups, law, noise=noise, priors=priors, repeats=repeats, seed=seed)
 
 
 def check_noise(noise: str) -> str:
@@ -190,6 +208,9 @@ class ScalingFit:
         self.options = dict(options)
         self.seconds = seconds
         self.versions = dict(versions)
+        #: The refits of the form error (:class:`bayescale.extrapolation.Evidence`), or None
+        #: when the law's form is taken as exact.
+        self.evidence = None
 
     @classmethod
     def from_sampler(cls, result, built: BuiltModel, data: ScalingData, spec: NutsSpec,
@@ -251,16 +272,20 @@ class ScalingFit:
     def posterior(self) -> Posterior:
         """The draws as a :class:`bayescale.Posterior` (what predictions and decisions read):
         the law's parameters, the noise (``sigma``; ``sigma_fit`` with repeated runs; ``nu``
-        drawn, or the fixed prior value, or Gaussian), k, the (chain, draw) shape and the
-        training domain. Built once."""
+        drawn, or the fixed prior value, or Gaussian), k, the (chain, draw) shape, the
+        training domain and the law's form error beyond it (:mod:`bayescale.extrapolation`;
+        none when fitted with ``form_error=False``). Built once."""
+        from bayescale.extrapolation import with_form_error
+
         nu = self._chain_draws("nu")
         chains, draws = self._chain_draws("sigma").shape
-        return Posterior(
+        post = Posterior(
             law=self.law, params=self.params_draws(), sigma=self.draws("sigma"),
             nu=nu.reshape(-1) if nu is not None else self.priors.get("nu"),
             sigma_fit=self.draws("sigma_fit") if self.repeats else None,
             flops_per_param_token=self.data.flops_per_param_token, shape=(chains, draws),
             domain=Domain.from_data(self.data))
+        return with_form_error(post, self.evidence, seed=self.seed)
 
     # ---------------------------------------------------------------- diagnostics
     @functools.cached_property
@@ -411,7 +436,8 @@ class ScalingFit:
                 "seconds": self.seconds, "versions": self.versions,
                 "priors": priors_to_json(self.priors), "data": data,
                 "data_name": self.data.name, "data_citation": self.data.citation,
-                "flops_per_param_token": self.data.flops_per_param_token}
+                "flops_per_param_token": self.data.flops_per_param_token,
+                "form_error": None if self.evidence is None else self.evidence.to_dict()}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fit to netCDF (atomically: a temporary file renamed into place)."""
@@ -443,10 +469,15 @@ class ScalingFit:
         data = ScalingData(**meta["data"], name=meta["data_name"], citation=meta["data_citation"],
                            flops_per_param_token=meta["flops_per_param_token"])
         del idata.posterior.attrs["bayescale"]
-        return cls(idata=idata, law=get_law(meta["law"]), data=data,
+        out = cls(idata=idata, law=get_law(meta["law"]), data=data,
                    priors=priors_from_json(meta["priors"]), noise=meta["noise"],
                    repeats=meta["repeats"], seed=meta["seed"], options=meta["options"],
                    seconds=meta["seconds"], versions=meta["versions"])
+        if meta.get("form_error") is not None:
+            from bayescale.extrapolation import Evidence
+
+            out.evidence = Evidence.from_dict(meta["form_error"])
+        return out
 
 
 def load_fit(path: str | os.PathLike) -> ScalingFit:

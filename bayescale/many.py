@@ -29,7 +29,7 @@ import pandas as pd
 import dataclasses
 
 from bayescale._jax import scoped
-from bayescale._nuts import run_nuts
+from bayescale._nuts import NutsSpec, run_laplace, run_nuts
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
 from bayescale.inference import (ConvergenceWarning, ScalingFit, as_data, check_noise, load_fit,
@@ -37,6 +37,7 @@ from bayescale.inference import (ConvergenceWarning, ScalingFit, as_data, check_
 from bayescale.laws import Law, get_law
 from bayescale.models import (CONFIG_FACTOR, OBS_SITE, HierarchicalModel, build_model,
                               check_repeats, shared_exponents, simulation_args)
+from bayescale.posterior import Domain, Posterior
 
 __all__ = ["fit_many", "FitGroup", "load_fits", "shared_exponents"]
 
@@ -163,7 +164,7 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
              chains: int = 4, warmup: int = 1000,
              draws: int = 1000, seed: int = 0, progress: bool = True,
              target_accept: float = 0.95, dense_mass: bool = True,
-             retries: int = 0) -> FitGroup:
+             retries: int = 0, form_error: bool = True) -> FitGroup:
     """Fit one law to many data sets in one compiled program.
 
     Parameters
@@ -189,6 +190,9 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
         :class:`ConvergenceWarning` is raised only for the groups still unconverged at the
         end. More draws cure slow mixing (low ESS, high R-hat), not divergent transitions:
         for those raise ``target_accept``.
+    form_error: learn each group's form error beyond its data as :func:`bayescale.fit` does
+        (every group's refits in one more program; for a hierarchical fit the refits are of
+        each group alone).
 
     Returns
     -------
@@ -230,6 +234,13 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
     if retries:
         for f in out.values():
             f._warn_if_unconverged()
+    if form_error:
+        from bayescale.inference import own_evidence
+
+        evidence = own_evidence(groups, law, noise=noise, priors=priors, repeats=bool(repeats),
+                                seed=int(seed))
+        for name, f in out.items():
+            f.evidence = evidence[name]
     out.seconds = time.perf_counter() - start
     out.hierarchical = bool(hierarchical)
     for f in out.values():
@@ -272,6 +283,37 @@ def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed
             rows = slice(g * spec.chains, (g + 1) * spec.chains)
             part = _Part(result, rows, _sizes(built[name], groups[name]))
             out[name] = ScalingFit.from_sampler(part, built[name], groups[name], spec, seed)
+    return out
+
+
+def laplace_many(groups: Mapping[str, ScalingData], law: Law, *, noise: str = "student_t",
+                 priors: Mapping[str, Any] | None = None, repeats: bool = False,
+                 chains: int = 2, draws: int = 500, seed: int = 0) -> dict[str, Posterior]:
+    """The Laplace approximation of each data set's posterior (the mode and the inverse
+    Hessian there; :func:`bayescale._nuts.run_laplace`), all in one program: ``chains`` modes
+    searched per data set and ``draws`` draws around each. The refits of
+    :mod:`bayescale.extrapolation` use it; options as in :func:`fit_many` (checked there)."""
+    built = {name: build_model(d, law, noise=noise, priors=priors, repeats=repeats)
+             for name, d in groups.items()}
+    first = next(iter(built.values())).model
+    if repeats:
+        first = dataclasses.replace(first, n_config=max(b.model.n_config
+                                                        for b in built.values()) + 1)
+    names = list(groups)
+    stacked = _stack(built, names, max(d.n_points for d in groups.values()), first.n_config)
+    spec = NutsSpec(chains=chains, warmup=1, draws=draws)
+    result = run_laplace(first, _element(stacked, 0), spec, seed=seed, obs_site=OBS_SITE,
+                         predictive_args=simulation_args, model_key=first.key,
+                         batched_args=stacked, n_elements=len(names))
+    out = {}
+    for g, name in enumerate(names):
+        rows = slice(g * chains, (g + 1) * chains)
+        post = {k: np.asarray(v[rows]).reshape(-1) for k, v in result.posterior.items()}
+        out[name] = Posterior(law=law, params={p: post[p] for p in law.params},
+                              sigma=post["sigma"], nu=post.get("nu", built[name].priors.get("nu")),
+                              sigma_fit=post.get("sigma_fit"),
+                              flops_per_param_token=groups[name].flops_per_param_token,
+                              shape=(chains, draws), domain=Domain.from_data(groups[name]))
     return out
 
 

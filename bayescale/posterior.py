@@ -23,6 +23,7 @@ sampler of :math:`\varepsilon`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -128,9 +129,17 @@ class Posterior:
         (chains, draws per chain) with chains * draws = S; default (1, S).
     domain : Domain or None
         Ranges of the training data (None when unknown).
+    form_slopes : numpy.ndarray or None
+        (S, K) draws of the law's form error per decade beyond the domain along each of
+        ``form_directions`` (log loss; :mod:`bayescale.extrapolation`); None: the law's form is
+        taken as exact.
+    form_scatter : numpy.ndarray or None
+        (S,) per-decade scale of the form error's part that differs from run to run.
+    form_directions : tuple of str
+        The inputs the slopes follow: ``("N", "D", "C")`` or ``("x",)``.
 
     Every field is checked once, here: parameters of the law all present, finite, one length S;
-    sigma finite and >= 0; nu > 0.
+    sigma finite and >= 0; nu > 0; form error (S, K) with a domain to measure distance from.
     """
 
     law: Law
@@ -141,6 +150,9 @@ class Posterior:
     flops_per_param_token: float = 6.0
     shape: tuple[int, int] | None = None
     domain: Domain | None = field(default=None, repr=False)
+    form_slopes: np.ndarray | None = field(default=None, repr=False)
+    form_scatter: np.ndarray | None = field(default=None, repr=False)
+    form_directions: tuple[str, ...] = ()
 
     def __post_init__(self):
         law = get_law(self.law)
@@ -181,6 +193,24 @@ class Posterior:
                            f"{self.shape!r}")
         if self.domain is not None and not isinstance(self.domain, Domain):
             raise FitError(f"domain must be a bayescale Domain; got {type(self.domain).__name__}")
+        slopes, scatter, dirs = None, None, tuple(self.form_directions)
+        if self.form_slopes is not None:
+            slopes = np.asarray(self.form_slopes, dtype=float)
+            if slopes.shape != (size, len(dirs)) or not dirs:
+                raise FitError(f"form_slopes must be (draws, directions) = ({size}, "
+                               f"{len(dirs)}); got {slopes.shape}")
+            scatter = _draws_array("form_scatter", 0.0 if self.form_scatter is None
+                                   else self.form_scatter, size)
+            if not (np.all(np.isfinite(slopes)) and np.all(np.isfinite(scatter) & (scatter >= 0))):
+                raise FitError("the form error's draws must be finite (scatter >= 0)")
+            allowed = ("N", "D", "C") if law.inputs == ("N", "D") else law.inputs
+            if self.domain is None or any(d not in allowed or d not in self.domain.ranges
+                                          for d in dirs):
+                raise FitError(f"a form error needs a domain with its directions {dirs}; law "
+                               f"{law.name!r} allows {allowed}")
+        object.__setattr__(self, "form_slopes", slopes)
+        object.__setattr__(self, "form_scatter", scatter)
+        object.__setattr__(self, "form_directions", dirs)
         for name, value in (("law", law), ("params", arrays), ("sigma", sigma), ("nu", nu),
                             ("sigma_fit", sigma_fit), ("flops_per_param_token", float(k)),
                             ("shape", shape)):
@@ -267,10 +297,18 @@ class Posterior:
         with_fit = any(p.sigma_fit is not None for p in parts)
         domains = [p.domain for p in parts if p.domain is not None]
         domain = functools.reduce(Domain.union, domains) if domains else None
+        form = {}
+        dirs = {p.form_directions for p in parts}
+        if all(p.form_slopes is not None for p in parts) and len(dirs) == 1:
+            # each draw keeps its component's form error, measured from its own data
+            form = dict(form_slopes=np.concatenate([p.form_slopes[pick] for p, pick in
+                                                    zip(parts, picks)]),
+                        form_scatter=pooled(lambda p: p.form_scatter, 0.0),
+                        form_directions=dirs.pop())
         return cls(law=law, params=params, sigma=pooled(lambda p: p.sigma, 0.0),
                    nu=pooled(lambda p: p.nu, np.inf),
                    sigma_fit=pooled(lambda p: p.sigma_fit, 0.0) if with_fit else None,
-                   flops_per_param_token=ks.pop(), domain=domain)
+                   flops_per_param_token=ks.pop(), domain=domain, **form)
 
     # ---------------------------------------------------------------- views
     @property
@@ -294,8 +332,13 @@ class Posterior:
         raise FitError(f"no quantity {name!r} in this posterior; have "
                        f"{', '.join([*self.params, 'sigma', 'nu'])}")
 
+    def without_form_error(self) -> Posterior:
+        """The same draws with the law's form taken as exact (no form error)."""
+        return dataclasses.replace(self, form_slopes=None, form_scatter=None, form_directions=())
+
     def median(self) -> Posterior:
-        """One draw: the posterior median of every parameter and of the noise (the plug-in)."""
+        """One draw: the posterior median of every parameter and of the noise (the plug-in; no
+        form error)."""
         keep = lambda v: None if v is None else np.median(v, keepdims=True)  # noqa: E731
         return Posterior(law=self.law, params={k: keep(v) for k, v in self.params.items()},
                          sigma=keep(self.sigma), nu=keep(self.nu), sigma_fit=keep(self.sigma_fit),
@@ -342,6 +385,34 @@ class Posterior:
         elif heavy.any():
             z[heavy] = rng.standard_t(nu[heavy][column], size=(int(heavy.sum()), *shape))
         return scale[column] * z
+
+    def distances(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Decades beyond the training domain along each input of ``inputs`` (natural units;
+        ``C`` is added as k N D when N and D are given), and ``"max"``, the largest of them."""
+        if self.domain is None:
+            raise FitError("this posterior has no training domain to measure distance from")
+        values = {k: np.asarray(v, dtype=float) for k, v in inputs.items()}
+        if "N" in values and "D" in values and "C" not in values:
+            values["C"] = self.flops_per_param_token * values["N"] * values["D"]
+        out = {k: self.domain.distance(**{k: v}) for k, v in values.items()
+               if k in self.domain.ranges}
+        out["max"] = functools.reduce(np.maximum, out.values(), 0.0)
+        return out
+
+    def form_offset(self, inputs: Mapping[str, Any], eta=None) -> np.ndarray | float:
+        r"""The law's form error on log loss at ``inputs``, per draw:
+        :math:`\sum_k b_{sk} r_k(x) + \tau_s r(x) \eta` with :math:`b` the slopes,
+        :math:`r_k` the decades beyond the domain along input k, :math:`r` the largest, and
+        :math:`\tau` the scatter. Inputs broadcast against the draws on the last axis;
+        ``eta`` (standard normals, broadcasting the same way) draws the part that differs
+        from run to run, None leaves it out. 0 without a form error."""
+        if self.form_slopes is None:
+            return 0.0
+        dist = self.distances(inputs)
+        out = sum(dist[k] * self.form_slopes[:, i] for i, k in enumerate(self.form_directions))
+        if eta is not None:
+            out = out + self.form_scatter * dist["max"] * eta
+        return out
 
     def log_lik(self, resid) -> np.ndarray:
         """Log density (nats of log loss) of residuals ``y - log L`` under a new run's noise,

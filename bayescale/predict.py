@@ -1,20 +1,27 @@
 r"""Posterior predictions of loss at new model sizes, data sizes or compute budgets.
 
-Two bands, from the same draws:
+Three bands, from the same draws:
 
-* ``law``: :math:`L_s(N, D)` for each draw s: uncertainty about the law itself (parameters only).
-* ``new_run``: the loss one new training run would reach, :math:`L_s(N, D)\, e^{\varepsilon}` with
-  :math:`\varepsilon \sim \mathrm{StudentT}(\nu_s, 0, \sigma_s)` (or
-  :math:`\mathcal{N}(0, \sigma_s)`), since the noise is on log loss. It contains the law band.
+* ``law``: :math:`L_s(N, D)` for each draw s: uncertainty about the law's parameters only, its
+  form taken as exact.
+* ``noise_only``: a new training run with the law's form taken as exact,
+  :math:`L_s(N, D)\, e^{\varepsilon}` with :math:`\varepsilon \sim t_{\nu_s}(0, \sigma_s)`
+  (the noise is on log loss). It contains the law band.
+* ``new_run`` (the default band of every output): that run with the law's form error beyond the
+  training domain too, :math:`\times e^{\delta_s(N, D)}` (:mod:`bayescale.extrapolation`).
+  Inside the domain it equals ``noise_only``.
 
 A budget C alone predicts at each draw's own compute-optimal split (see
 :func:`bayescale.allocation.compute_optimal`), so the band includes the uncertainty of the split.
+Every prediction says how far beyond the data it is (:attr:`Prediction.beyond`), and warns
+beyond 1000x (:data:`bayescale.extrapolation.FAR` decades).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,14 +32,18 @@ from bayescale.errors import FitError
 from bayescale.posterior import as_posterior
 from bayescale.summaries import check_level, interval, summary_dict
 
-__all__ = ["Prediction", "predict"]
+__all__ = ["Prediction", "predict", "ExtrapolationWarning"]
 
-_KINDS = ("law", "new_run")
+_KINDS = ("law", "noise_only", "new_run")
+
+
+class ExtrapolationWarning(UserWarning):
+    """A prediction lies further beyond the data than the backtests behind its bands reach."""
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """Predicted loss (nats) at P points, for the law and for a new run.
+    """Predicted loss (nats) at P points: the law, a run with the law's form exact, a new run.
 
     Attributes
     ----------
@@ -44,16 +55,23 @@ class Prediction:
     law_draws : numpy.ndarray
         The law's loss per draw and point, shape (S, P).
     new_run_draws : numpy.ndarray
-        Loss of a new training run per draw and point (law times log-loss noise), shape (S, P).
+        Loss of a new training run per draw and point: the law times the log-loss noise and the
+        law's form error beyond the data, shape (S, P).
+    noise_only_draws : numpy.ndarray or None
+        The same run with the law's form taken as exact (law times noise), shape (S, P).
     level : float
         Default mass of the central intervals in :meth:`table` and :meth:`to_dict`.
     seed : int
-        Seed of the ``numpy.random.Generator`` that drew the noise.
+        Seed of the ``numpy.random.Generator`` that drew the noise and the form error's scatter.
     allocation : Allocation or None
         The compute-optimal split behind a prediction at budgets, else ``None``.
     noise_scale, nu : numpy.ndarray or None
         (S,) scale and Student-t degrees of freedom of a new run's noise on log loss, each
         draw's (for :meth:`log_density`).
+    beyond : mapping
+        How far beyond the training data each point is: for each input (``N``, ``D``, ``C``
+        or ``x``) the point's value over the largest trained on (below 1: inside), and
+        ``"decades"``, the largest distance outside the domain in decades (0 inside).
     """
 
     law: str
@@ -65,20 +83,34 @@ class Prediction:
     allocation: Allocation | None = None
     noise_scale: np.ndarray | None = None
     nu: np.ndarray | None = None
+    noise_only_draws: np.ndarray | None = None
+    beyond: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         check_level(self.level)
         shape = np.shape(self.law_draws)
         if len(shape) != 2 or np.shape(self.new_run_draws) != shape:
             raise FitError("law_draws and new_run_draws must both have shape (draws, points)")
+        if self.noise_only_draws is None:
+            object.__setattr__(self, "noise_only_draws", self.new_run_draws)
+        elif np.shape(self.noise_only_draws) != shape:
+            raise FitError("noise_only_draws must have shape (draws, points)")
         for name, v in self.inputs.items():
             if np.shape(v) != (shape[1],):
                 raise FitError(f"input {name!r} must have one value per point ({shape[1]})")
 
+    def draws(self, kind: str = "new_run") -> np.ndarray:
+        """The (S, P) draws of one band: ``"law"``, ``"noise_only"`` or ``"new_run"``."""
+        if kind not in _KINDS:
+            raise FitError(f"kind must be one of {', '.join(_KINDS)}; got {kind!r}")
+        return {"law": self.law_draws, "noise_only": self.noise_only_draws,
+                "new_run": self.new_run_draws}[kind]
+
     def log_density(self, loss) -> np.ndarray:
-        r"""Log predictive density of observed losses, one per point, on log loss:
-        :math:`\log \frac1S \sum_s t_{\nu_s}(\log y \mid \log L_s, \sigma_s)` (nats of log
-        loss; Gaussian where :math:`\nu_s = \infty`)."""
+        r"""Log predictive density of observed losses under the ``new_run`` band, one per point,
+        on log loss: :math:`\log \frac1S \sum_s t_{\nu_s}(\log y \mid \log L_s + \delta_s,
+        \sigma_s)` with :math:`\delta_s` the draw's form error (nats of log loss; Gaussian where
+        :math:`\nu_s = \infty`)."""
         from scipy import stats
         from scipy.special import logsumexp
 
@@ -88,35 +120,42 @@ class Prediction:
         if y.shape != (self.law_draws.shape[1],):
             raise FitError(f"give one observed loss per point ({self.law_draws.shape[1]})")
         nu = np.inf if self.nu is None else self.nu[:, None]
-        lp = stats.t.logpdf(y[None, :], df=nu, loc=np.log(self.law_draws),
-                            scale=self.noise_scale[:, None])
+        loc = np.log(self.law_draws) + np.log(self.new_run_draws / self.noise_only_draws)
+        lp = stats.t.logpdf(y[None, :], df=nu, loc=loc, scale=self.noise_scale[:, None])
         return logsumexp(lp, axis=0) - np.log(self.law_draws.shape[0])
 
     def table(self, level: float | None = None) -> pd.DataFrame:
-        """Tidy table, one row per point and kind (``law``, ``new_run``): the input columns, then
-        ``kind, median, mean, lo, hi, level`` of the loss in nats."""
+        """Tidy table, one row per point and kind (``law``, ``noise_only``, ``new_run``): the
+        input columns, then ``kind, median, mean, lo, hi, level`` of the loss in nats, and
+        ``decades_beyond``."""
         level = check_level(self.level if level is None else level)
         frames = []
         for kind in _KINDS:
-            draws = self.law_draws if kind == "law" else self.new_run_draws
+            draws = self.draws(kind)
             med, lo, hi = interval(draws, level)
             frame = pd.DataFrame({name: np.asarray(v) for name, v in self.inputs.items()})
             frame["kind"] = kind
             frame["median"], frame["mean"], frame["lo"], frame["hi"] = med, draws.mean(0), lo, hi
             frame["level"] = level
-            frames.append(frame.assign(_point=np.arange(len(frame))))
-        out = pd.concat(frames, ignore_index=True).sort_values(["_point", "kind"], kind="stable")
-        return out.drop(columns="_point").reset_index(drop=True)
+            if "decades" in self.beyond:
+                frame["decades_beyond"] = self.beyond["decades"]
+            frames.append(frame.assign(_point=np.arange(len(frame)), _kind=_KINDS.index(kind)))
+        out = pd.concat(frames, ignore_index=True).sort_values(["_point", "_kind"],
+                                                               kind="stable")
+        return out.drop(columns=["_point", "_kind"]).reset_index(drop=True)
 
     def to_dict(self, level: float | None = None) -> dict[str, Any]:
         """JSON-ready summary with plain floats: ``{"law", "level", "points": [{<inputs>,
-        "law": {"median", "lo", "hi"}, "new_run": {...}}]}``."""
+        "law": {"median", "lo", "hi"}, "noise_only": {...}, "new_run": {...}, "beyond":
+        {<input>: x-fold, "decades"}}]}``."""
         level = check_level(self.level if level is None else level)
         points = []
         for j in range(self.law_draws.shape[1]):
             entry: dict[str, Any] = {name: float(v[j]) for name, v in self.inputs.items()}
-            entry["law"] = summary_dict(self.law_draws[:, j], level)
-            entry["new_run"] = summary_dict(self.new_run_draws[:, j], level)
+            for kind in _KINDS:
+                entry[kind] = summary_dict(self.draws(kind)[:, j], level)
+            if self.beyond:
+                entry["beyond"] = {k: float(v[j]) for k, v in self.beyond.items()}
             points.append(entry)
         return {"law": self.law, "level": level, "points": points}
 
@@ -198,7 +237,40 @@ def predict(
             raise FitError("N and D pair up elementwise: give equal lengths or a scalar") from None
         law_draws = post.law_draws(inputs)
     law_draws = np.broadcast_to(law_draws, (post.size, law_draws.shape[-1])).copy()
-    noise = post.noise(np.random.default_rng(seed), shape=(law_draws.shape[1],))
-    new_run = law_draws * np.exp(noise)
+    rng = np.random.default_rng(seed)
+    noise_only = law_draws * np.exp(post.noise(rng, shape=(law_draws.shape[1],)))
+    where = ({"N": allocation.N_opt, "D": allocation.D_opt} if allocation is not None else
+             {k: np.broadcast_to(v, law_draws.shape) for k, v in inputs.items()
+              if k in law.inputs})
+    new_run = noise_only
+    if post.form_slopes is not None:
+        eta = rng.standard_normal(law_draws.shape)
+        offset = post.form_offset({k: v.T for k, v in where.items()}, eta.T).T
+        new_run = noise_only * np.exp(offset)
+    beyond = _beyond(post, {k: v for k, v in inputs.items() if k in law.inputs})
     return Prediction(law.name, inputs, law_draws, new_run, level, int(seed), allocation,
-                      noise_scale=post.new_run_sigma, nu=post.nu)
+                      noise_scale=post.new_run_sigma, nu=post.nu, noise_only_draws=noise_only,
+                      beyond=beyond)
+
+
+def _beyond(post, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each point's value of every input over the domain's largest, and its decades beyond the
+    domain; an :class:`ExtrapolationWarning` past :data:`~bayescale.extrapolation.FAR`."""
+    from bayescale.extrapolation import FAR
+
+    if post.domain is None:
+        return {}
+    values = dict(inputs)
+    if "N" in values and "D" in values:
+        values["C"] = post.flops_per_param_token * values["N"] * values["D"]
+    out = {k: np.asarray(v, dtype=float) / post.domain.ranges[k][1]
+           for k, v in values.items() if k in post.domain.ranges}
+    out["decades"] = np.asarray(post.distances(values)["max"], dtype=float) + np.zeros(
+        len(next(iter(values.values()))))
+    far = float(np.max(out["decades"]))
+    if far > FAR:
+        warnings.warn(
+            f"predicting {far:.1f} decades ({10**far:.3g}x) beyond the training data: the "
+            f"backtests behind the bands reach about 2 decades, and past {FAR:g} (1000x) "
+            "their width is a guess; add larger runs", ExtrapolationWarning, stacklevel=3)
+    return out

@@ -15,6 +15,10 @@ posterior given the pilot as well (self-normalised importance sampling; no refit
 q under those weights, averaged over the simulated outcomes, estimates the expected posterior
 variance; the reduction from today's variance, per FLOP of the pilot, ranks the candidates.
 
+Beyond the training data the law's form error is part of both: each draw's outcome and the
+loss at ``at`` carry that draw's form-error slopes (:mod:`bayescale.extrapolation`), so a pilot
+beyond the data also tells how wrong the law's form is there.
+
 The approximation is good while the weights stay spread over many draws: the effective sample size
 :math:`1/\sum_s w_{js}^2` is reported for each candidate. When a pilot would be so informative that
 it is small, the weighted variance of a few draws is noisy and too small (the reduction is
@@ -126,7 +130,9 @@ def value_of_experiment(
     q = q - q.mean()  # centred, so the weighted variance below loses no digits
     rows = []
     for _, run in table.iterrows():
-        mu = d.log_law(*(math.log(run[i]) for i in d.law.inputs)) + np.zeros(d.size)
+        where = {i: float(run[i]) for i in d.law.inputs}
+        mu = d.log_law(*(math.log(v) for v in where.values())) + d.form_offset(where) + np.zeros(
+            d.size)
         rng = np.random.default_rng(seed)  # common random numbers across candidates
         idx = rng.integers(d.size, size=n_sim)
         y = mu[idx] + d.noise(rng, idx)
@@ -171,7 +177,9 @@ def _quantity(d, quantity, *, C, at, k, bounds) -> np.ndarray:
             raise FitError(
                 f"quantity {quantity!r} needs at= with inputs {d.law.inputs} (natural units)"
             )
-        q = d.log_law(*(math.log(positive(at[i], i)) for i in d.law.inputs)) + np.zeros(d.size)
+        where = {i: positive(at[i], i) for i in d.law.inputs}
+        q = d.log_law(*(math.log(v) for v in where.values())) + d.form_offset(where) + np.zeros(
+            d.size)
         q = np.exp(q) if quantity == "loss" else q
     else:
         raise FitError(

@@ -1,304 +1,355 @@
-"""Extrapolation on real data: fit on the smaller-compute runs, predict the larger ones.
+"""Extrapolation on real data: fit on the smaller runs of each bundled study, predict the larger.
 
-    python benchmarks/extrapolation.py [--quick] [--out DIR]
+    python benchmarks/extrapolation.py [--quick] [--out DIR] [--learn]
 
 Writes ``extrapolation.md`` and ``extrapolation.png`` to ``benchmarks/results/``. ``--quick``
-runs Chinchilla and one revisiting curve with tiny sampling (a smoke test; numbers mean nothing).
+runs one Chinchilla split and one learning curve with tiny sampling (a smoke test; numbers mean nothing). ``--learn``
+also prints the form-error prior learned from every study, the one ``bayescale`` ships
+(:data:`bayescale.extrapolation.PRIOR`).
 
-Data sets and splits
---------------------
-* Chinchilla (Epoch AI's 240 rows): train on C <= 3e20 FLOPs, test on the rest.
-* Porian et al. 2024, "Optimizer tuning (no decay)" on RefinedWeb: train on the IsoFLOP budgets
-  below the top two, test on the top two.
-* Alabdulmohsin et al. 2022 (revisiting): the 10 one-variable curves (5 LM, 5 NMT), x = examples
-  or tokens seen, split by the data set's own ``is_train`` flag.
+Splits (``_splits.py``): Chinchilla C <= 1e20 and <= 3e20 FLOPs; each of Porian et al.'s 15
+configuration/corpus groups without its top two IsoFLOP budgets; datablations' single-epoch
+runs, N < 1e9 to the larger models; the OLMo ladder's final C4 losses, 190M-760M to 1B and 3B;
+the 10 revisiting learning curves by their ``is_train`` flag.
 
-Methods
--------
-Two-variable data: the Bayesian Chinchilla law (default priors and Student-t noise, 4 chains of
-1000 + 1000), Hoffmann/Epoch Approach 3 (Huber, 4500-start grid) and ``curve_fit`` of the
-Chinchilla law, both with 1000 bootstrap resamples. One-variable curves: the Bayesian ``power``
-law (4 chains of 500 + 500), ``curve_fit`` of ``power`` and log-log OLS of ``power_pure``, with
-1000 bootstrap resamples.
+Methods (new-run bands on log loss)
+-----------------------------------
+* ``default``: :func:`bayescale.fit` as it comes (4 chains x 1000 + 1000, Student-t noise), with
+  the law's form error beyond the data: its own leave-future-out refits and the cross-study
+  prior. The prior used on a study is learned from the **other** families only (leave one
+  family out), so no study is scored with numbers learned on itself.
+* ``zero-mean``: the same spread of form error without its mean (the refits' sign ignored).
+* ``law only``: the same fit with the law's form taken as exact (parameters and noise: the
+  band bayescale gave before).
+* ``conformal``: split-conformal calibration of the law-only band on the fit's own
+  leave-future-out refits: the band's half-width is the law-only predictive sd times the
+  conformal quantile of the refits' standardised errors (law-only where a fit has no refits).
+* ``huber``, ``curve_fit``: Hoffmann/Epoch Approach 3 and ``curve_fit`` of the Chinchilla law;
+  for the curves ``curve_fit`` of the power law and log-log ``ols`` of the pure power law; each
+  with a 400-resample bootstrap and Gaussian noise of its residual scale.
 
-Metrics (on held-out runs, all on log loss)
--------------------------------------------
-RMSE of the point prediction (posterior median of the law; least-squares point fit), coverage of
-the central 50/80/90/95% intervals of a new run, mean 90% width, mean log predictive density and
-fit time. A least-squares "new run" is a bootstrap draw of the law times Gaussian noise on log
-loss with the point fit's residual scale sqrt(sum r^2 / (n - p)); its predictive density is that
-Gaussian around each bootstrap draw, averaged over draws as the posterior's is.
+Metrics on the held-out runs: median absolute error (``mae``) and RMSE of the predicted median
+log loss, signed ``bias`` (observed minus predicted), coverage of the central 50/80/90/95%
+bands, mean 90% width, mean log predictive density (``mlpd``; not for conformal bands).
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
+import itertools
+import math
 import time
 import warnings
 
 import numpy as np
+from scipy import stats
 
 import _common as C
-import bayescale
+import bayescale as bs
+from _splits import real_splits
 from bayescale import baselines as bl
-from bayescale.datasets import load_frame
-from bayescale.laws import get_law
-from bayescale.posterior import Posterior
+from bayescale.extrapolation import (PRIOR, FormErrorPrior, directions_of, holdout,
+                                     holdout_log_density, with_form_error)
 from bayescale.predict import predict
 
-PORIAN_CONFIG = "Optimizer tuning (no decay)"
+LEVELS = (0.5, 0.8, 0.9, 0.95)
+#: Hyperparameters searched: log c mean, log c sd, scatter, evidence inflation.
+GRID = list(itertools.product(np.log([1.0, 2.0, 4.0, 8.0, 16.0]), [0.5, 1.0], [0.0, 1.0, 2.0],
+                              [1.0, 3.0, 10.0, 30.0]))
 QUICK_GRID = {"e": (0.0, 1.0), "a": (5.0, 10.0), "b": (5.0, 10.0), "alpha": (0.5,),
               "beta": (0.5,)}
-
-FITTERS = {
-    ("ols", "power_pure"): bl.ols_loglog,
-    ("curve_fit", "power"): bl.curve_fit_power,
-    ("curve_fit", "chinchilla"): bl.curve_fit_chinchilla,
-    ("huber", "chinchilla"): bl.huber_approach3,
-}
+METHODS = ("default", "zero-mean", "law only", "conformal", "huber", "curve_fit", "ols")
 
 
-def _inputs(law, d, mask):
-    """Keyword inputs of ``law`` for the rows of ``d`` (a dict of arrays) under ``mask``."""
-    return {k: d[k][mask] for k in get_law(law).inputs}
+# ------------------------------------------------------------------------------ Bayes fits
+def bayes_fits(splits, settings):
+    """The default fit of every split's training runs, one ``fit_many`` program per law."""
+    fits = {}
+    for law in dict.fromkeys(s.law for s in splits):
+        idx = [i for i, s in enumerate(splits) if s.law == law]
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bs.ConvergenceWarning)
+            group = bs.fit_many({str(i): splits[i].train for i in idx}, law, progress=False,
+                                **settings)
+        print(f"  {len(idx)} {law} fits with their refits in {time.perf_counter() - t0:.0f} s",
+              flush=True)
+        fits.update({i: group[str(i)] for i in idx})
+    return fits
 
 
-def bayes(law, train, test, y_test, settings, seed=0):
-    """Fit the Bayesian law on ``train`` (dict with inputs and loss); held-out points and info."""
-    data = bayescale.ScalingData.from_arrays(**train)
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
-        fit = bayescale.fit(data, law, seed=seed, progress=False, **settings)
-    pred = fit.predict(**test, seed=seed)
-    seconds = time.perf_counter() - t0
-    post = fit.posterior
-    point = np.median(np.log(pred.law_draws), axis=0)
-    pts = C.heldout_points(np.log(y_test), point, pred.new_run_draws, pred.law_draws,
-                           post.new_run_sigma, post.nu)
-    d = fit.diagnostics
-    note = f"R-hat {d['max_rhat']:.3f}, ESS {d['min_ess_bulk']:.0f}, {d['divergences']} div"
-    return pts, pred, seconds, note
+def grid_scores(records):
+    """(grid points, splits) joint log density of each split's held-out errors under each
+    prior of :data:`GRID`."""
+    return np.array([[holdout_log_density(outer, sigma, evidence, FormErrorPrior(*g))
+                      for outer, sigma, evidence in records] for g in GRID])
 
 
-def lsq(method, law, train, test, y_test, *, n_boot, seed=0, grid=None):
-    """Least-squares point fit plus bootstrap on ``train``; held-out points and info."""
-    fitter = FITTERS[method, law]
-    if grid is not None:
-        fitter = functools.partial(fitter, grid=grid)
-    names = get_law(law).inputs
-    arrays = [train[k] for k in names] + [train["loss"]]
-    t0 = time.perf_counter()
-    point = fitter(*arrays)
-    draws = bl.bootstrap(fitter, *arrays, n=n_boot, seed=seed, start=point.params)
-    seconds = time.perf_counter() - t0
-    one = {k: np.array([v]) for k, v in point.params.items()}
-    fitted = predict(Posterior.from_draws(law, one), **{k: train[k] for k in names}).law_draws[0]
-    sigma = C.residual_sigma(np.log(train["loss"]), np.log(fitted), len(point.params))
-    pred = predict(Posterior.from_draws(law, draws, {"sigma": sigma}), **test, seed=seed)
-    point_test = np.log(predict(Posterior.from_draws(law, one), **test).law_draws[0])
-    pts = C.heldout_points(np.log(y_test), point_test, pred.new_run_draws, pred.law_draws,
-                           sigma, None)
-    n = next(iter(draws.values())).size
-    return pts, pred, seconds, f"resid. sigma {sigma:.4f}, {n} resamples"
+def learn_prior(scores, records, families, *, exclude=None):
+    """The grid point that maximises the families' average per-run joint log density of the
+    held-out errors (each family weighted equally, each split by its held-out runs)."""
+    sizes = np.array([len(outer.error) for outer, _, _ in records])
+    fams = [f for f in dict.fromkeys(families) if f != exclude]
+    total = np.zeros(len(GRID))
+    for fam in fams:
+        cols = [j for j, f in enumerate(families) if f == fam]
+        total += scores[:, cols].sum(axis=1) / sizes[cols].sum()
+    return FormErrorPrior(*GRID[int(np.argmax(total))])
 
 
-def two_variable(name, d, train_mask, args, rows, preds):
-    """All three methods on one (N, D) data set split by ``train_mask``; its D/N ranges."""
-    train = {**_inputs("chinchilla", d, train_mask), "loss": d["loss"][train_mask]}
-    test = _inputs("chinchilla", d, ~train_mask)
-    y = d["loss"][~train_mask]
-    settings = (dict(chains=1, warmup=100, draws=100) if args.quick
-                else dict(chains=4, warmup=1000, draws=1000))
-    n_boot = 20 if args.quick else 1000
-    runs = {
-        "bayes": lambda: bayes("chinchilla", train, test, y, settings),
-        "huber": lambda: lsq("huber", "chinchilla", train, test, y, n_boot=n_boot,
-                             grid=QUICK_GRID if args.quick else None),
-        "curve_fit": lambda: lsq("curve_fit", "chinchilla", train, test, y, n_boot=n_boot),
-    }
-    for method, run in runs.items():
-        pts, pred, seconds, note = run()
-        rows.append({"dataset": name, "method": method, "law": "chinchilla",
-                     "n_train": int(train_mask.sum()), **C.aggregate([pts]),
-                     "fit_s": seconds, "note": note})
-        preds[name, method] = (y, pred)
-        print(f"  {name:<12} {method:<10} rmse {rows[-1]['rmse']:.4f} "
-              f"cov90 {rows[-1]['cov90']:.2f} {seconds:.1f} s", flush=True)
-    ratio = d["D"] / d["N"]
-    return (f"{name}: tokens per parameter D/N {ratio[train_mask].min():.2g}-"
-            f"{ratio[train_mask].max():.3g} in training, {ratio[~train_mask].min():.2g}-"
-            f"{ratio[~train_mask].max():.3g} held out")
+# ------------------------------------------------------------------------------ methods
+def bands(log_draws):
+    """Median and central bands of (S, P) log-loss draws."""
+    out = {"pred": np.median(log_draws, axis=0)}
+    for level in LEVELS:
+        out[level] = np.quantile(log_draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return out
 
 
-def revisiting(args, rows, curve_rows):
-    """Bayesian power law vs curve_fit power vs OLS power_pure on each revisiting curve."""
-    df = load_frame("revisiting")
-    curves = list(df.groupby(["domain", "model"], sort=True))
-    if args.quick:
-        curves = curves[:1]
-    settings = (dict(chains=1, warmup=100, draws=100) if args.quick
-                else dict(chains=4, warmup=500, draws=500))
-    n_boot = 20 if args.quick else 1000
-    methods = {"bayes": "power", "curve_fit": "power", "ols": "power_pure"}
-    pooled = {(dom, m): [] for dom in ("LM", "NMT", "all") for m in methods}
-    seconds = {k: 0.0 for k in pooled}
-    notes = {m: [] for m in methods}
-    for (domain, model), g in curves:
-        mask = g["is_train"].to_numpy() == 1
-        x, loss = g["seen_examples"].to_numpy(float), g["loss"].to_numpy(float)
-        train, test, y = {"x": x[mask], "loss": loss[mask]}, {"x": x[~mask]}, loss[~mask]
-        entry = {"curve": f"{domain} {model}", "n_train": int(mask.sum()),
-                 "n_test": int((~mask).sum())}
-        for method, law in methods.items():
-            if method == "bayes":
-                pts, _, sec, note = bayes(law, train, test, y, settings)
-                notes[method].append(note)
-            else:
-                pts, _, sec, _ = lsq(method, law, train, test, y, n_boot=n_boot)
-            for dom in (domain, "all"):
-                pooled[dom, method].append(pts)
-                seconds[dom, method] += sec
-            agg = C.aggregate([pts])
-            entry[f"rmse {method}"] = agg["rmse"]
-            entry[f"cov90 {method}"] = agg["cov90"]
-        curve_rows.append(entry)
-        print(f"  revisiting {entry['curve']:<16} " + " ".join(
-            f"{m} {entry[f'rmse {m}']:.4f}" for m in methods), flush=True)
-    for dom in ("LM", "NMT", "all"):
-        n_curves = sum(1 for (d, _), _ in curves if dom in (d, "all"))
-        for method, law in methods.items():
-            if not pooled[dom, method]:
-                continue
-            note = f"{n_curves} curves"
-            if method == "bayes" and dom == "all":
-                bad = sum("0 div" not in n for n in notes[method])
-                note += f", {bad} of {len(notes[method])} fits with divergences"
-            rows.append({"dataset": f"revisiting {dom}", "method": method, "law": law,
-                         "n_train": "", **C.aggregate(pooled[dom, method]),
-                         "fit_s": seconds[dom, method], "note": note})
+def bayes_methods(split, fit, prior, seed=0):
+    """default, zero-mean, law only and conformal on one split."""
+    inputs = {k: getattr(split.test, k) for k in fit.law.inputs}
+    y = np.log(split.test.loss)
+    exact = fit.posterior.without_form_error()
+    law_only = predict(exact, **inputs, seed=seed)
+    post = with_form_error(exact, fit.evidence, prior, seed=seed)
+    default = predict(post, **inputs, seed=seed)
+    centred = dataclasses.replace(post, form_slopes=post.form_slopes
+                                  - post.form_slopes.mean(axis=0))
+    zero = predict(centred, **inputs, seed=seed)
+    out = {}
+    for name, pred in (("default", default), ("zero-mean", zero), ("law only", law_only)):
+        out[name] = {**bands(np.log(pred.new_run_draws)),
+                     "lpd": pred.log_density(split.test.loss)}
+    out["conformal"] = conformal(fit, law_only, y)
+    return out
 
 
-def verdicts(rows):
-    """One line per data set: where the Bayesian fit is best, tied, and where it loses."""
-    metrics = {  # name -> (key of the row value, True when higher is better)
-        "RMSE": (lambda r: r["rmse"], False),
-        "MLPD": (lambda r: r["mlpd"], True),
-        "calibration (cal_err)": (lambda r: r["cal_err"], False),
-        "|cov90 - 0.9|": (lambda r: abs(r["cov90"] - 0.9), False),
-        "fit time": (lambda r: r["fit_s"], False),
-    }
-    lines = []
-    for name in dict.fromkeys(r["dataset"] for r in rows):
-        group = [r for r in rows if r["dataset"] == name]
-        ours = next(r for r in group if r["method"] == "bayes")
-        others = [r for r in group if r is not ours]
-        wins, ties, losses = [], [], []
-        for metric, (value, higher) in metrics.items():
-            sign = -1.0 if higher else 1.0
-            best = min(others, key=lambda r: sign * value(r))
-            gap = sign * (value(ours) - value(best))
-            if gap < -1e-12:
-                wins.append(metric)
-            elif gap <= 1e-12:
-                ties.append(f"{metric} (with {best['method']})")
-            else:
-                losses.append(f"{metric} (best: {best['method']}, "
-                              f"{value(best):.4g} vs {value(ours):.4g})")
-        text = f"- **{name}**: Bayes best on {', '.join(wins) or 'nothing'}"
-        if ties:
-            text += f"; tied on {', '.join(ties)}"
-        if losses:
-            text += f"; **Bayes loses on** {', '.join(losses)}"
-        lines.append(text + ".")
-    return "\n".join(lines) + "\n"
+def conformal(fit, law_only, y):
+    """Split-conformal bands from the fit's own refits (see the module docstring)."""
+    log_new = np.log(law_only.noise_only_draws)
+    centre, sd = np.median(log_new, axis=0), log_new.std(axis=0)
+    scores = np.concatenate([np.abs(h.error) / np.sqrt(np.diag(h.law_cov) + h.noise_var)
+                             for h in (fit.evidence.holdouts if fit.evidence else ())] or
+                            [np.array([])])
+    out = {"pred": centre, "lpd": None}
+    for level in LEVELS:
+        if scores.size:
+            k = min(scores.size, math.ceil((scores.size + 1) * level))
+            q = np.sort(scores)[k - 1]
+        else:  # no refits: the law-only band
+            q = stats.norm.ppf(0.5 + level / 2)
+        out[level] = (centre - q * sd, centre + q * sd)
+    return out
 
 
-def plot(preds, path):
+def lsq_method(split, method, *, n_boot, quick, seed=0):
+    """A least-squares baseline with its bootstrap (the fit's Posterior) on one split."""
+    law = "chinchilla" if split.law == "chinchilla" else ("power_pure" if method == "ols"
+                                                        else "power")
+    kw = dict(N=split.train.N, D=split.train.D) if law == "chinchilla" else dict(x=split.train.x)
+    if method == "huber" and quick:
+        kw["grid"] = QUICK_GRID
+    fit = bl.fit_lsq(method, law, **kw, loss=split.train.loss, bootstrap=n_boot, seed=seed,
+                     flops_per_param_token=split.train.flops_per_param_token)
+    inputs = {k: getattr(split.test, k) for k in bs.get_law(law).inputs}
+    pred = predict(fit, **inputs, seed=seed)
+    point = bs.Posterior.from_draws(law, fit.params)
+    out = bands(np.log(pred.new_run_draws))
+    out["pred"] = np.log(predict(point, **inputs).law_draws[0])  # the point fit's prediction
+    out["lpd"] = pred.log_density(split.test.loss)
+    return out
+
+
+# ------------------------------------------------------------------------------ scores
+def score(y, res):
+    err = y - res["pred"]
+    out = {"n_test": y.size, "mae": float(np.median(np.abs(err))),
+           "rmse": float(np.sqrt(np.mean(err**2))), "bias": float(np.mean(err))}
+    for level in LEVELS:
+        lo, hi = res[level]
+        out[f"cov{round(100 * level)}"] = float(np.mean((y >= lo) & (y <= hi)))
+    lo, hi = res[0.9]
+    out["width90"] = float(np.mean(hi - lo))
+    out["mlpd"] = float(np.mean(res["lpd"])) if res.get("lpd") is not None else math.nan
+    return out
+
+
+def pooled(rows, key=None):
+    """Pool per-split rows (weights: held-out runs); mae is the median over all runs."""
+    n = np.array([r["n_test"] for r in rows], float)
+    out = {"n_test": int(n.sum())}
+    for k in ("rmse",):
+        out[k] = float(np.sqrt(np.sum(n * np.array([r[k] for r in rows]) ** 2) / n.sum()))
+    for k in ("bias", *(f"cov{round(100 * q)}" for q in LEVELS), "width90", "mlpd"):
+        out[k] = float(np.sum(n * np.array([r[k] for r in rows])) / n.sum())
+    out["mae"] = float(np.median(np.concatenate([r["_abs"] for r in rows])))
+    multi = [r["cov90"] for r in rows if r["n_test"] > 1]
+    out["min split cov90"] = float(min(multi)) if multi else math.nan
+    return out
+
+
+def plot(rows_by_method, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(dict.fromkeys(k[0] for k in preds))
-    methods = list(dict.fromkeys(k[1] for k in preds))
-    fig, axes = plt.subplots(len(names), len(methods), figsize=(4 * len(methods), 3.8 * len(names)),
-                             squeeze=False)
-    for i, name in enumerate(names):
-        for j, method in enumerate(methods):
-            ax = axes[i, j]
-            y, pred = preds[name, method]
-            med = np.median(pred.new_run_draws, axis=0)
-            lo, hi = np.quantile(pred.new_run_draws, [0.05, 0.95], axis=0)
-            inside = (y >= lo) & (y <= hi)
-            for mask, color, label in ((inside, "tab:blue", "inside 90%"),
-                                       (~inside, "tab:red", "outside 90%")):
-                ax.errorbar(y[mask], med[mask], yerr=[med[mask] - lo[mask], hi[mask] - med[mask]],
-                            fmt="o", ms=3, color=color, alpha=0.7, lw=0.8, label=label)
-            span = [min(y.min(), lo.min()), max(y.max(), hi.max())]
-            ax.plot(span, span, "k--", lw=0.8)
-            ax.set_title(f"{name}: {method} ({inside.mean():.0%} inside)", fontsize=9)
-            ax.set_xlabel("held-out loss (nats)")
-            ax.set_ylabel("predicted new run: median, 90% interval")
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig, (cal, per) = plt.subplots(1, 2, figsize=(11, 4.3), layout="constrained")
+    levels = np.array(LEVELS)
+    for i, (method, rows) in enumerate(rows_by_method.items()):
+        p = pooled(rows)
+        cal.plot(levels, [p[f"cov{round(100 * q)}"] for q in levels], "o-", color=f"C{i}",
+                 lw=2.2 if method == "default" else 1.1, label=method)
+    cal.plot([0, 1], [0, 1], color="0.5", lw=1)
+    cal.set(xlim=(0.45, 1), ylim=(0, 1.02), xlabel="nominal level of the new-run band",
+            ylabel="share of held-out runs inside (pooled)", title="calibration on real splits")
+    cal.legend(fontsize="small")
+    names = [r["split"] for r in rows_by_method["default"]]
+    x = np.arange(len(names))
+    for i, method in enumerate(("default", "law only", "curve_fit")):
+        cov = {r["split"]: r["cov90"] for r in rows_by_method[method]}
+        per.plot(x, [cov.get(n, np.nan) for n in names], "o", ms=4, color=f"C{i}",
+                 label=method)
+    per.axhline(0.9, color="0.5", lw=1)
+    per.axhline(0.75, color="0.5", lw=1, ls=":")
+    per.set_xticks(x, names, rotation=90, fontsize=6)
+    per.set(ylim=(-0.03, 1.03), ylabel="90% coverage per split")
+    per.legend(fontsize="small")
     C.save_png(fig, path)
     plt.close(fig)
 
 
 def main(argv=None):
-    args = C.parse_args(__doc__.splitlines()[0], argv)
+    args = C.parse_args(__doc__.splitlines()[0], argv, extra=[
+        (("--learn",), dict(action="store_true",
+                            help="print the prior learned from every family"))])
     t0 = time.perf_counter()
-    rows, curve_rows, preds = [], [], {}
-
-    chin = bayescale.load_dataset("chinchilla")
-    d = {"N": chin.N, "D": chin.D, "loss": chin.loss}
-    ranges = [two_variable("Chinchilla", d, chin.C <= 3e20, args, rows, preds)]
-
-    if not args.quick:
-        por = bayescale.load_dataset("porian2024", config=PORIAN_CONFIG, corpus="rw")
-        log_budget = np.round(np.log2(por.C))  # budgets double: 1.25e16 .. 2.56e19 FLOPs
-        d = {"N": por.N, "D": por.D, "loss": por.loss}
-        ranges.append(two_variable("Porian", d, log_budget < np.unique(log_budget)[-2], args,
-                                   rows, preds))
-
-    revisiting(args, rows, curve_rows)
+    splits = real_splits(quick=args.quick)
+    settings = (dict(chains=2, warmup=150, draws=150) if args.quick
+                else dict(chains=4, warmup=1000, draws=1000))
+    n_boot = 20 if args.quick else 400
+    fits = bayes_fits(splits, settings)
+    records, families = [], []
+    for i, s in enumerate(splits):
+        f = fits[i]
+        outer = holdout(f.posterior.without_form_error(), s.test, 0.0, directions_of(f.law))
+        records.append((outer, float(np.median(f.posterior.new_run_sigma)), f.evidence))
+        families.append(s.family)
+    fams = list(dict.fromkeys(families))
+    t1 = time.perf_counter()
+    scores = grid_scores(records)
+    everywhere = learn_prior(scores, records, families)
+    lofo = {fam: learn_prior(scores, records, families, exclude=fam) for fam in fams}
+    print(f"  {len(GRID)} priors scored on {len(records)} splits in "
+          f"{time.perf_counter() - t1:.0f} s", flush=True)
+    print(f"  prior from every family: {everywhere}", flush=True)
+    rows = {m: [] for m in METHODS}
+    for i, s in enumerate(splits):
+        y = np.log(s.test.loss)
+        results = bayes_methods(s, fits[i], lofo[s.family])
+        for method in ("huber", "curve_fit") if s.law == "chinchilla" else ("curve_fit", "ols"):
+            results[method] = lsq_method(s, method, n_boot=n_boot, quick=args.quick)
+        for method, res in results.items():
+            row = {"split": s.name, "family": s.family, "method": method, **score(y, res),
+                   "_abs": np.abs(y - res["pred"])}
+            rows[method].append(row)
+        d = fits[i].diagnostics
+        print(f"  {s.name:<48} default cov90 {rows['default'][-1]['cov90']:.2f} "
+              f"law-only {rows['law only'][-1]['cov90']:.2f} "
+              f"{'' if d['converged'] else '(not converged)'}", flush=True)
+    rows = {m: r for m, r in rows.items() if r}
     seconds = time.perf_counter() - t0
+    write(args, splits, fits, rows, everywhere, lofo, seconds)
+    if args.learn:
+        print(f"learned from every family: {everywhere}\nshipped: {PRIOR}")
 
-    cols = ["dataset", "method", "law", "n_train", "n_test", "rmse", "cov50", "cov80", "cov90",
-            "cov95", "cal_err", "width90", "mlpd", "fit_s", "note"]
-    curve_cols = ["curve", "n_train", "n_test"] + [f"{m} {k}" for m in ("rmse", "cov90")
-                                                    for k in ("bayes", "curve_fit", "ols")]
+
+def targets(rows):
+    """The checks of the issue, on the default: pooled coverage, per-split coverage, error."""
+    d = rows["default"]
+    p = pooled(d)
+    lsq = [m for m in ("huber", "curve_fit", "ols") if m in rows]
+    out = [("pooled 90% coverage in [0.85, 0.95]", f"{p['cov90']:.3f}",
+            0.85 <= p["cov90"] <= 0.95),
+           ("pooled 50% coverage in [0.40, 0.60]", f"{p['cov50']:.3f}",
+            0.40 <= p["cov50"] <= 0.60)]
+    multi = [r for r in d if r["n_test"] > 1]
+    low = [r["split"] for r in multi if r["cov90"] < 0.75]
+    out.append(("90% coverage >= 0.75 on each split of 2 or more held-out runs",
+                f"{len(multi) - len(low)} of {len(multi)}" + (f" (below: {', '.join(low)})"
+                                                              if low else ""), not low))
+    single = [r for r in d if r["n_test"] == 1]
+    if single:
+        out.append(("... and on the single-run splits (revisiting NMT): runs inside the 90% band",
+                    f"{sum(r['cov90'] for r in single):.0f} of {len(single)}",
+                    sum(r["cov90"] for r in single) >= 0.75 * len(single)))
+    worse = []
+    by_split = {(m, r["split"]): r for m in lsq for r in rows[m]}
+    for r in d:
+        best = min(by_split[m, r["split"]]["mae"] for m in lsq if (m, r["split"]) in by_split)
+        if r["mae"] > 1.05 * best:
+            worse.append(f"{r['split']} ({r['mae']:.4f} vs {best:.4f})")
+    out.append(("median absolute error <= 1.05x the best least-squares method, each split",
+                f"{len(d) - len(worse)} of {len(d)}" + (f"; worse: {'; '.join(worse)}"
+                                                        if worse else ""), not worse))
+    if "huber" in rows:
+        huber = [r for r in rows["huber"]]
+        mine = [r for r in d if r["split"] in {h["split"] for h in huber}]
+        a, b = pooled(mine)["mae"], pooled(huber)["mae"]
+        out.append(("pooled median absolute error below Huber's (Chinchilla-law splits)",
+                    f"{a:.4f} vs {b:.4f}", a < b))
+    return out
+
+
+def write(args, splits, fits, rows, everywhere, lofo, seconds):
+    cols = ["method", "n_test", "mae", "rmse", "bias", "cov50", "cov80", "cov90", "cov95",
+            "width90", "mlpd", "min split cov90"]
+    pooled_rows = [{"method": m, **pooled(r)} for m, r in rows.items()]
+    fam_rows = []
+    for fam in dict.fromkeys(s.family for s in splits):
+        for m, r in rows.items():
+            part = [x for x in r if x["family"] == fam]
+            if part:
+                fam_rows.append({"family": fam, "method": m, **pooled(part)})
+    split_cols = ["split", "method", "n_test", "mae", "bias", "cov50", "cov90", "width90",
+                  "mlpd"]
+    split_rows = [r for s in splits for m in rows for r in rows[m] if r["split"] == s.name]
+    unconverged = [s.name for i, s in enumerate(splits) if not fits[i].diagnostics["converged"]]
     text = C.header(
-        "Extrapolation to held-out larger-compute runs" + (" (QUICK smoke run)" if args.quick
-                                                          else ""),
-        seconds=seconds,
+        "Extrapolation to held-out larger runs of real studies" + (
+            " (QUICK smoke run)" if args.quick else ""), seconds=seconds,
         notes=[
-            "Splits: Chinchilla train C <= 3e20 FLOPs; Porian 'Optimizer tuning (no decay)' (rw) "
-            "train below the top two IsoFLOP budgets; revisiting: the data's is_train flag.",
-            "; ".join(ranges) + ". Runs with few tokens per parameter sit far above the "
-            "Chinchilla law; the residual scales in the note column show how well each law fits.",
-            "All metrics on log loss. rmse: point prediction (posterior median of the law; "
-            "least-squares point fit). covXX: share of held-out runs inside the central XX% "
-            "interval of a new run. cal_err: mean |coverage - nominal| over the four levels. "
-            "width90: mean width of the 90% interval of log loss. mlpd: mean log predictive "
-            "density of the held-out log losses (higher is better). fit_s: wall seconds of the "
-            "fit with its bootstrap (Bayes: sampling incl. JIT tracing, with the persistent "
-            "compile cache as found).",
-            "Least-squares new runs: bootstrap draws of the law times Gaussian noise with the "
-            "point fit's residual scale sqrt(sum r^2/(n-p)) on log loss (also the density used "
-            "for their mlpd).",
-            "Bayes settings: " + ("1 chain 100+100 (quick)" if args.quick else
-                                  "4 chains x 1000+1000 (two-variable), 4 x 500+500 (curves)")
-            + "; bootstrap resamples: " + ("20" if args.quick else "1000") + ".",
-        ],
-    )
-    text += "\n## Per method and data set\n\n" + C.markdown_table(rows, cols)
-    text += "\n## Who wins\n\n" + verdicts(rows)
-    text += ("\n## Revisiting, per curve\n\n" + C.markdown_table(curve_rows, curve_cols))
+            "Splits: " + "; ".join(f"{s.name} ({s.train.n_points} train, {s.test.n_points} "
+                                   "held out)" for s in splits) + ".",
+            "All metrics on log loss of the held-out runs; bands are a new run's. mae: median "
+            "absolute error of the predicted median; bias: observed minus predicted; covXX: "
+            "share inside the central XX% band; width90: mean width of the 90% band; mlpd: mean "
+            "log predictive density (higher is better; conformal gives bands only). Pooled rows "
+            "weight splits by their held-out runs; `min split cov90` is over splits of 2 or "
+            "more held-out runs.",
+            "default: the form-error prior learned from the other families only (leave one "
+            "family out): " + "; ".join(f"{fam}: {p.log_c_mean:.2f}/{p.log_c_sd}/{p.scatter}/"
+                                        f"{p.evidence_inflation}" for fam, p in lofo.items())
+            + " (log c mean / log c sd / scatter / evidence inflation).",
+            f"Learned from every family (what bayescale ships as PRIOR): log c mean "
+            f"{everywhere.log_c_mean:.3f} (c = {math.exp(everywhere.log_c_mean):.3g}), log c "
+            f"sd {everywhere.log_c_sd}, scatter {everywhere.scatter}, evidence inflation "
+            f"{everywhere.evidence_inflation}; shipped: {PRIOR.log_c_mean:.3f} / "
+            f"{PRIOR.log_c_sd} / {PRIOR.scatter} / {PRIOR.evidence_inflation}.",
+            "Bayes settings: " + ("2 chains x 150+150 (quick)" if args.quick else
+                                  "4 chains x 1000+1000") + "; bootstrap resamples: "
+            + ("20" if args.quick else "400") + ". Not converged (R-hat > 1.01, ESS < 400 or "
+            "divergences): " + (", ".join(unconverged) or "none") + ".",
+        ])
+    text += "\n## Targets (the default)\n\n" + C.markdown_table(
+        [{"target": t, "measured": v, "met": "yes" if ok else "NO"} for t, v, ok in
+         targets(rows)], ["target", "measured", "met"])
+    text += "\n## Pooled over every split\n\n" + C.markdown_table(pooled_rows, cols)
+    text += "\n## Per family\n\n" + C.markdown_table(fam_rows, ["family"] + cols)
+    text += "\n## Per split\n\n" + C.markdown_table(split_rows, split_cols)
     C.write_table(args.out, "extrapolation.md", text)
-    plot(preds, args.out / "extrapolation.png")
+    plot(rows, args.out / "extrapolation.png")
 
 
 if __name__ == "__main__":

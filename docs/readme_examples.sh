@@ -11,6 +11,7 @@ run bayescale fit --dataset chinchilla --json --no-progress
 run bayescale summary chinchilla.nc --level 0.9
 run bayescale predict chinchilla.nc --N 7e10 --D 1.4e12 --N 1e9 --D 2e10
 run bayescale predict chinchilla.nc --compute 5.88e23 --json
+run bayescale predict chinchilla.nc --N 2e12 --D 4e13
 run bayescale allocate chinchilla.nc --compute 5.88e23 --compute 1e25
 run bayescale allocate chinchilla.nc --compute 5.88e23 --json
 run bayescale fit --dataset chinchilla --law kaplan --out kaplan.nc --no-progress
@@ -19,6 +20,8 @@ run bayescale decide chinchilla.nc --compute 5.88e23 --objective quantile:0.9
 run bayescale decide chinchilla.nc --compute 5.88e23 --objective cvar:0.9 --json
 run bayescale decide chinchilla.nc --target-loss 2.0 --probability 0.9
 run bayescale fit --dataset chinchilla --method huber --bootstrap 1000
+run bayescale backtest --dataset chinchilla --no-progress
+run bayescale backtest --dataset chinchilla --method huber --bootstrap 200
 run bayescale fit --dataset chinchilla --method huber --json
 set +e
 run bayescale fit runs_missing.csv

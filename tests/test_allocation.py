@@ -205,10 +205,16 @@ def test_one_variable_law_and_bad_inputs_raise():
 
 def test_summary_and_to_dict():
     p = chinchilla_draws(400)
-    alloc = compute_optimal(post("chinchilla", p), [1e21, 5.88e23])
+    alloc = compute_optimal(post("chinchilla", p, {"sigma": np.full(400, 0.01)}),
+                            [1e21, 5.88e23])
     table = alloc.summary(0.9)
-    assert len(table) == 2 * 6 and set(table["quantity"]) >= {"N_opt", "D_opt", "tokens_per_param", "loss"}
+    assert len(table) == 2 * 7 and set(table["quantity"]) >= {"N_opt", "D_opt", "tokens_per_param",
+                                                              "loss", "new_run_loss"}
     assert np.all((table["lo"] <= table["median"]) & (table["median"] <= table["hi"]))
+    rows = table.set_index(["compute", "quantity"])
+    for c in (1e21, 5.88e23):  # a new run adds noise to the law: its band is the wider
+        law, run = rows.loc[(c, "loss")], rows.loc[(c, "new_run_loss")]
+        assert run["hi"] - run["lo"] > law["hi"] - law["lo"]
     out = json.loads(json.dumps(alloc.to_dict(0.9)))
     entry = out["budgets"][1]
     assert entry["compute"] == 5.88e23

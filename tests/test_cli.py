@@ -227,3 +227,41 @@ def test_fit_by_group_errors(extra, needle, grouped_csv, tmp_path, capsys):
     extra = [str(existing) if a == "FILE" else a for a in extra]
     code, out, err = run(["fit", str(grouped_csv), *extra], capsys)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_backtest_text_json_and_plot(runs_csv, tmp_path, capsys):
+    # a least-squares backtest: no sampling; the Bayesian one is the same command
+    cols = ["--n-col", "params", "--d-col", "tokens", "--loss-col", "final"]
+    png = tmp_path / "bt.png"
+    code, out, err = run(["backtest", str(runs_csv), *cols, "--method", "curve_fit",
+                          "--bootstrap", "20", "--drop", "1", "2", "--plot", str(png)], capsys)
+    assert code == 0, err
+    assert "pooled" in out and "cov90" in out and "by extrapolation ratio" in out
+    assert png.stat().st_size > 0
+    code, out, _ = run(["backtest", str(runs_csv), *cols, "--method", "curve_fit",
+                        "--bootstrap", "20", "--drop", "1", "--json"], capsys)
+    obj = json.loads(out)
+    assert code == 0 and obj["by"] == "C" and len(obj["splits"]) == 1
+    assert obj["summary"]["pooled"]["n_test"] == obj["splits"][0]["n_test"]
+    code, _, err = run(["backtest", str(runs_csv), *cols, "--drop", "9"], capsys)
+    assert code == 2 and "levels" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bayesian_backtest_and_predict_beyond(runs_csv, tmp_path, capsys):
+    cols = ["--n-col", "params", "--d-col", "tokens", "--loss-col", "final"]
+    quick = ["--chains", "2", "--warmup", "150", "--draws", "150", "--no-progress"]
+    code, out, err = run(["backtest", str(runs_csv), *cols, *quick, "--drop", "1", "--json"],
+                         capsys)
+    assert code == 0, err
+    split = json.loads(out)["splits"][0]
+    assert split["n_train"] + split["n_test"] == 25
+    fit_nc = tmp_path / "f.nc"
+    assert run(["fit", str(runs_csv), *cols, *quick, "--out", str(fit_nc)], capsys)[0] == 0
+    code, out, _ = run(["predict", str(fit_nc), "--N", "1e12", "--D", "2e13", "--json"], capsys)
+    pt = json.loads(out)["points"][0]
+    assert set(pt) >= {"law", "noise_only", "new_run", "beyond"}
+    assert pt["beyond"]["decades"] > 1  # far past the runs: the form error widens the band
+    assert pt["new_run"]["hi"] - pt["new_run"]["lo"] > pt["noise_only"]["hi"] - pt[
+        "noise_only"]["lo"]
+    code, text, _ = run(["predict", str(fit_nc), "--N", "1e12", "--D", "2e13"], capsys)
+    assert "form exact" in text and "beyond the largest trained" in text

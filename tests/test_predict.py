@@ -44,7 +44,9 @@ def test_power_law_in_x():
     pred = predict(post("power", p, {"sigma": 0.01}), x=x)
     ref = p["E"][:, None] + p["A"][:, None] * x ** -p["alpha"][:, None]
     np.testing.assert_allclose(pred.law_draws, ref, rtol=1e-12)
-    assert list(pred.to_dict()["points"][0]) == ["x", "law", "new_run"]
+    assert list(pred.to_dict()["points"][0]) == ["x", "law", "noise_only", "new_run"]
+    # Draws of one's own carry no form error: a new run is the law plus its noise, nothing more.
+    np.testing.assert_array_equal(pred.draws("new_run"), pred.draws("noise_only"))
 
 
 def test_new_run_interval_contains_law_interval():
@@ -108,10 +110,10 @@ def test_prediction_at_compute_uses_each_draws_optimum():
 def test_table_and_to_dict():
     pred = predict(post("chinchilla", P, NOISE), N=N_NEW, D=D_NEW)
     table = pred.table(level=0.8)
-    assert len(table) == 6
+    assert len(table) == 9
     assert list(table.columns) == ["N", "D", "kind", "median", "mean", "lo", "hi", "level"]
-    assert list(table["kind"]) == ["law", "new_run"] * 3
-    row = table.iloc[2]  # second point, law
+    assert list(table["kind"]) == ["law", "noise_only", "new_run"] * 3
+    row = table.iloc[3]  # second point, law
     assert row["N"] == 7e10 and row["kind"] == "law"
     assert row["lo"] == pytest.approx(np.quantile(pred.law_draws[:, 1], 0.1), rel=1e-12)
     assert row["mean"] == pytest.approx(np.mean(pred.law_draws[:, 1]), rel=1e-12)

@@ -38,7 +38,10 @@ def test_predict_bands(fits):
     p = ch.params_draws()
     direct = p["E"] + p["A"] / 7e10 ** p["alpha"] + p["B"] / 1.4e12 ** p["beta"]
     assert law["median"].values[0] == pytest.approx(np.median(direct), rel=1e-9)
-    assert len(t) == 4
+    assert len(t) == 6
+    # The default new-run band adds the law's form error to the form-exact one: never narrower.
+    only = pred.table().query("kind == 'noise_only'")
+    assert np.all(new["hi"].values - new["lo"].values >= only["hi"].values - only["lo"].values)
 
 
 def test_compute_optimal_product_and_closed_form(fits):
