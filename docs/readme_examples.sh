@@ -21,7 +21,6 @@ run bayescale decide chinchilla.nc --compute 5.88e23 --objective cvar:0.9 --json
 run bayescale decide chinchilla.nc --target-loss 2.0 --probability 0.9
 run bayescale fit --dataset chinchilla --method huber --bootstrap 1000
 run bayescale backtest --dataset chinchilla --no-progress
-run bayescale backtest --dataset chinchilla --method huber --bootstrap 200
 run bayescale fit --dataset chinchilla --method huber --json
 set +e
 run bayescale fit runs_missing.csv
