@@ -18,7 +18,9 @@ import bayescale as bs
 from bayescale import ScalingData
 from conftest import simulate_chinchilla
 
-SMALL = dict(chains=2, warmup=300, draws=600, progress=False)
+#: Short chains, and no form-error refits: these tests are about sampling many groups (the
+#: refits of fit_many are exercised by the backtests, tests/test_backtest.py).
+SMALL = dict(chains=2, warmup=300, draws=600, progress=False, form_error=False)
 
 
 def truth_with(E):
