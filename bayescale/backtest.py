@@ -33,6 +33,7 @@ import pandas as pd
 
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
+from bayescale.extrapolation import directions_of
 from bayescale.laws import Law, get_law
 
 __all__ = ["backtest", "Backtest", "compute_levels", "default_cutoffs", "subset", "LEVELS",
@@ -286,7 +287,7 @@ def backtest(data, law: str | Law = "chinchilla", *, by: str | None = None,
 
     data = as_data(data)
     law = get_law(law)
-    by = by or ("C" if law.inputs == ("N", "D") else "x")
+    by = by or directions_of(law)[0]  # the axis the fit's own refits cut along
     allowed = ("C", "N", "D") if law.inputs == ("N", "D") else ("x",)
     if by not in allowed:
         raise FitError(f"law {law.name!r} is backtested along {' or '.join(allowed)}, not {by!r}")

@@ -194,7 +194,7 @@ def inner_splits(data, law, drop: Sequence[int] = DROP) -> dict[float, tuple[Any
     runs could not identify the law (too few, one distinct N or D) are left out."""
     from bayescale.backtest import default_cutoffs, subset
 
-    axis = "C" if tuple(law.inputs) == ("N", "D") else "x"
+    (axis,) = directions_of(law)
     values = np.asarray(getattr(data, axis), dtype=float)
     out = {}
     for k in drop:
