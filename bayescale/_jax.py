@@ -79,17 +79,18 @@ def _jax_started() -> bool:
 
 
 def _device_flags() -> None:
+    n = _cpu_devices()  # checks BAYESCALE_CPU_DEVICES even where XLA_FLAGS decides
     flags = os.environ.get("XLA_FLAGS", "")
-    given = re.search(rf"--{_DEVICE_FLAG}=(\S*)", flags)
+    given = re.search(rf"--{_DEVICE_FLAG}(=\S*)?(\s|$)", flags)
     if given:
-        if not re.fullmatch(r"[0-9]+", given.group(1)) or int(given.group(1)) < 1:
-            raise SetupError(f"XLA_FLAGS sets --{_DEVICE_FLAG}={given.group(1)!r}: give a whole "
+        value = (given.group(1) or "=")[1:]
+        if not re.fullmatch(r"[0-9]+", value) or int(value) < 1:
+            raise SetupError(f"XLA_FLAGS sets --{_DEVICE_FLAG}={value!r}: give a whole "
                              "number of CPU devices >= 1, or drop the flag (bayescale then asks "
                              "for one per core)")
         return
     if _DEVICE_FLAG in flags or _jax_started():
         return
-    n = _cpu_devices()
     if n > 1:
         os.environ["XLA_FLAGS"] = f"{flags} --{_DEVICE_FLAG}={n}".strip()
 

@@ -411,12 +411,13 @@ def _write_program(path: Path | None, exported) -> None:
     """Store ``exported`` at ``path`` (atomically; a cache that cannot be written is skipped)."""
     if path is None:
         return
+    from bayescale.errors import OutputError
     from bayescale.io import atomic_path
 
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, record=False) as tmp:
             tmp.write_bytes(exported.serialize())
-    except OSError:
+    except (OSError, OutputError):
         pass
 
 

@@ -129,7 +129,7 @@ def budgets_along(post, against: str, grid):
     from bayescale.allocation import compute_optimal
 
     coarse = np.geomspace(post.flops_per_param_token * 1e2, 1e45, 160)
-    alloc = compute_optimal(post, coarse)
+    alloc = compute_optimal(post, coarse, warn=False)
     med = np.median(getattr(alloc, f"{against}_opt"), axis=0)
     order = np.argsort(med)
     return np.exp(np.interp(np.log(grid), np.log(med[order]), np.log(coarse[order])))
@@ -199,7 +199,7 @@ def plugin_ratio(post, C: float, plugin) -> float:
     if isinstance(plugin, Mapping):
         point = Posterior.from_draws(post.law, {p: float(plugin[p]) for p in post.law.params},
                                      flops_per_param_token=post.flops_per_param_token)
-        return float(compute_optimal(point, C).tokens_per_param[0, 0])
+        return float(compute_optimal(point, C, warn=False).tokens_per_param[0, 0])
     return float(plugin)
 
 

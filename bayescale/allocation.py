@@ -23,7 +23,7 @@ posterior at fixed N or fixed C.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -205,6 +205,10 @@ class Allocation:
         The loss (nats) of one new training run at each draw's optimum, shape (S, B): the law
         times the run's noise and the law's form error beyond the data (see
         :mod:`bayescale.predict`), from a generator seeded with 0.
+    beyond : mapping
+        How far each budget is from the training data (as :attr:`Prediction.beyond
+        <bayescale.predict.Prediction.beyond>`): ``C``, ``N``, ``D`` over the largest trained
+        (at the median optimum) and ``decades`` outside the data; empty without a domain.
     """
 
     law: str
@@ -217,6 +221,7 @@ class Allocation:
     at_edge: np.ndarray
     flops_per_param_token: float = 6.0
     new_run_loss: np.ndarray | None = None
+    beyond: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         shape = (np.shape(self.N_opt)[0], np.size(self.compute))
@@ -260,13 +265,16 @@ class Allocation:
     def to_dict(self, level: float = 0.95) -> dict[str, Any]:
         """JSON-ready summary with plain floats: ``{"law", "level", "flops_per_param_token",
         "budgets": [{"compute", "N_opt", "D_opt", "tokens_per_param", "loss", "a", "b",
-        "frac_at_edge"}], "exponents": {"a", "b"}}``, each quantity a ``{"median", "lo", "hi"}``."""
+        "frac_at_edge", "beyond"}], "exponents": {"a", "b"}}``, each quantity a
+        ``{"median", "lo", "hi"}`` (``beyond``: :attr:`beyond` at the budget, when known)."""
         level = check_level(level)
         budgets = []
         for j, c in enumerate(self.compute):
             entry: dict[str, Any] = {"compute": float(c)}
             entry.update({q: summary_dict(getattr(self, q)[:, j], level) for q in _QUANTITIES})
             entry["frac_at_edge"] = float(np.mean(self.at_edge[:, j]))
+            if self.beyond:
+                entry["beyond"] = {k: float(v[j]) for k, v in self.beyond.items()}
             budgets.append(entry)
         expo = {name: summary_dict(v, level) for name, v in self.exponents().items()}
         return {
@@ -279,7 +287,7 @@ class Allocation:
 
 
 def compute_optimal(
-    posterior: Any, C: Any, *, flops_per_param_token: float | None = None
+    posterior: Any, C: Any, *, flops_per_param_token: float | None = None, warn: bool = True
 ) -> Allocation:
     r"""Posterior of the compute-optimal N*, D*, D*/N*, loss and exponents at budget(s) C.
 
@@ -297,11 +305,15 @@ def compute_optimal(
         Compute budget(s) in FLOPs, shape (B,).
     flops_per_param_token : float, optional
         k in :math:`C = k N D`; default the posterior's.
+    warn : bool
+        Warn (:class:`~bayescale.ExtrapolationWarning`) for a budget more than
+        :data:`~bayescale.extrapolation.FAR` decades outside the training data, above or below.
 
     Returns
     -------
     Allocation
-        Arrays of shape (S, B); ``D_opt = C / (k N_opt)`` exactly up to rounding.
+        Arrays of shape (S, B); ``D_opt = C / (k N_opt)`` exactly up to rounding; ``beyond``
+        says how far each budget is from the data.
 
     Raises
     ------
@@ -335,10 +347,15 @@ def compute_optimal(
     if post.form_slopes is not None:
         eta = rng.standard_normal(n_opt.shape)
         new_run = new_run * np.exp(post.form_offset({"N": n_opt.T, "D": d_opt.T}, eta.T).T)
+    from bayescale.extrapolation import beyond_data
+
+    beyond = beyond_data(post, {"C": budgets, "N": np.median(n_opt, axis=0),
+                                "D": np.median(d_opt, axis=0)}, warn=warn, stacklevel=2)
     return Allocation(
         law=law.name, compute=budgets, N_opt=n_opt, D_opt=d_opt, loss=loss,
         new_run_loss=new_run,
         a=a, b=1.0 - a, at_edge=np.asarray(edge, dtype=bool), flops_per_param_token=k,
+        beyond=beyond,
     )
 
 
@@ -411,7 +428,7 @@ def isoflop_profile(
     budget = _budgets(C, k)
     if budget.size != 1:
         raise FitError(f"isoflop_profile takes one compute budget; got {budget.size}")
-    alloc = compute_optimal(post, budget, flops_per_param_token=k)
+    alloc = compute_optimal(post, budget, flops_per_param_token=k, warn=False)
     n_max = budget[0] / k
     if N is None:
         if int(n_grid) < 2:
@@ -430,14 +447,20 @@ def isoflop_profile(
     return IsoflopProfile(law.name, float(budget[0]), grid, tokens, loss, alloc.N_opt[:, 0])
 
 
+#: Kaplan et al. (2020)'s seed-to-seed variation of the loss, the default data-sufficiency gap.
+KAPLAN_SEED_VARIATION = 0.02
+
+
 def data_sufficiency(posterior: Any, N: Any, *, threshold: Any = None) -> np.ndarray:
     r"""Tokens D at which the loss a model of size N loses to finite data falls to a threshold.
 
     Kaplan et al. (2020) train until :math:`L(N, D)/L(N, \infty) - 1` is below the seed-to-seed
-    noise. With the noise on log loss, that gap equals one noise scale :math:`\sigma` exactly when
-    :math:`\log L(N, D) - \log L(N, \infty) = \sigma`, so the default threshold is
-    :math:`t = e^{\sigma} - 1 \approx \sigma` per draw (``sigma``, the posterior's seed-to-seed
-    noise). The gap falls monotonically in D, and:
+    variation of the loss, which they put at 2% (their eq. 4.4, :math:`D \gtrsim 5 \times 10^3
+    N^{0.74}`): the default threshold is :data:`KAPLAN_SEED_VARIATION`, 0.02. A fit that learned
+    the seed noise from repeated runs (``sigma_fit`` present: ``sigma`` is then the seed-to-seed
+    noise alone) uses it instead, :math:`t = e^{\sigma} - 1` per draw. (The noise of a fit without
+    repeats is not the seed noise: it also holds the law's misfit, often several times larger, and
+    asked 61x more tokens at 70B on Chinchilla.) The gap falls monotonically in D, and:
 
     * Chinchilla, :math:`L(N, \infty) = E + A N^{-\alpha}`:
       :math:`D = \left(B / (t (E + A N^{-\alpha}))\right)^{1/\beta}`.
@@ -451,7 +474,8 @@ def data_sufficiency(posterior: Any, N: Any, *, threshold: Any = None) -> np.nda
     N : float or array_like
         Model size(s) in parameters, shape (M,).
     threshold : float or array_like, optional
-        The gap :math:`L(N, D)/L(N, \infty) - 1` to reach (> 0), scalar or (S,).
+        The gap :math:`L(N, D)/L(N, \infty) - 1` to reach (> 0), scalar or (S,); default 0.02,
+        or the seed noise of a fit with repeated runs.
 
     Returns
     -------
@@ -467,8 +491,10 @@ def data_sufficiency(posterior: Any, N: Any, *, threshold: Any = None) -> np.nda
     sizes = np.atleast_1d(np.asarray(N, dtype=float))
     if sizes.ndim != 1 or not np.all(np.isfinite(sizes) & (sizes > 0)):
         raise FitError(f"N must be positive model sizes (parameters); got {N!r}")
-    if threshold is None:
-        t = np.expm1(post.sigma)
+    if threshold is None and post.sigma_fit is not None:
+        t = np.expm1(np.atleast_1d(post.sigma))  # seed noise learned from the repeats
+    elif threshold is None:
+        t = np.array([KAPLAN_SEED_VARIATION])
     else:
         t = np.atleast_1d(np.asarray(threshold, dtype=float))
     if t.ndim != 1 or not np.all(np.isfinite(t) & (t > 0)):

@@ -136,7 +136,7 @@ class LSQFit:
             params[name] = {"median": float(med), "lo": lo, "hi": hi, "estimate": float(value)}
         n_boot = 0 if self.draws is None else len(next(iter(self.draws.values())))
         return {"law": self.law, "n_points": self.n_points, "level": level, "method": self.method,
-                "params": params, "bootstrap": n_boot, "seconds": self.seconds}
+                "params": params, "bootstrap": n_boot}  # no wall time: the JSON is reproducible
 
     def params_draws(self) -> dict[str, np.ndarray]:
         """Draws per parameter: the bootstrap refits, or the point estimate as a length-1 array."""

@@ -149,7 +149,9 @@ def prior_predictive(data: ScalingData | pd.DataFrame | str | os.PathLike,
         ``.params_draws()`` (natural units), ``.log_loss`` (n, runs) in log nats,
         ``.frac_within()`` (the share of predicted losses within 0.5x-2x of the observed ones).
     """
-    import arviz as az
+    from bayescale._compat import import_arviz
+
+    az = import_arviz()
     from numpyro.infer import Predictive
 
     data = as_data(data)
@@ -257,7 +259,7 @@ def _quantity(fit: ScalingFit, name: str, budget: float | None) -> np.ndarray:
         if budget is None:
             raise FitError(f"tokens_per_param needs a law in N and D; law {fit.law.name!r} has "
                            f"input {fit.law.inputs[0]!r}")
-        return fit.compute_optimal(budget).tokens_per_param[:, 0]
+        return fit.compute_optimal(budget, warn=False).tokens_per_param[:, 0]
     return fit.draws(name)
 
 

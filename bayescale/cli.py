@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -19,8 +20,38 @@ __all__ = ["main", "build_parser"]
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # '-1e9' is a (negative) number, not an option: argparse's own pattern misses exponents,
+        # so `--N -1e9` was "expected one argument" instead of "must be positive".
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
     def error(self, message: str):  # one line, exit 2
         raise SystemExit(_fail(f"{self.prog}: {message} (see --help)"))
+
+
+def _positive(text: str) -> float:
+    """A size, a budget or a loss: a finite number > 0 (units, commas and NaN refused here)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: write plain numbers such as "
+                                         "7e10") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
+    return value
+
+
+def _seed(text: str) -> int:
+    """A seed for JAX's and NumPy's generators: a whole number in [0, 2**32)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: give a whole number") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"seed {text} is out of range: give a whole number from "
+                                         f"0 to {2**32 - 1}")
+    return value
 
 
 def _fail(message: str) -> int:
@@ -87,7 +118,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                        ("--x-col", "input x of a one-variable law"),
                        ("--group-col", "group label"), ("--seed-col", "seed label")):
         p.add_argument(flag, help=f"column holding {what}")
-    p.add_argument("--flops-per-param-token", type=float, default=6.0,
+    p.add_argument("--flops-per-param-token", type=_positive, default=6.0,
                    help="k in C = k N D (default 6)")
 
 
@@ -112,6 +143,8 @@ def _load_data(args: argparse.Namespace):
 def _cmd_fit(args: argparse.Namespace) -> int:
     from bayescale.inference import fit
 
+    if args.out:  # before any work: not an input, a folder we can write, a name that fits
+        _output(args, args.out, folder=args.by_group or args.hierarchical)
     data = _load_data(args)
     if args.by_group or args.hierarchical:
         return _fit_groups(args, data)
@@ -155,9 +188,6 @@ def _fit_groups(args: argparse.Namespace, data) -> int:
                             "--corpus all) labels its configurations as groups")
         raise DataError("--by-group needs group labels: name their column with --group-col")
     out_dir = Path(args.out) if args.out else None
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"--out {out_dir} is a file; with --by-group it names a folder that "
-                        "gets one FIT.nc per group")
     fits = fit_many(data, args.law, hierarchical=args.hierarchical, noise=args.noise,
                     repeats=_repeats(args),
                     chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
@@ -177,8 +207,8 @@ def _fit_groups(args: argparse.Namespace, data) -> int:
 
 def _report_groups(fits, level: float, as_json: bool) -> None:
     if as_json:
-        _print_json({"groups": {n: f.to_dict(level) for n, f in fits.items()},
-                     "hierarchical": fits.hierarchical, "seconds": fits.seconds})
+        _print_json({"groups": {n: f.to_dict(level) for n, f in fits.items()},  # no wall time:
+                     "hierarchical": fits.hierarchical})  # the JSON is reproducible
         return
     shared = " (exponents shared)" if fits.hierarchical else ""
     print(f"{len(fits)} groups fitted in one program{shared} in {fits.seconds:.1f} s\n")
@@ -257,7 +287,7 @@ def _load_checked(args: argparse.Namespace, what: str):
 def _cmd_predict(args: argparse.Namespace) -> int:
     from bayescale.errors import FitError
 
-    result, _ = _load_checked(args, "predict")
+    result, converged = _load_checked(args, "predict")
     if len(args.N) != len(args.D):
         raise FitError(f"give as many --N as --D values (pairs); got {len(args.N)} and "
                        f"{len(args.D)}")
@@ -270,7 +300,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         kw["C"] = args.compute
     if sum(bool(v) for v in (args.N, args.x, args.compute)) != 1:
         raise FitError("give points as --N/--D pairs, or --x values, or --compute budgets")
+    if not converged:
+        _warn_unconverged(args.fit)
     out = result.predict(level=args.level, seed=args.seed, **kw).to_dict(args.level)
+    out["converged"] = converged
     if args.json:
         _print_json(out)
         return 0
@@ -282,16 +315,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_unconverged(path: str) -> None:
+    """One reminder on stderr that the answers come from a fit whose sampler did not converge."""
+    print(f"bayescale: warning: {path} did not converge: these numbers come from an unreliable "
+          "posterior (refit with more --warmup and --draws)", file=sys.stderr)
+
+
 def _beyond_text(beyond) -> str:
     """' (45x the largest compute trained on, N 4.3x, D 4.4x)', or '' inside the data."""
     if not beyond or beyond.get("decades", 0.0) <= 0:
         return "" if not beyond else " (inside the training data)"
     parts = [f"{k} {beyond[k]:.3g}x" for k in ("C", "N", "D", "x") if k in beyond]
-    return " (beyond the largest trained: " + ", ".join(parts) + ")"
+    return (f" ({beyond['decades']:.2g} decades outside the training data; against the largest "
+            "trained: " + ", ".join(parts) + ")")
 
 
 def _cmd_allocate(args: argparse.Namespace) -> int:
     result, converged = _load_checked(args, "allocate")
+    if not converged:
+        _warn_unconverged(args.fit)
     k = args.flops_per_param_token
     out = result.compute_optimal(args.compute, flops_per_param_token=k).to_dict(args.level)
     out["converged"] = converged
@@ -302,7 +344,8 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
         rows = {q: b[q] for q in ("N_opt", "D_opt", "tokens_per_param", "loss")}
         rows["new-run loss"] = b["new_run_loss"]
         print(_interval_table(rows, args.level, title=f"compute-optimal split at C = "
-                                                      f"{b['compute']:.4g} FLOPs"))
+                                                      f"{b['compute']:.4g} FLOPs"
+                                                      f"{_beyond_text(b.get('beyond'))}"))
     print(_interval_table({f"{q} (N*~C^a, D*~C^b)" if q == "a" else q: v
                            for q, v in out["exponents"].items()}, args.level, title="exponents"))
     return 0
@@ -312,6 +355,8 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     from bayescale.errors import FitError
 
     result, converged = _load_checked(args, "decide")
+    if not converged:
+        _warn_unconverged(args.fit)
     if (args.compute is None) == (args.target_loss is None):
         raise FitError("give either --compute C (choose a split) or --target-loss L (find the "
                        "compute for a target)")
@@ -346,7 +391,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     options = {} if args.method != "bayes" else dict(
         chains=args.chains, warmup=args.warmup, draws=args.draws)
     if args.plot:
-        _check_output(args.plot, ".png")
+        _output(args, args.plot, what="--plot")
     result = backtest(data, args.law, by=args.by, drop=args.drop, cutoffs=args.cutoff or None,
                       method=args.method, bootstrap=args.bootstrap, seed=args.seed,
                       progress=not args.no_progress, **options)
@@ -377,17 +422,15 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_output(path: str, suffix: str) -> None:
-    """One clear message for an output path that cannot be written, before any work."""
-    from pathlib import Path
+def _output(args: argparse.Namespace, path: str, *, what: str = "--out",
+            folder: bool = False) -> None:
+    """One clear message for an output that cannot be written, before any work: an input file
+    (the CSV, the fit), a folder, a folder that cannot be written, a name too long."""
+    from bayescale.io import output_path
 
-    from bayescale.errors import FitError
-
-    target = Path(path)
-    if target.is_dir():
-        raise FitError(f"{path} is a folder; give a file name ending in {suffix}")
-    if not target.parent.exists():
-        raise FitError(f"the folder of {path} does not exist")
+    inputs = [getattr(args, "file", None), getattr(args, "fit", None)]
+    output_path(path, inputs=inputs + list(getattr(args, "fits", None) or []), what=what,
+                special=True, folder=folder)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -409,6 +452,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from bayescale.inference import load_fit
     from bayescale.report import write_report
 
+    _output(args, args.out)
     result = load_fit(args.fit)
     path = write_report(result, args.out, budgets=args.compute or None, level=args.level)
     print(f"bayescale: wrote {path}", file=sys.stderr)
@@ -421,7 +465,7 @@ PLATFORM_HELP = ("where JAX runs: cpu, gpu or tpu (default: JAX's choice, an acc
                  "it sees one); the same as JAX_PLATFORMS")
 
 
-def select_platform(platform: str) -> str | None:
+def select_platform(platform: str, source: str = "") -> str | None:
     """Point JAX at ``platform`` before it starts; returns an error message, or None.
 
     For gpu, JAX chooses among the backends it finds (an accelerator before the CPU) and the
@@ -433,6 +477,7 @@ def select_platform(platform: str) -> str | None:
         os.environ.pop("JAX_PLATFORMS", None)
     else:
         os.environ["JAX_PLATFORMS"] = platform if platform == "cpu" else f"{platform},cpu"
+    source = source or f"--platform {platform}"
     install = ("pip install 'jax[tpu]'" if platform == "tpu" else
                "pip install 'jax[cuda12]' or 'jax[cuda13]'")
     try:
@@ -440,13 +485,33 @@ def select_platform(platform: str) -> str | None:
 
         backend = jax.default_backend()
     except RuntimeError as err:
-        return (f"--platform {platform}: JAX could not start it ({str(err).splitlines()[0]}); "
+        return (f"{source}: JAX could not start it ({str(err).splitlines()[0]}); "
                 f"install the matching jax package ({install}) or use "
                 "--platform cpu")
     if backend != platform:
-        return (f"--platform {platform}: JAX sees no {platform.upper()} here (it runs on "
+        return (f"{source}: JAX sees no {platform.upper()} here (it runs on "
                 f"{backend}); install the matching jax package ({install}) or "
                 "use --platform cpu")
+    return None
+
+
+def _check_jax_platforms(value: str) -> str | None:
+    """An error message when JAX cannot start the backends ``JAX_PLATFORMS`` names, else None.
+
+    JAX reads ``gpu`` as CUDA and ROCm both and fails on a host with one of them (or none) with
+    a raw "Unable to initialize backend 'rocm'"; a name with no plugin installed (``cuda``)
+    fails with a bare AssertionError.
+    """
+    if value.lower() == "gpu":
+        return select_platform("gpu", source=f"JAX_PLATFORMS={value}")
+    try:
+        from bayescale._jax import jax
+
+        jax.default_backend()
+    except Exception as err:  # noqa: BLE001 - whatever JAX raised, one line with the fix
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return (f"JAX_PLATFORMS={value}: JAX could not start it ({why}); unset JAX_PLATFORMS "
+                "to let JAX choose, install the matching jax package, or pass --platform cpu")
     return None
 
 
@@ -476,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hierarchical", action="store_true",
                    help="with groups: share the law's exponents across them (implies --by-group)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--draws", type=int, default=1000)
@@ -503,14 +568,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the axis to cut (default C, or x for one-variable laws)")
     p.add_argument("--drop", type=int, nargs="+", default=[1, 2, 3],
                    help="hold out the top K levels of the axis, one split each (default 1 2 3)")
-    p.add_argument("--cutoff", type=float, action="append", default=[],
+    p.add_argument("--cutoff", type=_positive, action="append", default=[],
                    help="instead of --drop: the largest value trained on (repeat)")
     p.add_argument("--method", default="bayes", choices=["bayes", "huber", "curve_fit", "ols"])
     p.add_argument("--bootstrap", type=int, default=200,
                    help="least squares: bootstrap resamples (default 200)")
     p.add_argument("--plot", help="write the calibration and error plot to this PNG")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--draws", type=int, default=1000)
@@ -530,21 +595,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="loss of new runs from a saved fit, with intervals")
     p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`")
-    p.add_argument("--N", type=float, action="append", default=[], help="parameters (repeat)")
-    p.add_argument("--D", type=float, action="append", default=[], help="tokens (repeat)")
-    p.add_argument("--x", type=float, action="append", default=[], help="one-variable input")
-    p.add_argument("--compute", type=float, action="append", default=[],
+    p.add_argument("--N", type=_positive, action="append", default=[], help="parameters (repeat)")
+    p.add_argument("--D", type=_positive, action="append", default=[], help="tokens (repeat)")
+    p.add_argument("--x", type=_positive, action="append", default=[], help="one-variable input")
+    p.add_argument("--compute", type=_positive, action="append", default=[],
                    help="FLOPs: predict at the compute-optimal split")
     p.add_argument("--level", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("allocate", help="compute-optimal N/D split with its posterior")
     p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`")
-    p.add_argument("--compute", type=float, action="append", required=True,
+    p.add_argument("--compute", type=_positive, action="append", required=True,
                    help="training budget in FLOPs (repeat for several)")
-    p.add_argument("--flops-per-param-token", type=float, default=None,
+    p.add_argument("--flops-per-param-token", type=_positive, default=None,
                    help="k in C = k N D (default: the fit's, 6)")
     p.add_argument("--level", type=float, default=0.95)
     p.add_argument("--allow-unconverged", action="store_true",
@@ -554,14 +619,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decide", help="risk-aware budget decisions from a saved fit")
     p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`")
-    p.add_argument("--compute", type=float, help="budget in FLOPs to split between N and D")
+    p.add_argument("--compute", type=_positive, help="budget in FLOPs to split between N and D")
     p.add_argument("--objective", default="expected",
                    help="expected | quantile:Q | cvar:Q | mean_std:LAMBDA (default expected)")
-    p.add_argument("--target-loss", type=float, help="find the compute that reaches this loss")
+    p.add_argument("--target-loss", type=_positive, help="find the compute that reaches this loss")
     p.add_argument("--probability", type=float, default=0.9,
                    help="required probability of reaching --target-loss (default 0.9)")
     p.add_argument("--level", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--allow-unconverged", action="store_true",
                    help="decide even when the fit did not converge")
     p.add_argument("--json", action="store_true")
@@ -575,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write a fit's report as one self-contained HTML file")
     p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`")
     p.add_argument("--out", required=True, help="HTML file to write")
-    p.add_argument("--compute", type=float, action="append", default=[],
+    p.add_argument("--compute", type=_positive, action="append", default=[],
                    help="budget in FLOPs for the allocation table (repeat; default 10x, 100x, "
                         "1000x the runs' largest)")
     p.add_argument("--level", type=float, default=0.9, help="credible interval level")
@@ -602,15 +667,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if getattr(args, "platform", None):
-        problem = select_platform(args.platform)
-        if problem:
-            return _fail(problem)
+    platform = getattr(args, "platform", None)
+    problem = None
+    if platform:
+        problem = select_platform(platform)
+    elif os.environ.get("JAX_PLATFORMS", "").strip() and args.command != "datasets":
+        problem = _check_jax_platforms(os.environ["JAX_PLATFORMS"].strip())
+    if problem:
+        return _fail(problem)
     if getattr(args, "level", None) is not None and not 0 < args.level < 1:
         return _fail(f"--level must be between 0 and 1 (e.g. 0.95), got {args.level}")
     warnings.showwarning = _showwarning
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    return _interruptible(args)
+
+
+def _interruptible(args: argparse.Namespace) -> int:
+    """Run the command in a worker thread, so that Ctrl-C and SIGTERM act at once.
+
+    Python handles signals in the main thread only, between bytecodes: inside a long call into
+    XLA (a compile) or HDF5 a Ctrl-C waited up to 18 s, and one that landed in a callback was
+    printed as "Exception ignored" and lost. Here the main thread only waits; on a signal it
+    removes the temporary files of unfinished writes, prints one line and exits with status 2
+    (finished files are complete: they are renamed into place only once written).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or os.environ.get(
+            "BAYESCALE_DEBUG"):
+        return _dispatch(args)
+    status: list[int] = []
+    worker = threading.Thread(target=lambda: status.append(_dispatch(args)),
+                              name="bayescale-command", daemon=True)
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        from bayescale.io import remove_partial_files, written_files
+
+        remove_partial_files()
+        done = written_files()
+        _fail("interrupted; " + (f"{', '.join(done)} had been written in full, nothing else was"
+                                 if done else "no output file was written"))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)  # the worker may be inside XLA: do not wait for it
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return status[0] if status else 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """The command's exit status; errors become one line (a traceback with BAYESCALE_DEBUG)."""
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -622,6 +738,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if isinstance(err, BayescaleError):
             return _fail(str(err))
+        if isinstance(err, RuntimeError) and "initialize backend" in str(err):
+            return _fail(f"JAX could not start its backend ({str(err).splitlines()[0]}); check "
+                         f"JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS', '')!r} (unset it to let "
+                         "JAX choose) or pass --platform cpu")
         return _fail(f"{type(err).__name__}: {err} (set BAYESCALE_DEBUG=1 for a traceback)")
 
 

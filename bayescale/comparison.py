@@ -30,7 +30,9 @@ def compare(fits: Sequence, *, names: Sequence[str] | None = None) -> pd.DataFra
     ------
     FitError: fewer than two fits, or fits of different data.
     """
-    import arviz as az
+    from bayescale._compat import import_arviz
+
+    az = import_arviz()
 
     fits = list(fits)
     if len(fits) < 2:
@@ -40,6 +42,14 @@ def compare(fits: Sequence, *, names: Sequence[str] | None = None) -> pd.DataFra
         if f.data.n_points != ref.n_points or not np.array_equal(f.data.loss, ref.loss):
             raise FitError("compare needs fits of the same runs: these fits were made on "
                            "different data (different losses or numbers of runs)")
+    kinds = {bool(f.repeats) for f in fits}
+    if len(kinds) > 1:
+        which = ", ".join(f"{f.law.name}: {'per configuration' if f.repeats else 'per run'}"
+                          for f in fits)
+        raise FitError("compare needs fits that score the runs the same way, and some of these "
+                       "model repeated runs (one likelihood term per configuration) while others "
+                       f"do not (one per run): {which}; refit them all with the same repeats= "
+                       "(--repeats yes or no)")
     if names is None:
         names = [f.law.name if [g.law.name for g in fits].count(f.law.name) == 1
                  else f"{f.law.name}/{f.noise}/{i}" for i, f in enumerate(fits)]

@@ -13,7 +13,8 @@ Two levels of checks:
   bundled datasets) also get the checks for how real tables go wrong: duplicate column names,
   rows identical in every column, sizes that look like millions or billions (largest N or D below
   1000), and a "loss" column that looks like accuracy (every value in [0, 1] and rising with
-  compute, Spearman rank correlation above 0.5). :meth:`~ScalingData.from_arrays` skips these
+  compute, Spearman rank correlation above 0.5); losses above 15 (perplexities or a scaled
+  loss, not nats) are warned about. :meth:`~ScalingData.from_arrays` skips these
   heuristics, so toy data in arbitrary units can still be built by hand.
 """
 
@@ -21,7 +22,12 @@ from __future__ import annotations
 
 import csv
 import difflib
+import errno
+import io
+import os
 import re
+import unicodedata
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,8 @@ __all__ = ["ScalingData", "COLUMN_ALIASES"]
 
 #: Below this largest value, N or D look like they are given in millions or billions.
 MIN_PLAUSIBLE_SIZE = 1000.0
+#: Above this loss (nats; log of a 3.3M-token vocabulary) values look like perplexities.
+MAX_PLAUSIBLE_NATS = 15.0
 #: Above this rank correlation with compute (or x), losses all in [0, 1] look like accuracy.
 ACCURACY_RHO = 0.5
 
@@ -205,42 +213,53 @@ class ScalingData:
         data = cls(**values, group=_opt(df, chosen.get("group")), seed=_opt(df, chosen.get("seed")),
                    flops_per_param_token=flops_per_param_token, name=name, citation=citation)
         _check_not_accuracy(data, chosen["loss"])
+        _check_nats(data, chosen["loss"])
         return data
 
     @classmethod
     def from_csv(cls, path: str | Path, **columns: Any) -> ScalingData:
         """Read a CSV file and build with :meth:`from_frame` (same keyword options)."""
         path = Path(path)
-        if not path.exists():
-            raise DataError(f"file not found: {path}; check the path")
+        try:
+            os.stat(path)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise DataError(f"{path} is a symlink loop: point the link at the CSV file") from None
+            raise DataError(f"file not found: {path}; check the path") from None
         if path.is_dir():
             raise DataError(f"{path} is a folder, not a CSV file")
-        with open(path, "rb") as f:
-            if b"\0" in f.read(4096):
-                raise DataError(f"{path} is a binary file, not CSV text: export the table as "
-                                "comma-separated text with a header line")
-        with open(path, encoding="utf-8", errors="replace") as f:
-            header = f.readline().lstrip("\ufeff")
+        try:  # read once: a FIFO or `<(cat runs.csv)` can only be read once
+            raw = path.read_bytes()
+        except OSError as err:
+            raise DataError(f"cannot read {path} ({err.strerror}); check its permissions") from None
+        if b"\0" in raw[:4096]:
+            raise DataError(f"{path} is a binary file, not CSV text: export the table as "
+                            "comma-separated text with a header line")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:  # e.g. Excel's cp1252; numbers are ASCII either way
+            text = raw.decode("latin-1")
+        # Whole lines that start with '#' are comments (a '#' inside a cell is kept).
+        text = "".join(line for line in text.splitlines(keepends=True)
+                       if not line.lstrip().startswith("#"))
+        header = next((line for line in text.splitlines() if line.strip()), "")
         sep = max([",", ";", "\t", "|"], key=header.count) if header.strip() else ","
         names = [n.strip() for n in next(csv.reader([header], delimiter=sep), [])]
         long_rows = (f"{path}: {{}} more cells than the header has names ({len(names)}): remove "
                      "the extra cells or name every column")
         try:
-            try:
-                df = pd.read_csv(path, sep=sep)
-            except UnicodeDecodeError:  # e.g. Excel's cp1252; numbers are ASCII either way
-                df = pd.read_csv(path, sep=sep, encoding="latin-1")
+            df = pd.read_csv(io.StringIO(text), sep=sep)
         except pd.errors.EmptyDataError:
             raise DataError(f"{path} is empty: it needs a header line and one row per run") from None
         except pd.errors.ParserError as err:
-            rows = _long_rows(path, sep, len(names))
+            rows = _long_rows(text, sep, len(names))
             if rows:
                 raise DataError(long_rows.format(rows)) from None
             why = " ".join(str(err).split())  # one line, whatever pandas wrote
             raise DataError(f"{path} could not be read as CSV ({why}); save it as comma-separated "
                             "UTF-8 text with a header line") from None
         if not isinstance(df.index, pd.RangeIndex):  # pandas took surplus cells as an index
-            raise DataError(long_rows.format(_long_rows(path, sep, len(names))))
+            raise DataError(long_rows.format(_long_rows(text, sep, len(names))))
         repeated = sorted({n for n in names if n and names.count(n) > 1})
         if repeated:
             raise DataError(f"column {repeated[0]!r} appears more than once in the header of "
@@ -282,6 +301,10 @@ class ScalingData:
 
     def check_for(self, law_inputs: tuple[str, ...], n_params: int, law_name: str) -> None:
         """Raise :class:`DataError` unless these data can identify a law with these inputs."""
+        if self.n_points > 1 and np.ptp(np.log(self.loss)) < 1e-12:
+            raise DataError(f"the loss is {self.loss[0]:g} in every run: a constant has no "
+                            "scaling to fit; check that the loss column is the final loss of "
+                            "each run (--loss-col)")
         for i in law_inputs:
             if getattr(self, i) is None:
                 need = "tokens D or compute C, and parameters N" if i in "ND" else "an x column"
@@ -336,6 +359,12 @@ def _numeric(name: str, values: Any) -> np.ndarray:
     return arr
 
 
+#: Characters that look like parts of a number and are not (copied from documents).
+_LOOKALIKES = {"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u2010": "-", "\u2011": "-",
+               "\u00d7": "x", "\u2009": " ", "\u00a0": " ", "\u202f": " ", "\uff0e": ".",
+               "\u066b": "."}
+
+
 def _number_hint(cell: Any) -> str:
     text = str(cell).strip()
     if re.fullmatch(r"\d{1,3}(,\d{3})+", text):
@@ -345,6 +374,11 @@ def _number_hint(cell: Any) -> str:
     if len(re.findall(r"\d[\d.eE+-]*", text)) > 1 and re.search(r"[,;\t|]", text):
         return ("each cell holds one number; this one holds several, so the rows seem to use "
                 "another delimiter than the header: use the same one in every line")
+    odd = next((c for c in text if c in _LOOKALIKES), None)
+    if odd is not None:
+        return (f"it holds {unicodedata.name(odd, repr(odd))} (U+{ord(odd):04X}), which looks "
+                f"like {_LOOKALIKES[odd]!r} but is not: write plain ASCII numbers (a spreadsheet "
+                "or a PDF may have put it there)")
     unit = re.fullmatch(r"([-+]?[\d.]+)\s*([kKmMbBtT])", text)
     if unit:
         power = {"k": 3, "m": 6, "b": 9, "t": 12}[unit.group(2).lower()]
@@ -352,10 +386,9 @@ def _number_hint(cell: Any) -> str:
     return "write plain numbers such as 7e10, without units or thousands separators"
 
 
-def _long_rows(path: Path, sep: str, n_names: int) -> str:
+def _long_rows(text: str, sep: str, n_names: int) -> str:
     """'row 3 has' / 'rows 3, 9 have' for rows with more cells than the header, else ''."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        rows = [r for r in csv.reader(f, delimiter=sep) if r][1:]
+    rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=sep) if r][1:]
     long = np.array([len(r) > n_names for r in rows], dtype=bool)
     if not long.any():
         return ""
@@ -432,6 +465,21 @@ def _check_not_accuracy(data: ScalingData, loss_col: str) -> None:
             f"column {loss_col!r} is between 0 and 1 in every row and rises with {what} (Spearman "
             f"rank correlation {rho:.2f}): this looks like accuracy; give a loss (lower is better)"
         )
+
+
+def _check_nats(data: ScalingData, loss_col: str) -> None:
+    """Losses above :data:`MAX_PLAUSIBLE_NATS`: perplexities or a scaled loss, not nats."""
+    high = data.loss > MAX_PLAUSIBLE_NATS
+    if not high.any():
+        return
+    every = "in every row" if high.all() else f"at {_rows(high)}"
+    warnings.warn(
+        f"column {loss_col!r} is above {MAX_PLAUSIBLE_NATS:g} {every} (up to "
+        f"{data.loss.max():.4g}), more than any cross-entropy in nats reaches (log of a "
+        "vocabulary of 3 million tokens): if these are perplexities give their log, if the loss "
+        "was scaled divide the scale out; the priors and the noise assume nats, and a fit of "
+        "perplexities gave alpha 0.69 where the losses gave 0.34",
+        UserWarning, stacklevel=4)
 
 
 def _opt(df: pd.DataFrame, col: str | None):

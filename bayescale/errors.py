@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["BayescaleError", "DataError", "FitError", "ConvergenceError", "SetupError"]
+__all__ = ["BayescaleError", "DataError", "FitError", "ConvergenceError", "SetupError",
+           "OutputError"]
 
 
 class BayescaleError(Exception):
@@ -27,3 +28,7 @@ class ConvergenceError(BayescaleError):
 class SetupError(BayescaleError):
     """An environment variable that sets up JAX (``XLA_FLAGS``, ``BAYESCALE_CPU_DEVICES``) has a
     value JAX cannot use."""
+
+
+class OutputError(BayescaleError):
+    """An output path cannot be written: an input file, a folder, a full disk, no permission."""

@@ -51,7 +51,7 @@ from bayescale.errors import DataError, FitError
 
 __all__ = ["FormErrorPrior", "PRIOR", "Holdout", "Evidence", "directions_of", "holdout",
            "inner_splits", "evidence_of", "slope_posterior", "draw_form_error", "with_form_error",
-           "holdout_log_density", "FAR"]
+           "holdout_log_density", "FAR", "ExtrapolationWarning", "beyond_data"]
 
 #: Levels of compute (or x) the refits of a fit's own data hold out.
 DROP = (1, 2)
@@ -60,6 +60,40 @@ LAPLACE_DRAWS = 500
 #: Beyond this many decades (1000x) past the data a prediction warns: the backtests behind the
 #: form error reach about 2 decades.
 FAR = 3.0
+
+
+class ExtrapolationWarning(UserWarning):
+    """A prediction lies further beyond the data than the backtests behind its bands reach."""
+
+
+def beyond_data(post, inputs: Mapping[str, Any], *, warn: bool = True,
+                stacklevel: int = 2) -> dict[str, np.ndarray]:
+    """How far each point is from the training data: every input (and C = k N D) over the
+    domain's largest, and ``decades`` outside the domain (above its largest or below its
+    smallest value, whichever input is furthest); an :class:`ExtrapolationWarning` past
+    :data:`FAR` decades when ``warn``. Empty for a posterior without a domain."""
+    import warnings
+
+    if post.domain is None:
+        return {}
+    values = {k: np.asarray(v, dtype=float) for k, v in inputs.items()}
+    if "N" in values and "D" in values and "C" not in values:
+        values["C"] = post.flops_per_param_token * values["N"] * values["D"]
+    out = {k: v / post.domain.ranges[k][1] for k, v in values.items() if k in post.domain.ranges}
+    out["decades"] = np.asarray(post.distances(values)["max"], dtype=float) + np.zeros(
+        len(next(iter(values.values()))))
+    far = float(np.max(out["decades"]))
+    if warn and far > FAR:
+        below = any(np.any(v < post.domain.ranges[k][0]) for k, v in values.items()
+                    if k in post.domain.ranges)
+        above = any(np.any(v > post.domain.ranges[k][1]) for k, v in values.items()
+                    if k in post.domain.ranges)
+        where = "below the smallest runs" if below and not above else "beyond the training data"
+        warnings.warn(
+            f"predicting {far:.1f} decades ({10**far:.3g}x) {where}: the backtests behind the "
+            f"bands reach about 2 decades, and past {FAR:g} (1000x) their width is a guess; add "
+            "runs nearer the question", ExtrapolationWarning, stacklevel=stacklevel + 1)
+    return out
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -18,7 +19,8 @@ from bayescale._nuts import NutsSpec, run_nuts
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
 from bayescale.laws import Law, get_law
-from bayescale.models import CONFIG_FACTOR, OBS_SITE, BuiltModel, build_model, simulation_args
+from bayescale.models import (CONFIG_FACTOR, OBS_SITE, BuiltModel, build_model, repeats_note,
+                              simulation_args)
 from bayescale.posterior import Domain, Posterior
 from bayescale.priors import priors_from_json, priors_to_json
 from bayescale.summaries import interval
@@ -93,6 +95,8 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     spec = sampler_spec(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
                         dense_mass=dense_mass)
     data.check_for(law.inputs, law.n_params, law.name)
+    if repeats == "auto" and (note := repeats_note(data, law, noise)) is not None:
+        warnings.warn(note, UserWarning, stacklevel=2)
     built = build_model(data, law, noise=noise, priors=priors, repeats=repeats)
     result = run_nuts(built.model, built.args(), spec, seed=int(seed), obs_site=OBS_SITE,
                       predictive_args=simulation_args, model_key=built.model.key,
@@ -136,7 +140,9 @@ def sampler_spec(*, chains: int, warmup: int, draws: int, target_accept: float,
 
 def _to_idata(arrays: Mapping[str, Mapping[str, np.ndarray]], data: ScalingData, law: Law):
     """An ``arviz.InferenceData`` from the sampler's arrays (built when first asked for)."""
-    import arviz as az
+    from bayescale._compat import import_arviz
+
+    az = import_arviz()
 
     post = arrays["posterior"]
     keep = [s for s in (*law.sampled, *law.params, "sigma", "sigma_fit", "nu") if s in post]
@@ -171,7 +177,9 @@ def _to_idata(arrays: Mapping[str, Mapping[str, np.ndarray]], data: ScalingData,
 
 
 def _versions() -> dict[str, str]:
-    import arviz
+    from bayescale._compat import import_arviz
+
+    arviz = import_arviz()
     import numpyro
 
     from bayescale import __version__
@@ -294,7 +302,9 @@ class ScalingFit:
 
         Computed once per fit: the posterior does not change after sampling.
         """
-        import arviz as az
+        from bayescale._compat import import_arviz
+
+        az = import_arviz()
 
         names = list(self.law.sampled) + list(self.noise_params)
         arrays = {n: self._chain_draws(n) for n in dict.fromkeys(names)}
@@ -376,11 +386,14 @@ class ScalingFit:
 
         return predict(self.posterior, N=N, D=D, x=x, C=C, level=level, seed=seed)
 
-    def compute_optimal(self, C, *, flops_per_param_token: float | None = None):
-        """Posterior of N*, D*, D*/N* and the loss at budget(s) ``C`` (FLOPs) under C = k N D."""
+    def compute_optimal(self, C, *, flops_per_param_token: float | None = None,
+                        warn: bool = True):
+        """Posterior of N*, D*, D*/N* and the loss at budget(s) ``C`` (FLOPs) under C = k N D;
+        warns for a budget more than 1000x outside the data (``warn=False``: quietly)."""
         from bayescale.allocation import compute_optimal
 
-        return compute_optimal(self.posterior, C, flops_per_param_token=flops_per_param_token)
+        return compute_optimal(self.posterior, C, flops_per_param_token=flops_per_param_token,
+                               warn=warn)
 
     def isoflop_profile(self, C, *, N=None, n_grid: int = 60):
         """Posterior of the loss along C = k N D as a function of N (an IsoFLOP curve)."""
@@ -441,31 +454,58 @@ class ScalingFit:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fit to netCDF (atomically: a temporary file renamed into place)."""
-        from bayescale.io import atomic_path
+        from bayescale.io import atomic_write_bytes, output_path
 
         path = Path(path)
+        output_path(path, what="fit file")
         idata = self.idata.copy()
         idata.posterior.attrs["bayescale"] = json.dumps(self._meta())
-        with atomic_path(path) as tmp:
-            idata.to_netcdf(str(tmp))
+        # Built in memory, then written by Python: a full disk is then an OSError, not HDF5
+        # failing inside its own writes (tracebacks, then a segfault).
+        from xarray import DataTree
+
+        tree = DataTree.from_dict({group: idata[group] for group in idata.groups()})
+        image = tree.to_netcdf(engine="h5netcdf")
+        atomic_write_bytes(path, image)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ScalingFit:
         """Read a fit written by :meth:`save`; raises :class:`FitError` for anything else."""
-        import arviz as az
+        from bayescale._compat import import_arviz
+
+        az = import_arviz()
 
         path = Path(path)
         if not path.exists():
             raise FitError(f"fit file not found: {path}; make one with `bayescale fit ... --out "
                            f"{path.name}`")
         try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except OSError as err:
+            raise FitError(f"cannot read fit file {path} ({err.strerror})") from None
+        hdf5 = head == b"\x89HDF\r\n\x1a\n"
+        try:
             idata = az.from_netcdf(str(path))
             idata.load() if hasattr(idata, "load") else None
-            meta = json.loads(idata.posterior.attrs["bayescale"])
-        except Exception as err:  # noqa: BLE001 - any failure means "not a bayescale fit"
-            raise FitError(f"{path} is not a bayescale fit file ({type(err).__name__}); make one "
-                           "with `bayescale fit ... --out FIT.nc`") from None
+            stamp = idata.posterior.attrs.get("bayescale") if "posterior" in idata else None
+        except Exception as err:  # noqa: BLE001 - unreadable: damaged, or not netCDF at all
+            if hasattr(err, "errno") and err.errno == errno.EISDIR:
+                raise FitError(f"{path} is a folder, not a fit file") from None
+            if hdf5:
+                raise FitError(f"fit file {path} is damaged (truncated or corrupted: "
+                               f"{type(err).__name__}); refit and save it again") from None
+            raise FitError(f"{path} is not a bayescale fit file (not netCDF); make one with "
+                           "`bayescale fit ... --out FIT.nc`") from None
+        if stamp is None:
+            raise FitError(f"{path} is a netCDF file without bayescale's fit metadata, not a "
+                           "bayescale fit file; make one with `bayescale fit ... --out FIT.nc`")
+        try:
+            meta = json.loads(stamp)
+        except ValueError:
+            raise FitError(f"fit file {path} is damaged (its metadata is not valid JSON); refit "
+                           "and save it again") from None
         data = ScalingData(**meta["data"], name=meta["data_name"], citation=meta["data_citation"],
                            flops_per_param_token=meta["flops_per_param_token"])
         del idata.posterior.attrs["bayescale"]

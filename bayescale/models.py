@@ -35,7 +35,7 @@ from bayescale._jax import jnp
 from bayescale.errors import FitError
 from bayescale.laws import LAWS, Law
 
-__all__ = ["scaling_model", "observe_repeats", "config_log_likelihood", "MODELS", "OBS_SITE",
+__all__ = ["scaling_model", "observe_repeats", "repeats_note", "config_log_likelihood", "MODELS", "OBS_SITE",
            "CONFIG_FACTOR", "ScalingModel", "BuiltModel", "build_model", "HierarchicalModel",
            "simulation_args", "shared_exponents"]
 
@@ -279,6 +279,30 @@ def check_repeats(repeats):
     if not (repeats == "auto" or isinstance(repeats, (bool, np.bool_))):
         raise FitError(f"repeats must be 'auto', True or False, got {repeats!r}")
     return repeats
+
+
+#: With fewer repeated configurations than this, ``repeats="auto"`` says what it gives up.
+FEW_REPEATED = 3
+
+
+def repeats_note(data, law: Law, noise: str) -> str | None:
+    """What ``repeats="auto"`` gives up when a few repeated configurations switch the model.
+
+    The repeated-run model integrates out Gaussian configuration effects, so the law's misfit
+    is Gaussian there: the Student-t noise's robustness to an outlying run is gone for every
+    run, decided by as little as one configuration run twice.
+    """
+    counts = np.bincount(data.configurations(law.inputs))
+    repeated = int((counts > 1).sum())
+    if repeated == 0 or repeated >= FEW_REPEATED:
+        return None
+    robust = " and drops the Student-t noise's robustness to outlying runs" if (
+        noise == "student_t") else ""
+    return (f"repeats='auto': {repeated} of {len(counts)} configurations were run more than "
+            f"once, so the fit learns the seed noise from {repeated} configuration"
+            f"{'s' if repeated > 1 else ''} and models the law's misfit as Gaussian "
+            f"configuration effects{robust}; pass repeats=False (--repeats no) to keep per-run "
+            "noise, or repeats=True to silence this")
 
 
 def build_model(data, law: Law, *, noise: str = "student_t",

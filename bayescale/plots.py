@@ -169,7 +169,7 @@ def plot_frontier(fit: ScalingFit, C_range: Sequence[float] | None = None, *, le
     grid = np.sort(np.asarray(C_range, dtype=float))
     if grid.size == 2:
         grid = np.geomspace(grid[0], grid[1], n_grid)
-    alloc = compute_optimal(post, grid)
+    alloc = compute_optimal(post, grid, warn=False)
     ax = new_ax(ax)
     expo = alloc.exponents()
     for what, draws, color, e in (("N", alloc.N_opt, "C0", "a"), ("D", alloc.D_opt, "C1", "b")):
@@ -270,7 +270,7 @@ def plot_tokens_per_param(fit: ScalingFit, C: float, *,
     level = check_level(level)
     post, _ = source(fit)
     require_nd(post, "plot_tokens_per_param")
-    ratio = compute_optimal(post, C).tokens_per_param[:, 0]
+    ratio = compute_optimal(post, C, warn=False).tokens_per_param[:, 0]
     plug = plugin_ratio(post, C, plugin)
     ax = new_ax(ax)
     dens, edges = np.histogram(np.log10(ratio), bins=bins, density=True)
@@ -452,7 +452,9 @@ def plot_diagnostics(fit: ScalingFit, kind: str = "trace", *,
     -------
     matplotlib.figure.Figure
     """
-    import arviz as az
+    from bayescale._compat import import_arviz
+
+    az = import_arviz()
 
     if not hasattr(fit, "idata"):
         raise FitError("plot_diagnostics needs a ScalingFit (the sampler's chains); a "
@@ -483,10 +485,10 @@ def _group_draws(fit: ScalingFit, quantity: str, C: float | None) -> np.ndarray:
     if quantity in ("a", "tokens_per_param"):
         require_nd(fit, "plot_groups")
         if quantity == "a":  # N* ~ C^a; constant in C for the Chinchilla law
-            return fit.compute_optimal(1e21 if C is None else C).exponents()["a"]
+            return fit.compute_optimal(1e21 if C is None else C, warn=False).exponents()["a"]
         if C is None:
             raise FitError("plot_groups(quantity='tokens_per_param') needs the budget C (FLOPs)")
-        return fit.compute_optimal(C).tokens_per_param[:, 0]
+        return fit.compute_optimal(C, warn=False).tokens_per_param[:, 0]
     if quantity not in fit.param_names:
         raise FitError(f"no quantity {quantity!r} in these fits: give one of "
                        f"{', '.join(fit.param_names)}, 'a' or 'tokens_per_param'")

@@ -19,7 +19,6 @@ beyond 1000x (:data:`bayescale.extrapolation.FAR` decades).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,16 +28,13 @@ import pandas as pd
 
 from bayescale.allocation import Allocation, compute_optimal
 from bayescale.errors import FitError
+from bayescale.extrapolation import ExtrapolationWarning, beyond_data
 from bayescale.posterior import as_posterior
 from bayescale.summaries import check_level, interval, summary_dict
 
 __all__ = ["Prediction", "predict", "ExtrapolationWarning"]
 
 _KINDS = ("law", "noise_only", "new_run")
-
-
-class ExtrapolationWarning(UserWarning):
-    """A prediction lies further beyond the data than the backtests behind its bands reach."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +214,7 @@ def predict(
     if C is not None:
         if given != ["C"]:
             raise FitError(f"give C alone (the compute-optimal split) or N and D; got {given}")
-        allocation = compute_optimal(post, C)
+        allocation = compute_optimal(post, C, warn=False)
         law_draws = allocation.loss
         inputs = {
             "compute": allocation.compute,
@@ -247,30 +243,8 @@ def predict(
         eta = rng.standard_normal(law_draws.shape)
         offset = post.form_offset({k: v.T for k, v in where.items()}, eta.T).T
         new_run = noise_only * np.exp(offset)
-    beyond = _beyond(post, {k: v for k, v in inputs.items() if k in law.inputs})
+    beyond = beyond_data(post, {k: v for k, v in inputs.items() if k in law.inputs},
+                         stacklevel=2)
     return Prediction(law.name, inputs, law_draws, new_run, level, int(seed), allocation,
                       noise_scale=post.new_run_sigma, nu=post.nu, noise_only_draws=noise_only,
                       beyond=beyond)
-
-
-def _beyond(post, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each point's value of every input over the domain's largest, and its decades beyond the
-    domain; an :class:`ExtrapolationWarning` past :data:`~bayescale.extrapolation.FAR`."""
-    from bayescale.extrapolation import FAR
-
-    if post.domain is None:
-        return {}
-    values = dict(inputs)
-    if "N" in values and "D" in values:
-        values["C"] = post.flops_per_param_token * values["N"] * values["D"]
-    out = {k: np.asarray(v, dtype=float) / post.domain.ranges[k][1]
-           for k, v in values.items() if k in post.domain.ranges}
-    out["decades"] = np.asarray(post.distances(values)["max"], dtype=float) + np.zeros(
-        len(next(iter(values.values()))))
-    far = float(np.max(out["decades"]))
-    if far > FAR:
-        warnings.warn(
-            f"predicting {far:.1f} decades ({10**far:.3g}x) beyond the training data: the "
-            f"backtests behind the bands reach about 2 decades, and past {FAR:g} (1000x) "
-            "their width is a guess; add larger runs", ExtrapolationWarning, stacklevel=3)
-    return out

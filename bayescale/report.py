@@ -148,7 +148,7 @@ def _allocation_section(fit, budgets, level: float) -> str:
     from bayescale.predict import predict
 
     post, data = source(fit)
-    alloc = compute_optimal(post, budgets)
+    alloc = compute_optimal(post, budgets, warn=False)
     pred = predict(post, C=budgets, level=level)
     rows = [[sci_html(c), _ci(alloc.N_opt[:, j], level), _ci(alloc.D_opt[:, j], level),
              _ci(alloc.tokens_per_param[:, j], level), _ci(pred.law_draws[:, j], level),

@@ -80,6 +80,10 @@ def _candidates(candidates, inputs: tuple[str, ...], k: float) -> pd.DataFrame:
     return table
 
 
+#: Fewest effective draws behind any simulated outcome for a candidate to be estimated.
+ESS_FLOOR = 10.0
+
+
 def value_of_experiment(
     posterior,
     candidates: pd.DataFrame | Sequence | Mapping,
@@ -113,7 +117,9 @@ def value_of_experiment(
     DataFrame, best first: the candidate's inputs and ``cost``; ``var_now`` and ``var_after``
     (expected posterior variance after the pilot); ``reduction`` = var_now - var_after,
     ``reduction_fraction``, ``reduction_per_cost`` (per FLOP); ``ess_mean`` and ``ess_min`` of the
-    importance weights over the simulated outcomes; ``rank`` (1 = most reduction per FLOP).
+    importance weights over the simulated outcomes; ``reliable`` (``ess_min`` >= :data:`ESS_FLOOR`;
+    where it is not, the variance columns are NaN, the candidate ranks last and a warning names
+    it); ``rank`` (1 = most reduction per FLOP).
     """
     d = as_posterior(posterior)
     if np.any(d.new_run_sigma <= 0):
@@ -138,8 +144,11 @@ def value_of_experiment(
         y = mu[idx] + d.noise(rng, idx)
         w = softmax(d.log_lik(y[:, None] - mu[None, :]), axis=1)
         mean = w @ q
-        var_after = np.maximum(w @ q**2 - mean**2, 0.0)
-        ess = 1.0 / np.sum(w**2, axis=1)
+        sum_w2 = np.sum(w**2, axis=1)
+        ess = 1.0 / sum_w2
+        # A weighted variance is biased low by (1 - sum w^2), as a sample variance by (n-1)/n:
+        # the reliability-weights correction removes it (where ESS >= the floor it is finite)
+        var_after = np.maximum(w @ q**2 - mean**2, 0.0) / np.maximum(1.0 - sum_w2, 1e-12)
         rows.append((float(np.mean(var_after)), float(np.mean(ess)), float(np.min(ess))))
     out = table.copy()
     out["var_now"] = var_now
@@ -149,15 +158,25 @@ def value_of_experiment(
     out["reduction_per_cost"] = out["reduction"] / out["cost"]
     out["ess_mean"] = [r[1] for r in rows]
     out["ess_min"] = [r[2] for r in rows]
-    out = out.sort_values("reduction_per_cost", ascending=False, kind="stable")
+    # A simulated outcome whose weights rest on a handful of draws has a posterior variance
+    # near zero whatever the truth: the candidate would look better than it is. Such candidates
+    # are not estimated (NaN, ranked last) rather than ranked on a wrong number.
+    out["reliable"] = out["ess_min"] >= ESS_FLOOR
+    for col in ("var_after", "reduction", "reduction_fraction", "reduction_per_cost"):
+        out.loc[~out["reliable"], col] = np.nan
+    out = out.sort_values("reduction_per_cost", ascending=False, kind="stable", na_position="last")
     out["rank"] = np.arange(1, len(out) + 1)
-    low = out["ess_mean"] < min(100.0, d.size / 10)
-    if low.any():
+    if not out["reliable"].all():
+        bad = out.loc[~out["reliable"]]
+        where = "; ".join(", ".join(f"{i}={bad.iloc[j][i]:.3g}" for i in d.law.inputs)
+                          for j in range(min(len(bad), 3)))
         warnings.warn(
-            f"importance weights are concentrated (mean ESS {out['ess_mean'].min():.0f} "
-            f"of {d.size} draws) for some candidates; their estimates are unreliable: use more "
-            "draws or refit",
-            stacklevel=2,
+            f"{len(bad)} of {len(out)} candidate pilot runs ({where}{', ...' if len(bad) > 3 else ''})"
+            f" are not estimated: for some simulated outcomes the importance weights rest on "
+            f"{bad['ess_min'].min():.1f} effective draws of {d.size} (at least {ESS_FLOOR:g} "
+            "needed); their value is NaN. Fit with more draws, or choose candidates nearer "
+            "the runs you have",
+            UserWarning, stacklevel=2,
         )
     return out
 

@@ -251,7 +251,8 @@ def test_data_sufficiency_matches_brentq(law, draws):
     p = {k: v[:3] for k, v in draws().items()}
     sigma = np.array([0.01, 0.02, 0.05])
     sizes = np.array([1e8, 1e10, 1e12])
-    tokens = data_sufficiency(post(law, p, {'sigma': sigma}), sizes)
+    # a fit with repeats (sigma_fit present): the threshold is its seed noise, e^sigma - 1
+    tokens = data_sufficiency(post(law, p, {'sigma': sigma, 'sigma_fit': 0.03}), sizes)
     assert tokens.shape == (3, 3)
     for s in range(3):
         q = {k: v[s] for k, v in p.items()}
@@ -269,12 +270,25 @@ def test_data_sufficiency_matches_brentq(law, draws):
     # bigger models need more data; an explicit threshold means the same as sigma = log1p(threshold)
     assert np.all(np.diff(tokens, axis=1) > 0)
     np.testing.assert_allclose(data_sufficiency(post(law, p), sizes, threshold=np.expm1(sigma)), tokens, rtol=1e-12)
+    # without repeats sigma holds the misfit too: Kaplan's 2% is the default, whatever sigma is
+    np.testing.assert_allclose(data_sufficiency(post(law, p, {'sigma': sigma}), sizes),
+                               data_sufficiency(post(law, p), sizes, threshold=0.02), rtol=1e-12)
+
+
+def test_data_sufficiency_kaplan_rule_of_thumb():
+    # Kaplan et al. 2020 eq. 4.4: at a 2% gap, D ~ 5e3 N^0.74; with their fitted L(N, D)
+    # (alpha_N 0.076, alpha_D 0.103, N_c 6.4e13, D_c 1.8e13) the closed form gives ~ that
+    p = {"N_c": np.array([6.4e13]), "alpha_N": np.array([0.076]), "D_c": np.array([1.8e13]),
+         "alpha_D": np.array([0.103])}
+    sizes = np.array([1e8, 1e10])
+    tokens = data_sufficiency(post("kaplan", p, {"sigma": 0.3}), sizes)[0]
+    np.testing.assert_allclose(tokens, 5e3 * sizes**0.74, rtol=0.1)
 
 
 def test_data_sufficiency_errors():
     with pytest.raises(FitError, match="needs a law in N and D"):
         data_sufficiency(post("power", {"E": [1.0], "A": [2.0], "alpha": [0.3]}, {"sigma": 0.02}), 1e9)
-    with pytest.raises(FitError, match="must be positive"):  # no noise: no default threshold
-        data_sufficiency(post("chinchilla", chinchilla_draws(3)), 1e9)
+    with pytest.raises(FitError, match="must be positive"):
+        data_sufficiency(post("chinchilla", chinchilla_draws(3)), 1e9, threshold=-0.1)
     with pytest.raises(FitError, match="positive"):
         data_sufficiency(post("chinchilla", chinchilla_draws(3), {"sigma": 0.02}), [1e9, -1.0])

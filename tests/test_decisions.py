@@ -334,7 +334,7 @@ def test_value_of_experiment_matches_exact_conjugate_update():
 
 
 def test_value_of_experiment_log_n_opt_and_errors():
-    p = chinchilla_draws(n=300)
+    p = chinchilla_draws(n=1000)
     runs = [(1e9, 2e10), (4e9, 8e10), (1e10, 2e11)]
     table = value_of_experiment(post("chinchilla", p, NOISE), runs, quantity="log_N_opt", C=C, n_sim=64)
     assert np.allclose(table["cost"].sort_values(), sorted(K * n * d for n, d in runs))
@@ -346,3 +346,19 @@ def test_value_of_experiment_log_n_opt_and_errors():
         value_of_experiment(post("chinchilla", p, {"sigma": 0.0}), runs, C=C)
     with pytest.raises(FitError, match="row 1: N"):
         value_of_experiment(post("chinchilla", p, NOISE), [(1e9, 2e10), (-1.0, 2e10)], C=C)
+
+
+def test_value_of_experiment_refuses_candidates_with_collapsed_weights():
+    # 500 draws whose exponent spreads 0.002: the log loss at x = 1e9 spreads ~0.04 nats, seen
+    # through noise of 0.002, so an outcome there is matched by a few draws; at x = 10 by dozens
+    rng = np.random.default_rng(1)
+    params = {"A": np.full(500, math.exp(2.0)), "alpha": 0.3 + 0.002 * rng.standard_normal(500)}
+    pilots = {"x": [10.0, 1e9], "cost": [1.0, 1.0]}
+    with pytest.warns(UserWarning, match=r"1 of 2 candidate pilot runs \(x=1e\+09\) are not"):
+        table = value_of_experiment(post("power_pure", params, {"sigma": 0.002}), pilots,
+                                    quantity="log_loss", at={"x": 1e10}, n_sim=64)
+    near, far = table.set_index("x").loc[10.0], table.set_index("x").loc[1e9]
+    assert near["reliable"] and near["ess_min"] >= 10 and near["rank"] == 1
+    assert not far["reliable"] and far["ess_min"] < 10 and far["rank"] == 2
+    assert np.isnan(far["var_after"]) and np.isnan(far["reduction_per_cost"])
+    assert near["var_after"] < near["var_now"]
