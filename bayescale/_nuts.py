@@ -52,6 +52,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -321,6 +322,18 @@ class _Builder:
                                     [state, u_star, scale, *self.leaf_avals])
         return init, transitions, post
 
+    def cached(self) -> bool:
+        """True when every program of the run is in this process or the cache folder (no
+        tracing and, normally, no compile to wait for)."""
+        lay = self.layout
+        for name, extra in (("init", lay.width), ("chunk", (lay.length, lay.width)),
+                            ("post", lay.width)):
+            key = _program_key(name, self.base, self.spec, extra, lay.k)
+            if key not in _EXPORTED and (
+                    CACHE is None or not (CACHE / "programs" / f"{key}.jaxexport").exists()):
+                return False
+        return True
+
     def _program(self, name: str, extra: Any, make: Callable, avals: list) -> _Program:
         key = _program_key(name, self.base, self.spec, extra, self.layout.k)
         return _Program(key, _exported(key, make, avals, self.layout.k), tuple(avals))
@@ -545,6 +558,11 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
     ids, leaves, treedef = _inputs(args, batched_args, layout, chains=spec.chains, seed=seed)
     builder = _Builder(model, spec, layout, ids, leaves, treedef, obs_site=obs_site,
                        predictive_args=predictive_args, model_key=model_key)
+    if progress and not builder.cached():
+        where = "" if CACHE is None else f" in {CACHE}"
+        print(f"bayescale: compiling the sampler for {description} (once: later runs of the "
+              f"same law, size and options load it from the cache{where}) ...", file=sys.stderr,
+              flush=True)
     programs = _compiled(builder.programs())
     params, ll, pred, stats = _sample(programs, ids, leaves, spec, layout, progress=progress,
                                       description=description)

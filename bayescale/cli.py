@@ -19,8 +19,20 @@ from typing import Any
 __all__ = ["main", "build_parser"]
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help; the examples of the epilog kept as written."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if (default is None or default is False or default == [] or default == argparse.SUPPRESS
+                or not action.option_strings):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
         # '-1e9' is a (negative) number, not an option: argparse's own pattern misses exponents,
         # so `--N -1e9` was "expected one argument" instead of "must be positive".
@@ -39,6 +51,25 @@ def _positive(text: str) -> float:
                                          "7e10") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
+    return value
+
+
+def _count(text: str) -> int:
+    """A number of resamples or retries: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: give a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a whole number >= 0")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    """A number of chains, warm-up transitions or draws: a whole number >= 1."""
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be a whole number >= 1")
     return value
 
 
@@ -98,8 +129,11 @@ def _diagnostics_line(d: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------ data
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", nargs="?", help="CSV of training runs (one row per run)")
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", help="table of training runs, one row per run: CSV, "
+                                                "Parquet (.parquet) or JSON lines (.jsonl)")
+    p = parser.add_argument_group("data", "the runs, and the columns that hold what (common "
+                                          "names are found without these)")
     p.add_argument("--dataset", help="a bundled dataset instead of a file (see `bayescale datasets`)")
     p.add_argument("--all-rows", action="store_true",
                    help="chinchilla: keep the 5 outliers Epoch AI dropped; datablations: keep "
@@ -119,7 +153,11 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                        ("--group-col", "group label"), ("--seed-col", "seed label")):
         p.add_argument(flag, help=f"column holding {what}")
     p.add_argument("--flops-per-param-token", type=_positive, default=6.0,
-                   help="k in C = k N D (default 6)")
+                   help="k in C = k N D")
+    p.add_argument("--dropna", action="store_true",
+                   help="drop rows with a missing value in a column used (crashed runs)")
+    p.add_argument("--drop-duplicates", action="store_true",
+                   help="drop rows identical in every column to an earlier one (copies)")
 
 
 def _load_data(args: argparse.Namespace):
@@ -135,26 +173,51 @@ def _load_data(args: argparse.Namespace):
                             split=args.split)
     cols = {k: getattr(args, k) for k in ("n_col", "d_col", "c_col", "loss_col", "x_col",
                                            "group_col", "seed_col")}
-    return ScalingData.from_csv(args.file, flops_per_param_token=args.flops_per_param_token,
-                                **cols)
+    data = ScalingData.from_file(args.file, flops_per_param_token=args.flops_per_param_token,
+                                 dropna=args.dropna, drop_duplicates=args.drop_duplicates, **cols)
+    if any(k != c for k, c in data.columns.items()) or (data.D is not None
+                                                         and "D" not in data.columns):
+        # found by an alias, or D computed from C: say which column gave what (once the
+        # command has succeeded: an error stays one line)
+        _NOTES.append(f"bayescale: {data.n_points} runs from {args.file}; {_columns_text(data)}")
+    return data
+
+
+#: Lines for stderr once the command has succeeded.
+_NOTES: list[str] = []
+
+
+def _columns_text(data) -> str:
+    """'N <- 'num_params', D = C / (6 N), loss <- 'eval/loss'': which column gave each input."""
+    parts = []
+    for key in ("N", "D", "C", "x", "loss", "group", "seed"):
+        if key in data.columns:
+            parts.append(f"{key} <- {data.columns[key]!r}")
+        elif key == "D" and data.D is not None and "N" in data.columns:
+            parts.append(f"D = C / ({data.flops_per_param_token:g} N)")
+    return "columns " + ", ".join(parts)
 
 
 # ------------------------------------------------------------------------------------ commands
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from bayescale.inference import fit
+    from bayescale.errors import DataError
 
-    if args.out:  # before any work: not an input, a folder we can write, a name that fits
+    # argument errors before any work (importing JAX, loading, sampling, a Huber grid)
+    if args.retries and not (args.by_group or args.hierarchical):
+        raise DataError("--retries refits the groups of --by-group that did not converge; for "
+                        "one fit, raise --warmup and --draws instead")
+    if args.bootstrap and args.method == "bayes":
+        raise DataError("--bootstrap resamples least-squares fits (--method huber, curve_fit or "
+                        "ols); the Bayesian fit's intervals come from its posterior")
+    if args.out:  # not an input, a folder we can write, a name that fits
         _output(args, args.out, folder=args.by_group or args.hierarchical)
     data = _load_data(args)
     if args.by_group or args.hierarchical:
         return _fit_groups(args, data)
-    if args.retries:
-        from bayescale.errors import DataError
-
-        raise DataError("--retries refits the groups of --by-group that did not converge; for "
-                        "one fit, raise --warmup and --draws instead")
     if args.method != "bayes":
         return _fit_lsq(args, data)
+    from bayescale.inference import fit
+
     result = fit(data, args.law, noise=args.noise, repeats=_repeats(args), chains=args.chains,
                  warmup=args.warmup, draws=args.draws, seed=args.seed,
                  progress=not args.no_progress, target_accept=args.target_accept,
@@ -287,10 +350,12 @@ def _load_checked(args: argparse.Namespace, what: str):
 def _cmd_predict(args: argparse.Namespace) -> int:
     from bayescale.errors import FitError
 
-    result, converged = _load_checked(args, "predict")
-    if len(args.N) != len(args.D):
+    if len(args.N) != len(args.D):  # before loading anything: argument errors come at once
         raise FitError(f"give as many --N as --D values (pairs); got {len(args.N)} and "
                        f"{len(args.D)}")
+    if sum(bool(v) for v in (args.N, args.x, args.compute)) != 1:
+        raise FitError("give points as --N/--D pairs, or --x values, or --compute budgets")
+    result, converged = _load_checked(args, "predict")
     kw = {}
     if args.N:
         kw.update(N=args.N, D=args.D)
@@ -298,11 +363,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         kw["x"] = args.x
     if args.compute:
         kw["C"] = args.compute
-    if sum(bool(v) for v in (args.N, args.x, args.compute)) != 1:
-        raise FitError("give points as --N/--D pairs, or --x values, or --compute budgets")
     if not converged:
         _warn_unconverged(args.fit)
-    out = result.predict(level=args.level, seed=args.seed, **kw).to_dict(args.level)
+    prediction = result.predict(level=args.level, seed=args.seed, **kw)
+    if args.csv:  # tidy: one row per point and kind
+        prediction.table(args.level).assign(converged=converged).to_csv(sys.stdout, index=False)
+        return 0
+    out = prediction.to_dict(args.level)
     out["converged"] = converged
     if args.json:
         _print_json(out)
@@ -335,7 +402,11 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
     if not converged:
         _warn_unconverged(args.fit)
     k = args.flops_per_param_token
-    out = result.compute_optimal(args.compute, flops_per_param_token=k).to_dict(args.level)
+    allocation = result.compute_optimal(args.compute, flops_per_param_token=k)
+    if args.csv:  # tidy: one row per budget and quantity
+        allocation.summary(args.level).assign(converged=converged).to_csv(sys.stdout, index=False)
+        return 0
+    out = allocation.to_dict(args.level)
     out["converged"] = converged
     if args.json:
         _print_json(out)
@@ -354,12 +425,12 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
 def _cmd_decide(args: argparse.Namespace) -> int:
     from bayescale.errors import FitError
 
-    result, converged = _load_checked(args, "decide")
-    if not converged:
-        _warn_unconverged(args.fit)
     if (args.compute is None) == (args.target_loss is None):
         raise FitError("give either --compute C (choose a split) or --target-loss L (find the "
                        "compute for a target)")
+    result, converged = _load_checked(args, "decide")
+    if not converged:
+        _warn_unconverged(args.fit)
     if args.compute is not None:
         out = result.decide(args.compute, objective=args.objective, seed=args.seed).to_dict(
             level=args.level)
@@ -367,6 +438,17 @@ def _cmd_decide(args: argparse.Namespace) -> int:
         out = result.compute_for_target(args.target_loss, probability=args.probability,
                                         seed=args.seed).to_dict()
     out["converged"] = converged
+    if args.csv:  # tidy: one row per choice (or the one answer for a target)
+        import pandas as pd
+
+        if args.compute is not None:
+            rows = [{"split": name, "compute": out["compute"], "objective": out["objective"],
+                     **{k: v for k, v in out[key].items() if not isinstance(v, dict)}}
+                    for name, key in (("choice", "choice"), ("plug-in", "plugin"))]
+        else:
+            rows = [{k: v for k, v in out.items() if not isinstance(v, (dict, list))}]
+        pd.DataFrame(rows).assign(converged=converged).to_csv(sys.stdout, index=False)
+        return 0
     if args.json:
         _print_json(out)
         return 0
@@ -391,6 +473,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     options = {} if args.method != "bayes" else dict(
         chains=args.chains, warmup=args.warmup, draws=args.draws)
     if args.plot:
+        _figure_format(args.plot)
         _output(args, args.plot, what="--plot")
     result = backtest(data, args.law, by=args.by, drop=args.drop, cutoffs=args.cutoff or None,
                       method=args.method, bootstrap=args.bootstrap, seed=args.seed,
@@ -405,7 +488,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
         axes = result.plot()
         with atomic_path(args.plot) as tmp:
-            axes[0].figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+            axes[0].figure.savefig(tmp, format=_figure_format(args.plot), dpi=110,
+                                   bbox_inches="tight")
         plt.close(axes[0].figure)
         print(f"bayescale: wrote {args.plot}", file=sys.stderr)
     if args.json:
@@ -420,6 +504,18 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     print(result.by_ratio()[["n_test", "mae", "bias", "cov50", "cov90", "width90"]].to_string(
         float_format=lambda v: f"{v:.4g}"))
     return 0
+
+
+def _figure_format(path: str) -> str:
+    """png, pdf or svg, from the file name's suffix."""
+    from pathlib import Path
+
+    from bayescale.errors import OutputError
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in ("png", "pdf", "svg"):
+        raise OutputError(f"--plot {path}: give a file name ending in .png, .pdf or .svg")
+    return suffix
 
 
 def _output(args: argparse.Namespace, path: str, *, what: str = "--out",
@@ -448,13 +544,24 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     os.environ.setdefault("MPLBACKEND", "Agg")
     from bayescale.inference import load_fit
     from bayescale.report import write_report
 
     _output(args, args.out)
-    result = load_fit(args.fit)
-    path = write_report(result, args.out, budgets=args.compute or None, level=args.level)
+    if Path(args.fit).is_dir():  # the folder of `fit --by-group --out`: one page, every group
+        from bayescale.io import atomic_write_text
+        from bayescale.many import load_fits
+        from bayescale.report import render_group_report
+
+        page = render_group_report(load_fits(args.fit), budgets=args.compute or None,
+                                   level=args.level)
+        path = atomic_write_text(args.out, page)
+    else:
+        path = write_report(load_fit(args.fit), args.out, budgets=args.compute or None,
+                            level=args.level)
     print(f"bayescale: wrote {path}", file=sys.stderr)
     return 0
 
@@ -515,6 +622,37 @@ def _check_jax_platforms(value: str) -> str | None:
     return None
 
 
+LEVEL_HELP = "level of the central credible intervals (0.95: from the 2.5%% to the 97.5%% quantile)"
+SEED_HELP = "seed of the random draws (a whole number in [0, 2**32)); the same seed, the same output"
+LAWS = ["chinchilla", "kaplan", "power", "power_pure"]
+FIT_EXAMPLES = """examples:
+  bayescale fit --dataset chinchilla --out chinchilla.nc
+  bayescale fit runs.csv --n-col num_params --d-col tokens_seen --loss-col eval/loss --json
+  bayescale fit runs.csv --law power --x-col steps --loss-col val_loss
+  bayescale fit --dataset porian2024 --config all --by-group --out fits/
+  bayescale fit runs.csv --method huber --bootstrap 1000
+"""
+BACKTEST_EXAMPLES = """examples:
+  bayescale backtest --dataset chinchilla --plot backtest.png
+  bayescale backtest runs.csv --drop 1 2 --method huber --json
+"""
+
+
+def _add_law_args(g) -> None:
+    g.add_argument("--law", default="chinchilla", choices=LAWS,
+                   help="chinchilla: E + A/N^alpha + B/D^beta; kaplan: [(N_c/N)^(alpha_N/alpha_D)"
+                        " + D_c/D]^alpha_D; power: E + A x^-alpha; power_pure: A x^-alpha")
+
+
+def _add_sampler_args(g) -> None:
+    g.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
+    g.add_argument("--chains", type=_at_least_one, default=4,
+                   help="NUTS chains (run side by side, one per CPU device)")
+    g.add_argument("--warmup", type=_at_least_one, default=1000,
+                   help="warm-up (adaptation) transitions per chain")
+    g.add_argument("--draws", type=_at_least_one, default=1000, help="draws kept per chain")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bayescale", description="Bayesian inference of neural scaling laws.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -522,75 +660,81 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     p = sub.add_parser("fit", help="fit a scaling law to training runs",
-                       description="Fit a scaling law with NUTS and print its posterior.")
+                       description="Fit a scaling law with NUTS and print its posterior.",
+                       epilog=FIT_EXAMPLES)
     _add_data_args(p)
-    p.add_argument("--law", default="chinchilla",
-                   choices=["chinchilla", "kaplan", "power", "power_pure"])
-    p.add_argument("--noise", default="student_t", choices=["student_t", "normal"])
-    p.add_argument("--repeats", default="auto", choices=["auto", "yes", "no"],
+    g = p.add_argument_group("model")
+    _add_law_args(g)
+    g.add_argument("--noise", default="student_t", choices=["student_t", "normal"],
+                   help="noise on log loss: student_t (robust to outlying runs, nu 4) or normal")
+    g.add_argument("--repeats", default="auto", choices=["auto", "yes", "no"],
                    help="model repeated runs of a configuration (seeds) with a configuration "
-                        "effect and seed noise: auto (default) does when some N, D repeat")
-    p.add_argument("--method", default="bayes", choices=["bayes", "huber", "curve_fit", "ols"],
-                   help="bayes (NUTS) or a least-squares baseline")
-    p.add_argument("--bootstrap", type=int, default=0,
-                   help="least squares: bootstrap resamples for intervals (0: point estimate)")
-    p.add_argument("--out", help="save the fit to this netCDF file (with --by-group: a "
-                                  "folder, one FIT.nc per group)")
-    p.add_argument("--by-group", action="store_true",
-                   help="fit each group of --group-col separately, all in one program")
-    p.add_argument("--hierarchical", action="store_true",
-                   help="with groups: share the law's exponents across them (implies --by-group)")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--retries", type=int, default=0,
-                   help="with --by-group: fit the groups that did not converge again with twice "
-                        "the warm-up and draws, up to this many times (default 0)")
-    p.add_argument("--level", type=float, default=0.95, help="credible interval level")
-    p.add_argument("--target-accept", type=float, default=0.95,
-                   help="NUTS target acceptance (default 0.95); raise to 0.98-0.99 when divergences are reported")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-form-error", action="store_true",
+                        "effect and seed noise: auto does when some N, D repeat")
+    g.add_argument("--no-form-error", action="store_true",
                    help="take the law's form as exact beyond the data (no leave-future-out "
                         "refits; the bands before bayescale 0.2)")
+    g.add_argument("--method", default="bayes", choices=["bayes", "huber", "curve_fit", "ols"],
+                   help="bayes (NUTS) or a least-squares baseline")
+    g.add_argument("--bootstrap", type=_count, default=0,
+                   help="least squares: bootstrap resamples for intervals (0: point estimate)")
+    g = p.add_argument_group("groups")
+    g.add_argument("--by-group", action="store_true",
+                   help="fit each group of --group-col separately, all in one program")
+    g.add_argument("--hierarchical", action="store_true",
+                   help="with groups: share the law's exponents across them (implies --by-group)")
+    g.add_argument("--retries", type=_count, default=0,
+                   help="with --by-group: fit the groups that did not converge again with twice "
+                        "the warm-up and draws, up to this many times")
+    g = p.add_argument_group("sampler")
+    _add_sampler_args(g)
+    g.add_argument("--target-accept", type=float, default=0.95,
+                   help="NUTS target acceptance; raise to 0.98-0.99 when divergences are "
+                        "reported")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", help="save the fit to this netCDF file (with --by-group: a "
+                                  "folder, one FIT.nc per group)")
+    g.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    g.add_argument("--level", type=float, default=0.95,
+                   help="level of the central credible intervals printed")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("backtest", help="leave-future-out: refit below the top compute levels, "
                                         "score the predictions of the runs above",
                        description="Refit the law on the runs at or below each cutoff, predict "
-                                   "the runs above, and score the new-run bands.")
+                                   "the runs above, and score the new-run bands.",
+                       epilog=BACKTEST_EXAMPLES)
     _add_data_args(p)
-    p.add_argument("--law", default="chinchilla",
-                   choices=["chinchilla", "kaplan", "power", "power_pure"])
-    p.add_argument("--by", choices=["C", "N", "D", "x"], default=None,
+    g = p.add_argument_group("backtest")
+    _add_law_args(g)
+    g.add_argument("--by", choices=["C", "N", "D", "x"], default=None,
                    help="the axis to cut (default C, or x for one-variable laws)")
-    p.add_argument("--drop", type=int, nargs="+", default=[1, 2, 3],
-                   help="hold out the top K levels of the axis, one split each (default 1 2 3)")
-    p.add_argument("--cutoff", type=_positive, action="append", default=[],
+    g.add_argument("--drop", type=int, nargs="+", default=[1, 2, 3],
+                   help="hold out the top K levels of the axis, one split each")
+    g.add_argument("--cutoff", type=_positive, action="append", default=[],
                    help="instead of --drop: the largest value trained on (repeat)")
-    p.add_argument("--method", default="bayes", choices=["bayes", "huber", "curve_fit", "ols"])
-    p.add_argument("--bootstrap", type=int, default=200,
-                   help="least squares: bootstrap resamples (default 200)")
-    p.add_argument("--plot", help="write the calibration and error plot to this PNG")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--method", default="bayes", choices=["bayes", "huber", "curve_fit", "ols"],
+                   help="bayes (NUTS, form error included) or a least-squares baseline")
+    g.add_argument("--bootstrap", type=_count, default=200,
+                   help="least squares: bootstrap resamples")
+    g = p.add_argument_group("sampler")
+    _add_sampler_args(g)
+    g = p.add_argument_group("output")
+    g.add_argument("--plot", help="write the calibration and error plot to this file "
+                                  "(.png, .pdf or .svg)")
+    g.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_backtest)
 
     p = sub.add_parser("summary", help="print the posterior of a saved fit")
     p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`, or the folder of "
                                 "`bayescale fit --by-group --out`")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
     p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser("datasets", help="list the bundled datasets with citations")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_cmd_datasets)
 
     p = sub.add_parser("predict", help="loss of new runs from a saved fit, with intervals")
@@ -600,9 +744,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x", type=_positive, action="append", default=[], help="one-variable input")
     p.add_argument("--compute", type=_positive, action="append", default=[],
                    help="FLOPs: predict at the compute-optimal split")
-    p.add_argument("--level", type=float, default=0.95)
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
+    p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--csv", action="store_true",
+                   help="print a tidy CSV table on stdout instead (one row per point or budget "
+                        "and quantity)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("allocate", help="compute-optimal N/D split with its posterior")
@@ -611,39 +758,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training budget in FLOPs (repeat for several)")
     p.add_argument("--flops-per-param-token", type=_positive, default=None,
                    help="k in C = k N D (default: the fit's, 6)")
-    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
     p.add_argument("--allow-unconverged", action="store_true",
                    help="allocate even when the fit did not converge")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--csv", action="store_true",
+                   help="print a tidy CSV table on stdout instead (one row per point or budget "
+                        "and quantity)")
     p.set_defaults(func=_cmd_allocate)
 
     p = sub.add_parser("decide", help="risk-aware budget decisions from a saved fit")
     p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`")
     p.add_argument("--compute", type=_positive, help="budget in FLOPs to split between N and D")
     p.add_argument("--objective", default="expected",
-                   help="expected | quantile:Q | cvar:Q | mean_std:LAMBDA (default expected)")
+                   help="expected | quantile:Q | cvar:Q | mean_std:LAMBDA")
     p.add_argument("--target-loss", type=_positive, help="find the compute that reaches this loss")
     p.add_argument("--probability", type=float, default=0.9,
-                   help="required probability of reaching --target-loss (default 0.9)")
-    p.add_argument("--level", type=float, default=0.95)
-    p.add_argument("--seed", type=_seed, default=0)
+                   help="required probability of reaching --target-loss")
+    p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
+    p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
     p.add_argument("--allow-unconverged", action="store_true",
                    help="decide even when the fit did not converge")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--csv", action="store_true",
+                   help="print a tidy CSV table on stdout instead (one row per point or budget "
+                        "and quantity)")
     p.set_defaults(func=_cmd_decide)
 
     p = sub.add_parser("compare", help="rank fits of the same runs by PSIS-LOO")
     p.add_argument("fits", nargs="+", help="two or more FIT.nc files")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("report", help="write a fit's report as one self-contained HTML file")
-    p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`")
+    p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`, or the folder of "
+                                "`bayescale fit --by-group --out` (one page, every group)")
     p.add_argument("--out", required=True, help="HTML file to write")
     p.add_argument("--compute", type=_positive, action="append", default=[],
                    help="budget in FLOPs for the allocation table (repeat; default 10x, 100x, "
                         "1000x the runs' largest)")
-    p.add_argument("--level", type=float, default=0.9, help="credible interval level")
+    p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
     p.set_defaults(func=_cmd_report)
     for command in sub.choices.values():  # also after the command: bayescale fit ... --platform
         command.add_argument("--platform", choices=PLATFORMS, default=argparse.SUPPRESS,
@@ -671,7 +825,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     problem = None
     if platform:
         problem = select_platform(platform)
-    elif os.environ.get("JAX_PLATFORMS", "").strip() and args.command != "datasets":
+    elif (os.environ.get("JAX_PLATFORMS", "").strip().lower() not in ("", "cpu")
+          and args.command != "datasets"):  # JAX starts its CPU backend everywhere
         problem = _check_jax_platforms(os.environ["JAX_PLATFORMS"].strip())
     if problem:
         return _fail(problem)
@@ -727,8 +882,12 @@ def _interruptible(args: argparse.Namespace) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     """The command's exit status; errors become one line (a traceback with BAYESCALE_DEBUG)."""
+    _NOTES.clear()
     try:
-        return args.func(args)
+        status = args.func(args)
+        for note in _NOTES:
+            print(note, file=sys.stderr)
+        return status
     except KeyboardInterrupt:
         return _fail("interrupted; no output file was written")
     except Exception as err:  # noqa: BLE001 - one line for users, traceback on request

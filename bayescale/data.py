@@ -37,7 +37,7 @@ import pandas as pd
 
 from bayescale.errors import DataError
 
-__all__ = ["ScalingData", "COLUMN_ALIASES"]
+__all__ = ["ScalingData", "COLUMN_ALIASES", "normalize"]
 
 #: Below this largest value, N or D look like they are given in millions or billions.
 MIN_PLAUSIBLE_SIZE = 1000.0
@@ -47,15 +47,41 @@ MAX_PLAUSIBLE_NATS = 15.0
 ACCURACY_RHO = 0.5
 
 #: Column names recognised when a column is not named explicitly, in order of preference.
+#: Matching ignores case and treats ``/``, ``-``, ``.`` and spaces as ``_`` (:func:`normalize`),
+#: so W&B and other exports (``eval/loss``, ``Params``, ``tokens_seen``) are found as well.
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
-    "N": ("N", "N_params", "params", "n_params", "parameters", "model_size"),
-    "D": ("D", "D_tokens", "tokens", "n_tokens", "data"),
-    "C": ("C", "C_flops", "flops", "compute"),
+    "N": ("N", "N_params", "params", "n_params", "num_params", "model_params", "parameters",
+          "n_parameters", "num_parameters", "param_count", "nparams", "model_size"),
+    "D": ("D", "D_tokens", "tokens", "n_tokens", "num_tokens", "tokens_seen", "train_tokens",
+          "training_tokens", "tokens_trained", "total_tokens", "data"),
+    "C": ("C", "C_flops", "flops", "compute", "train_flops", "training_flops", "total_flops",
+          "flops_total"),
     "x": ("x",),
-    "loss": ("loss", "final_loss", "val_loss", "loss_val", "eval_loss"),
+    "loss": ("loss", "final_loss", "eval_loss", "val_loss", "validation_loss", "loss_val",
+             "valid_loss", "test_loss", "eval_loss_final", "train_loss"),
     "group": ("group",),
     "seed": ("seed",),
 }
+
+
+def normalize(name: str) -> str:
+    """A column name as aliases are matched: lower case, ``/ - .`` and spaces as ``_``."""
+    return re.sub(r"[\s/.\-]+", "_", str(name).strip()).strip("_").lower()
+
+
+def _find_alias(key: str, columns: list[str]) -> str | None:
+    """The table's column for ``key``: an exact alias first, then one equal up to case and
+    separators, in the order of :data:`COLUMN_ALIASES`."""
+    for alias in COLUMN_ALIASES[key]:
+        if alias in columns:
+            return alias
+    normalized = {}
+    for c in columns:
+        normalized.setdefault(normalize(c), c)
+    for alias in COLUMN_ALIASES[key]:
+        if normalize(alias) in normalized:
+            return normalized[normalize(alias)]
+    return None
 
 
 def _rows(mask: np.ndarray, limit: int = 5) -> str:
@@ -80,6 +106,8 @@ class ScalingData:
     seed: optional seed labels of repeated runs.
     flops_per_param_token: k in C = k N D (6 by default).
     name, citation: where the data came from.
+    columns: the table's column behind each input (``{"N": "num_params", ...}``), when built
+        from a table; error messages name those columns.
     """
 
     loss: np.ndarray
@@ -92,6 +120,7 @@ class ScalingData:
     flops_per_param_token: float = 6.0
     name: str = ""
     citation: str = field(default="", repr=False)
+    columns: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         k = self.flops_per_param_token
@@ -99,7 +128,8 @@ class ScalingData:
             raise DataError(f"flops_per_param_token (--flops-per-param-token) must be a positive "
                             f"number of FLOPs per parameter per token (6 for dense transformers), "
                             f"got {k!r}")
-        loss = _numeric("loss", self.loss)
+        col = {k: self.columns.get(k, k) for k in ("N", "D", "C", "x", "loss", "group", "seed")}
+        loss = _numeric(col["loss"], self.loss)
         n = len(loss)
         if n == 0:
             raise DataError("the table has no rows: give at least a few finished training runs")
@@ -107,11 +137,11 @@ class ScalingData:
         for name in ("N", "D", "C", "x"):
             value = getattr(self, name)
             if value is not None:
-                arr = _numeric(name, value)
+                arr = _numeric(col[name], value)
                 if len(arr) != n:
                     raise DataError(
-                        f"column {name!r} has {len(arr)} values but 'loss' has {n}: "
-                        "give one value per run"
+                        f"column {col[name]!r} has {len(arr)} values but {col['loss']!r} has "
+                        f"{n}: give one value per run"
                     )
                 arrays[name] = arr
         if "x" not in arrays and "N" not in arrays:
@@ -131,9 +161,9 @@ class ScalingData:
                 bad = (ratio > 2) | (ratio < 0.5)
                 if bad.any():
                     raise DataError(
-                        f"columns 'C', 'N', 'D' disagree: C differs from {k:g}*N*D by more than 2x "
-                        f"at {_rows(bad)}; fix those rows, drop the C column, or set "
-                        "flops_per_param_token"
+                        f"columns {col['C']!r}, {col['N']!r}, {col['D']!r} disagree: compute "
+                        f"differs from {k:g} N D by more than 2x at {_rows(bad)}; fix those rows, "
+                        "drop the compute column, or set flops_per_param_token"
                     )
         if "N" in arrays and "C" not in arrays:
             arrays["C"] = k * arrays["N"] * arrays["D"]
@@ -144,7 +174,7 @@ class ScalingData:
             if value is not None:
                 value = np.asarray(value).astype(str)
                 if len(value) != n:
-                    raise DataError(f"column {name!r} has {len(value)} values, expected {n}")
+                    raise DataError(f"column {col[name]!r} has {len(value)} values, expected {n}")
                 object.__setattr__(self, name, value)
 
     # ---------------------------------------------------------------- constructors
@@ -160,7 +190,8 @@ class ScalingData:
                    c_col: str | None = None, loss_col: str | None = None,
                    x_col: str | None = None, group_col: str | None = None,
                    seed_col: str | None = None, flops_per_param_token: float = 6.0,
-                   name: str = "", citation: str = "") -> ScalingData:
+                   name: str = "", citation: str = "", dropna: bool = False,
+                   drop_duplicates: bool = False) -> ScalingData:
         """Build from a DataFrame.
 
         Columns named explicitly must exist; those left as None are found among
@@ -169,6 +200,11 @@ class ScalingData:
         Besides the checks of every ScalingData, a table may not repeat a column name or a row
         (identical in every column), give N or D in millions or billions (largest below 1000), or
         hold an accuracy in its loss column (see the module docstring).
+
+        ``dropna=True`` drops the rows with a missing value in a column used (crashed runs);
+        ``drop_duplicates=True`` drops rows identical in every column to an earlier one (copies).
+        Both warn with the number of rows dropped. :attr:`columns` records which column gave
+        each input.
         """
         if not isinstance(df, pd.DataFrame):
             raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
@@ -190,7 +226,7 @@ class ScalingData:
                     raise DataError(_missing_column(given, key, columns))
                 chosen[key] = given
             else:
-                found = next((a for a in COLUMN_ALIASES[key] if a in columns), None)
+                found = _find_alias(key, [c for c in columns if c not in chosen.values()])
                 if found is not None:
                     chosen[key] = found
         if "loss" not in chosen:
@@ -202,32 +238,76 @@ class ScalingData:
                 f"--n-col / n_col (and tokens with --d-col or compute with --c-col), or a "
                 f"one-variable input with --x-col / x_col{hint}"
             )
+        if "x" in chosen and "N" in chosen and x_col is None:
+            chosen.pop("x")
+        if dropna:
+            used = list(dict.fromkeys(chosen.values()))
+            gone = df[used].isna().any(axis=1).to_numpy()
+            if gone.all():
+                raise DataError(f"every row has a missing value in {used}: nothing is left after "
+                                "--dropna; check the column names")
+            if gone.any():
+                warnings.warn(f"dropped {int(gone.sum())} of {len(df)} rows with a missing value "
+                              f"in {used} ({_rows(gone)}; --dropna)", UserWarning, stacklevel=2)
+                df = df.loc[~gone].reset_index(drop=True)
+        if drop_duplicates:
+            copies = df.duplicated(keep="first").to_numpy()
+            if copies.any():
+                warnings.warn(f"dropped {int(copies.sum())} rows identical in every column to an "
+                              f"earlier one ({_rows(copies)}; --drop-duplicates)", UserWarning,
+                              stacklevel=2)
+                df = df.loc[~copies].reset_index(drop=True)
         values = {k: df[c].to_numpy() for k, c in chosen.items() if k not in ("group", "seed")}
         for key, col in chosen.items():
             if key in values:
                 values[key] = _numeric(col, values[key])
-        if "x" in values and "N" in values and x_col is None:
-            values.pop("x")
         _check_duplicate_rows(df)
         _check_units(values, chosen, flops_per_param_token)
         data = cls(**values, group=_opt(df, chosen.get("group")), seed=_opt(df, chosen.get("seed")),
-                   flops_per_param_token=flops_per_param_token, name=name, citation=citation)
+                   flops_per_param_token=flops_per_param_token, name=name, citation=citation,
+                   columns=dict(chosen))
+        _check_flops(values, chosen, flops_per_param_token)
         _check_not_accuracy(data, chosen["loss"])
         _check_nats(data, chosen["loss"])
         return data
 
     @classmethod
+    def from_file(cls, path: str | Path, **columns: Any) -> ScalingData:
+        """Read a table of runs: CSV, or by its suffix Parquet (``.parquet``, ``.pq``; needs
+        pyarrow: ``pip install 'bayescale[parquet]'``) or JSON lines (``.jsonl``, ``.ndjson``,
+        ``.json``: one object per run); then :meth:`from_frame` (same keyword options)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".parquet", ".pq", ".jsonl", ".ndjson", ".json"):
+            return cls.from_csv(path, **columns)
+        _readable(path)
+        columns.setdefault("name", path.stem)
+        if suffix in (".parquet", ".pq"):
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise DataError(f"reading {path} needs pyarrow: pip install 'bayescale[parquet]' "
+                                "(or save the table as CSV)") from None
+            try:
+                df = pd.read_parquet(path)
+            except Exception as err:  # noqa: BLE001 - whatever pyarrow says, one line
+                raise DataError(f"{path} could not be read as Parquet ({type(err).__name__}: "
+                                f"{' '.join(str(err).split())[:200]})") from None
+            return cls.from_frame(df, **columns)
+        raw = path.read_bytes()
+        records = raw.lstrip().startswith(b"[")  # a .json file holding one list of records
+        try:
+            df = pd.read_json(io.BytesIO(raw), lines=not records)
+        except ValueError as err:
+            raise DataError(f"{path} could not be read as JSON lines (one object per run and "
+                            f"line): {' '.join(str(err).split())[:200]}") from None
+        return cls.from_frame(df, **columns)
+
+    @classmethod
     def from_csv(cls, path: str | Path, **columns: Any) -> ScalingData:
         """Read a CSV file and build with :meth:`from_frame` (same keyword options)."""
         path = Path(path)
-        try:
-            os.stat(path)
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                raise DataError(f"{path} is a symlink loop: point the link at the CSV file") from None
-            raise DataError(f"file not found: {path}; check the path") from None
-        if path.is_dir():
-            raise DataError(f"{path} is a folder, not a CSV file")
+        _readable(path)
         try:  # read once: a FIFO or `<(cat runs.csv)` can only be read once
             raw = path.read_bytes()
         except OSError as err:
@@ -302,9 +382,11 @@ class ScalingData:
     def check_for(self, law_inputs: tuple[str, ...], n_params: int, law_name: str) -> None:
         """Raise :class:`DataError` unless these data can identify a law with these inputs."""
         if self.n_points > 1 and np.ptp(np.log(self.loss)) < 1e-12:
-            raise DataError(f"the loss is {self.loss[0]:g} in every run: a constant has no "
-                            "scaling to fit; check that the loss column is the final loss of "
-                            "each run (--loss-col)")
+            raise DataError(f"the loss is {self.loss[0]:g} in every run (column "
+                            f"{self.columns.get('loss', 'loss')!r}): a constant has no scaling "
+                            "to fit; "
+                            "check that the loss column is the final loss of each run "
+                            "(--loss-col)")
         for i in law_inputs:
             if getattr(self, i) is None:
                 need = "tokens D or compute C, and parameters N" if i in "ND" else "an x column"
@@ -320,18 +402,33 @@ class ScalingData:
             for i in law_inputs:
                 if len(np.unique(getattr(self, i))) < 2:
                     raise DataError(
-                        f"column {i!r} has a single distinct value, so law {law_name!r} cannot "
+                        f"column {self.columns.get(i, i)!r}"
+                        f"{'' if self.columns.get(i, i) == i else f' ({i})'} has a single "
+                        f"distinct value, so law {law_name!r} cannot "
                         f"separate the effect of N from that of D: add runs with other {i} values, "
                         "or fit a one-variable law (--law power with --x-col)"
                     )
         elif len(np.unique(getattr(self, law_inputs[0]))) < 2:
-            raise DataError(f"column {law_inputs[0]!r} has a single distinct value: a law in it "
-                            "needs runs at several sizes")
+            col = self.columns.get(law_inputs[0], law_inputs[0])
+            raise DataError(f"column {col!r} has a single distinct value: a law in it needs runs "
+                            "at several sizes")
 
     def to_frame(self) -> pd.DataFrame:
         """The data as a DataFrame with canonical column names."""
         cols = {k: getattr(self, k) for k in ("N", "D", "C", "x", "loss", "group", "seed")}
         return pd.DataFrame({k: v for k, v in cols.items() if v is not None})
+
+
+def _readable(path: Path) -> None:
+    """One clear message for a path that is not a file to read."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise DataError(f"{path} is a symlink loop: point the link at the table") from None
+        raise DataError(f"file not found: {path}; check the path") from None
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a table of runs")
 
 
 def _numeric(name: str, values: Any) -> np.ndarray:
@@ -467,6 +564,23 @@ def _check_not_accuracy(data: ScalingData, loss_col: str) -> None:
         )
 
 
+#: A compute column further than this from k N D (median ratio) gets a note.
+FLOPS_TOLERANCE = 0.1
+
+
+def _check_flops(values: dict[str, np.ndarray], chosen: dict[str, str], k: float) -> None:
+    """A compute column off k N D as a whole (attention FLOPs counted, another k): a note."""
+    if not all(key in values for key in ("N", "D", "C")):
+        return
+    ratio = float(np.median(values["C"] / (k * values["N"] * values["D"])))
+    if abs(ratio - 1) > FLOPS_TOLERANCE:
+        warnings.warn(
+            f"column {chosen['C']!r} is {ratio:.3g}x {k:g} N D on median (attention FLOPs "
+            f"counted, or another k?): the fit uses N and D, and budgets mean C = {k:g} N D; "
+            f"pass --flops-per-param-token {k * ratio:.3g} (flops_per_param_token=) if budgets "
+            "should be in this column's FLOPs", UserWarning, stacklevel=3)
+
+
 def _check_nats(data: ScalingData, loss_col: str) -> None:
     """Losses above :data:`MAX_PLAUSIBLE_NATS`: perplexities or a scaled loss, not nats."""
     high = data.loss > MAX_PLAUSIBLE_NATS
@@ -495,7 +609,8 @@ def _guess(candidates: list[str], columns: list[str]) -> str:
 
 
 def _missing_column(given: str, key: str, columns: list[str]) -> str:
-    close = difflib.get_close_matches(given, columns, n=1, cutoff=0.5)
+    close = [c for c in columns if normalize(given) in normalize(c).split("_")]
+    close = close or difflib.get_close_matches(given, columns, n=1, cutoff=0.5)
     if not close:
         close = difflib.get_close_matches(given.lower(), [c.lower() for c in columns], n=1, cutoff=0.5)
         close = [c for c in columns if c.lower() in close]

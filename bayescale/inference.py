@@ -100,7 +100,7 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     built = build_model(data, law, noise=noise, priors=priors, repeats=repeats)
     result = run_nuts(built.model, built.args(), spec, seed=int(seed), obs_site=OBS_SITE,
                       predictive_args=simulation_args, model_key=built.model.key,
-                      progress=progress, description=f"{law.name} fit")
+                      progress=progress, description=f"{law.name}, {data.n_points} runs")
     out = ScalingFit.from_sampler(result, built, data, spec, seed)
     if form_error:
         out.evidence = own_evidence({"fit": data}, law, noise=noise, priors=priors,

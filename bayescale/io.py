@@ -192,8 +192,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Pat
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
-            with contextlib.suppress(OSError):  # not every file (a FIFO) can be synced
-                os.fsync(f.fileno())
+            try:
+                os.fsync(f.fileno())  # a full disk on a network file system shows here
+            except OSError as err:
+                if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise  # a FIFO or device cannot be synced; anything else is a failed write
     return Path(path)
 
 

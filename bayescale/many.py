@@ -269,7 +269,9 @@ def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed
         model = HierarchicalModel(first, shared_exponents(law), len(names))
         result = run_nuts(model, stacked, spec, seed=seed, obs_site=OBS_SITE,
                           predictive_args=simulation_args, model_key=model.key,
-                          progress=progress, description=f"{law.name} x{len(names)} (shared)")
+                          progress=progress,
+                          description=f"{law.name} x{len(names)} groups of up to {length} runs, "
+                                      "shared")
         for g, name in enumerate(names):
             part = _group_of_joint(result, model, g, _sizes(built[name], groups[name]))
             out[name] = ScalingFit.from_sampler(part, built[name], groups[name], spec, seed)
@@ -278,7 +280,8 @@ def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed
         result = run_nuts(first, _element(stacked, 0), spec, seed=seed, obs_site=OBS_SITE,
                           predictive_args=simulation_args, model_key=first.key,
                           batched_args=stacked, n_elements=len(names), progress=progress,
-                          description=f"{law.name} x{len(names)}")
+                          description=f"{law.name} x{len(names)} groups of up to {length} "
+                                      "runs")
         for g, name in enumerate(names):
             rows = slice(g * spec.chains, (g + 1) * spec.chains)
             part = _Part(result, rows, _sizes(built[name], groups[name]))

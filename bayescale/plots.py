@@ -64,6 +64,8 @@ __all__ = [
     "plot_bayes_vs_lsq",
     "plot_diagnostics",
     "plot_groups",
+    "plot_residuals",
+    "plot_ppc",
 ]
 
 
@@ -559,4 +561,80 @@ def plot_groups(fits: Mapping[str, ScalingFit], quantity: str = "a", *, C: float
         ax.set_xscale("log")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize="small", loc="upper center", ncols=2, frameon=False)
+    return ax
+
+
+def _run_log_law(fit) -> tuple[np.ndarray, np.ndarray]:
+    """Each run's observed log loss (n,) and the law's log loss there per draw (S, n)."""
+    post, data = source(fit)
+    if data is None:
+        raise FitError("residual and posterior-predictive plots need the runs: pass a fit")
+    logs = [np.log(np.asarray(getattr(data, i), dtype=float))[:, None] for i in post.law.inputs]
+    return np.log(data.loss), post.log_law(*logs).T
+
+
+def plot_residuals(fit: ScalingFit, *, against: Sequence[str] | None = None, level: float = 0.9,
+                   axes=None):
+    r"""Each run's residual on log loss, :math:`\log L_i - \log L(N_i, D_i)` at the posterior
+    median of the law, against each input (N, D and C; or x), with the band a new run's noise
+    spans at ``level`` around 0. A trend across one input is the law's misfit there; the form
+    error beyond the data grows from it.
+
+    Returns the Axes, one per input.
+    """
+    import matplotlib.pyplot as plt
+
+    level = check_level(level)
+    post, data = source(fit)
+    y, law = _run_log_law(fit)
+    resid = y - np.median(law, axis=0)
+    names = list(against or (("N", "D", "C") if post.law.inputs == ("N", "D") else ("x",)))
+    for name in names:
+        if getattr(data, name, None) is None:
+            raise FitError(f"these runs have no {name!r} to draw residuals against")
+    if axes is None:
+        _, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), sharey=True,
+                               squeeze=False)
+        axes = axes[0]
+    rng = np.random.default_rng(0)
+    lo, hi = np.quantile(post.noise(rng, shape=(20,)), [(1 - level) / 2, (1 + level) / 2])
+    for ax, name in zip(axes, names):
+        x = np.asarray(getattr(data, name), dtype=float)
+        ax.axhspan(lo, hi, color=RUN_COLOR, alpha=0.18, lw=0,
+                   label=f"{100 * level:g}% of a new run's noise")
+        ax.axhline(0.0, color=LAW_COLOR, lw=1.2)
+        ax.scatter(x, resid, s=14, color="0.25", zorder=3, label="runs")
+        ax.set_xscale("log")
+        ax.set_xlabel(LABELS.get(name, name))
+    axes[0].set_ylabel("residual: log loss - log law (median)")
+    axes[0].legend(loc="best", fontsize=8, frameon=False)
+    return axes
+
+
+def plot_ppc(fit: ScalingFit, *, level: float = 0.9, ax: Axes | None = None) -> Axes:
+    """Posterior predictive check: each run's loss against the central ``level`` interval of
+    the loss a run at its inputs would have (the law times the noise), runs in order of compute
+    (or x). About ``level`` of the runs should fall inside; the share is in the title.
+    """
+    level = check_level(level)
+    post, data = source(fit)
+    y, law = _run_log_law(fit)
+    rng = np.random.default_rng(0)
+    draws = np.exp(law + post.noise(rng, shape=(law.shape[1],)))
+    order = np.argsort(data.C if data.C is not None else data.x, kind="stable")
+    med, lo, hi = interval(draws[:, order], level)
+    inside = (data.loss[order] >= lo) & (data.loss[order] <= hi)
+    ax = new_ax(ax)
+    idx = np.arange(len(order))
+    ax.vlines(idx, lo, hi, color=RUN_COLOR, lw=2.2, alpha=0.55,
+              label=f"{100 * level:g}% posterior predictive")
+    ax.scatter(idx[inside], data.loss[order][inside], s=10, color="0.2", zorder=3, label="run")
+    ax.scatter(idx[~inside], data.loss[order][~inside], s=16, color="tab:red", zorder=3,
+               label="run outside its interval")
+    ax.set_yscale("log")
+    ax.set_xlabel("runs, in order of " + ("compute C" if data.C is not None else "x"))
+    ax.set_ylabel(LABELS["loss"])
+    ax.set_title(f"{inside.mean():.0%} of {len(order)} runs inside their {100 * level:g}% "
+                 "interval", fontsize=10)
+    ax.legend(loc="best", fontsize=8, frameon=False)
     return ax

@@ -127,6 +127,20 @@ def _posterior_section(fit, level: float) -> str:
             + _table(rows, ["parameter", "median", "mean", "sd", f"{pct} lo", f"{pct} hi"]))
 
 
+def _checks_section(fit, level: float) -> str:
+    from bayescale import plots
+
+    pct = f"{100 * level:g}%"
+    return ("<h2>Checks of the fit</h2>"
+            + _figure(plots.plot_residuals(fit, level=level)[0],
+                      f"Residuals on log loss (run minus the posterior-median law) against each "
+                      f"input, with {pct} of a new run's noise around 0: a trend is the law's "
+                      "misfit.")
+            + _figure(plots.plot_ppc(fit, level=level),
+                      f"Posterior predictive check: each run against the {pct} interval of a "
+                      f"run at its inputs; about {pct} should fall inside."))
+
+
 def _diagnostics_section(fit) -> str:
     from bayescale.plots import plot_diagnostics
 
@@ -197,7 +211,7 @@ def _prediction_section(fit, points, level: float) -> str:
             + _table(rows, ["x", "law loss (nats)", "new-run loss (nats)"]) + pairs)
 
 
-def render_report(fit, *, budgets: Sequence[float] | None = None, level: float = 0.9) -> str:
+def render_report(fit, *, budgets: Sequence[float] | None = None, level: float = 0.95) -> str:
     """The HTML text of :func:`write_report`."""
     from bayescale import __version__, plots
 
@@ -219,12 +233,17 @@ def render_report(fit, *, budgets: Sequence[float] | None = None, level: float =
         extrap = _figure(plots.plot_fit(fit, extrapolate_to=float(budgets[-1]), level=level),
                          f"Runs, posterior median law and {100 * level:g}% bands (law: dark; a "
                          "new run: grey, dashed edges), extrapolated to the largest budget.")
-        body = [f"<h1>{html.escape(title)}</h1>", warn,
+        said = (f"<p class=muted>Every interval and band is a central {100 * level:g}% "
+                f"credible interval (from the {50 * (1 - level):g}% to the "
+                f"{100 - 50 * (1 - level):g}% quantile of the posterior), as in bayescale's "
+                "command-line output at the same level.</p>")
+        body = [f"<h1>{html.escape(title)}</h1>", warn, said,
                 _data_section(fit) if sampled else _domain_section(post),
                 _posterior_section(fit, level) if sampled else _draws_section(post, level),
                 "<h2>Extrapolation</h2>", extrap,
                 (_allocation_section(fit, budgets, level) if two
                  else _prediction_section(fit, budgets, level)),
+                _checks_section(fit, level) if sampled else "",
                 _diagnostics_section(fit) if sampled else ""]
     made = ""
     if sampled:
@@ -236,8 +255,29 @@ def render_report(fit, *, budgets: Sequence[float] | None = None, level: float =
             + "\n".join(body) + "\n</body></html>\n")
 
 
+def render_group_report(fits, *, budgets: Sequence[float] | None = None,
+                        level: float = 0.95) -> str:
+    """One HTML page for the fits of :func:`bayescale.fit_many` (or ``bayescale fit --by-group
+    --out FOLDER``): a table of contents, then each group's report as its own section."""
+    if len(fits) == 0:
+        raise FitError("there are no fits to report on")
+    parts, toc = [], []
+    for i, (name, fit) in enumerate(fits.items()):
+        page = render_report(fit, budgets=budgets, level=level)
+        body = page.split("<body>\n", 1)[1].rsplit("\n</body>", 1)[0]
+        body = body.replace("<h2>", "<h3>").replace("</h2>", "</h3>").replace(
+            "<h1>", "<h2>", 1).replace("</h1>", "</h2>", 1)
+        toc.append(f'<li><a href="#group-{i}">{html.escape(str(name))}</a></li>')
+        parts.append(f'<section id="group-{i}">{body}</section>')
+    head = page.split("<body>\n", 1)[0].replace(
+        page.split("<title>", 1)[1].split("</title>", 1)[0], f"{len(fits)} fits")
+    shared = " with shared exponents" if getattr(fits, "hierarchical", False) else ""
+    return (head + "<body>\n" + f"<h1>{len(fits)} fits{shared}</h1><ul>{''.join(toc)}</ul>\n"
+            + "\n".join(parts) + "\n</body></html>\n")
+
+
 def write_report(fit, path: str | os.PathLike, *, budgets: Sequence[float] | None = None,
-                 level: float = 0.9) -> Path:
+                 level: float = 0.95) -> Path:
     """Write a fit's report as one self-contained HTML file.
 
     Parameters
@@ -249,8 +289,8 @@ def write_report(fit, path: str | os.PathLike, *, budgets: Sequence[float] | Non
     budgets : sequence of float, optional
         Compute budgets in FLOPs for the allocation table and the extrapolation (for a
         one-variable law: values of x to predict at). Default :func:`default_budgets`.
-    level : float, default 0.9
-        Mass of every central credible interval in the tables and plots.
+    level : float, default 0.95
+        Mass of every central credible interval in the tables and plots (the CLI's default).
 
     Returns
     -------

@@ -1,5 +1,6 @@
 """The CLI: JSON shape, saved fits, and one-line errors with exit status 2."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -220,7 +221,7 @@ def test_fit_by_group_on_a_bundled_dataset_without_groups(capsys):
     (["--by-group", "--group-col", "corpus", "--method", "huber"], "fit with NUTS"),
     (["--by-group", "--group-col", "corpus", "--out", "FILE"], "is a file"),
     (["--retries", "1"], "--retries refits the groups of --by-group"),
-    (["--by-group", "--group-col", "corpus", "--retries", "-1"], "retries must be a whole"),
+    (["--by-group", "--group-col", "corpus", "--retries", "-1"], "-1 must be a whole number >= 0"),
 ])
 def test_fit_by_group_errors(extra, needle, grouped_csv, tmp_path, capsys):
     existing = tmp_path / "fit.nc"
@@ -238,14 +239,20 @@ def test_backtest_text_json_and_plot(runs_csv, tmp_path, capsys):
                           "--bootstrap", "20", "--drop", "1", "2", "--plot", str(png)], capsys)
     assert code == 0, err
     assert "pooled" in out and "cov90" in out and "by extrapolation ratio" in out
-    assert png.stat().st_size > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = tmp_path / "bt.svg"
     code, out, _ = run(["backtest", str(runs_csv), *cols, "--method", "curve_fit",
-                        "--bootstrap", "20", "--drop", "1", "--json"], capsys)
+                        "--bootstrap", "20", "--drop", "1", "--json", "--plot", str(svg)],
+                       capsys)
+    assert b"<svg" in svg.read_bytes()[:500]
     obj = json.loads(out)
     assert code == 0 and obj["by"] == "C" and len(obj["splits"]) == 1
     assert obj["summary"]["pooled"]["n_test"] == obj["splits"][0]["n_test"]
     code, _, err = run(["backtest", str(runs_csv), *cols, "--drop", "9"], capsys)
     assert code == 2 and "levels" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["backtest", str(runs_csv), *cols, "--plot", str(tmp_path / "a.gif")],
+                       capsys)
+    assert code == 2 and ".png, .pdf or .svg" in err
 
 
 def test_bayesian_backtest_and_predict_beyond(runs_csv, tmp_path, capsys):
@@ -267,3 +274,20 @@ def test_bayesian_backtest_and_predict_beyond(runs_csv, tmp_path, capsys):
     code, text, _ = run(["predict", str(fit_nc), "--N", "1e12", "--D", "2e13"], capsys)
     assert "form exact" in text and "3.9 decades outside the training data" in text
     assert "against the largest trained: C 8e+03x, N 200x, D 40x" in text
+
+
+def test_help_texts_defaults_groups_and_examples(capsys):
+    from bayescale.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help text"
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    for needle in ("sampler:", "model:", "output:", "data:", "examples:",
+                   "--chains CHAINS", "(default: 4)", "--seed SEED", "(default: 0)",
+                   "(default: student_t)", "the same seed, the same output"):
+        assert needle in text, needle

@@ -374,3 +374,65 @@ def test_auto_repeats_with_few_repeated_configurations_says_what_it_drops():
                                       loss=np.r_[loss, loss[:3] * 1.01])
     assert repeats_note(many, law, "student_t") is None  # enough repeats to learn seed noise
     assert repeats_note(bs.ScalingData.from_arrays(N=N, D=D, loss=loss), law, "student_t") is None
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["predict", "FIT", "--N", "1e9"], "as many --N as --D"),
+    (["predict", "FIT", "--N", "1e9", "--D", "1e10", "--x", "3"], "give points as"),
+    (["decide", "FIT"], "either --compute C"),
+    (["fit", "CSV", "--method", "huber", "--bootstrap", "-3"], "-3 must be a whole number"),
+    (["fit", "CSV", "--bootstrap", "100"], "--bootstrap resamples least-squares fits"),
+    (["fit", "CSV", "--retries", "2"], "--retries refits the groups"),
+])
+def test_argument_errors_come_before_any_work(args, needle, files):
+    # in a fresh process: the error comes before JAX is imported (5-6 s) or a fit is read
+    args = [str(files["nc"]) if a == "FIT" else str(files["csv"]) if a == "CSV" else a
+            for a in args]
+    script = ("import sys, bayescale.cli as c\n"
+              "try:\n    rc = c.main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
+              "print(rc, 'jax' in sys.modules, 'arviz' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.split() == ["2", "False", "False"], proc.stdout + proc.stderr
+    one_error(2, proc.stderr, needle)
+
+
+def test_a_cold_compile_is_announced_once(files, tmp_path, monkeypatch, capsys):
+    # an empty program cache, and options no other test uses: nothing to load
+    monkeypatch.setattr("bayescale._nuts.CACHE", tmp_path)
+    monkeypatch.setattr("bayescale._nuts._EXPORTED", {})
+    args = ["fit", files["csv"], "--chains", "1", "--warmup", "61", "--draws", "37",
+            "--no-form-error", "--json"]
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    assert "compiling the sampler for chinchilla, 16 runs (once" in err and str(tmp_path) in err
+    code, again, err = run(args, capsys)
+    assert code == 0 and "compiling" not in err  # loaded from the cache
+    assert json.loads(again) == json.loads(out)  # and the same draws
+
+
+def test_csv_tables_match_the_json(files, capsys):
+    import io
+
+    nc = files["nc"]
+    pts = ["--N", "1e9", "--D", "2e10", "--N", "7e10", "--D", "1.4e12"]
+    _, out, _ = run(["predict", nc, *pts, "--json"], capsys)
+    _, table, _ = run(["predict", nc, *pts, "--csv"], capsys)
+    frame = pd.read_csv(io.StringIO(table))
+    assert list(frame["kind"]) == ["law", "noise_only", "new_run"] * 2
+    for j, point in enumerate(json.loads(out)["points"]):
+        rows = frame[frame["N"] == point["N"]].set_index("kind")
+        for kind in ("law", "noise_only", "new_run"):
+            assert rows.loc[kind, "median"] == pytest.approx(point[kind]["median"], rel=1e-12)
+            assert rows.loc[kind, "hi"] == pytest.approx(point[kind]["hi"], rel=1e-12)
+    budgets = ["--compute", "1e21", "--compute", "1e22", "--allow-unconverged"]
+    _, out, _ = run(["allocate", nc, *budgets, "--json"], capsys)
+    _, table, _ = run(["allocate", nc, *budgets, "--csv"], capsys)
+    frame = pd.read_csv(io.StringIO(table)).set_index(["compute", "quantity"])
+    for b in json.loads(out)["budgets"]:
+        assert frame.loc[(b["compute"], "N_opt"), "median"] == pytest.approx(
+            b["N_opt"]["median"], rel=1e-12)
+    _, out, _ = run(["decide", nc, "--compute", "1e21", "--allow-unconverged", "--json"], capsys)
+    _, table, _ = run(["decide", nc, "--compute", "1e21", "--allow-unconverged", "--csv"], capsys)
+    frame = pd.read_csv(io.StringIO(table)).set_index("split")
+    assert frame.loc["choice", "N"] == pytest.approx(json.loads(out)["choice"]["N"], rel=1e-12)

@@ -237,3 +237,32 @@ def test_plot_groups(small_fit):
         plots.plot_groups(fits, "alpha", reference={"third": 0.3})
     with pytest.raises(FitError, match="no quantity 'gamma'"):
         plots.plot_groups(fits, "gamma")
+
+
+def test_plot_residuals_are_the_runs_minus_the_median_law(small_fit):
+    axes = plots.plot_residuals(small_fit)
+    assert [ax.get_xlabel() for ax in axes] == ["parameters N", "training tokens D",
+                                                "training compute C (FLOPs)"]
+    p = small_fit.posterior.params
+    d = small_fit.data
+    law = (p["E"][:, None] + p["A"][:, None] / d.N ** p["alpha"][:, None]
+           + p["B"][:, None] / d.D ** p["beta"][:, None])  # numpy, independently of the code
+    expected = np.log(d.loss) - np.median(np.log(law), axis=0)
+    for ax, x in zip(axes, (d.N, d.D, d.C)):
+        pts = ax.collections[-1].get_offsets()
+        np.testing.assert_allclose(pts[:, 0], x)
+        np.testing.assert_allclose(pts[:, 1], expected, atol=1e-9)
+    with pytest.raises(bs.FitError, match="no 'x'"):
+        plots.plot_residuals(small_fit, against=["x"])
+
+
+def test_plot_ppc_share_inside_matches_an_independent_count(small_fit):
+    ax = plots.plot_ppc(small_fit, level=0.9)
+    post, d = small_fit.posterior, small_fit.data
+    rng = np.random.default_rng(0)
+    law = np.log(post.law_draws({"N": d.N, "D": d.D}))  # (S, runs)
+    draws = np.exp(law + post.noise(rng, shape=(d.n_points,)))
+    lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
+    share = np.mean((d.loss >= lo) & (d.loss <= hi))
+    assert ax.get_title().startswith(f"{share:.0%} of {d.n_points} runs inside")
+    assert 0.6 <= share <= 1.0  # a fit of its own simulated data holds most of its runs

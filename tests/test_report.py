@@ -32,6 +32,7 @@ def _check_page(text: str, fit) -> None:
     for name in fit.param_names:
         assert f"<code>{name}</code>" in text
     assert "Compute-optimal allocation" in text and "R-hat" in text
+    assert "Residuals on log loss" in text and "Posterior predictive check" in text
 
 
 def test_write_report(fit_file, tmp_path):
@@ -41,6 +42,8 @@ def test_write_report(fit_file, tmp_path):
     text = out.read_text()
     _check_page(text, fit)
     assert "10<sup>23</sup>" in text and "80% lo" in text
+    assert "central 80% credible interval (from the 10% to the 90% quantile" in text
+    assert "central 95% credible" in render_report(fit, budgets=[1e23])  # the CLI's default
     assert ("NOT converged" in text) == (not fit.diagnostics["converged"])
 
 
@@ -75,3 +78,19 @@ def test_cli_report_missing_fit(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope.nc"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not found" in err and not out.exists()
+
+
+def test_cli_report_of_a_by_group_folder(fit_file, tmp_path, capsys):
+    from bayescale.many import FitGroup
+
+    fit = bs.load_fit(fit_file)
+    folder = tmp_path / "fits"
+    FitGroup({"c4 / small": fit, "pile": fit}).save(folder)
+    out = tmp_path / "groups.html"
+    code = main(["report", str(folder), "--out", str(out), "--compute", "1e23"])
+    assert code == 0, capsys.readouterr().err
+    text = out.read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert '<a href="#group-0">c4 / small</a>' in text and '<a href="#group-1">pile</a>' in text
+    assert text.count("<h3>Posterior</h3>") == 2 and text.count("<title>") == 1
+    assert len(re.findall(r'src="data:image/png;base64,', text)) >= 8

@@ -15,6 +15,7 @@ import pytest
 
 import bayescale as bs
 from bayescale import DataError, FitError, ScalingData
+from bayescale.errors import OutputError
 from bayescale.cli import main
 from bayescale.inference import ScalingFit
 from bayescale.io import atomic_write_text
@@ -85,7 +86,7 @@ CASES = [
     ("too few runs", table(GOOD[:4]), [], "at least 6 runs"),
     ("one distinct D", table([(n, 1e10, l) for n, _, l in GOOD]), [], "'D' has a single distinct"),
     ("law needs x", table(), ["--law", "power"], "needs input 'x'"),
-    ("k not positive", table(), ["--flops-per-param-token", "0"], "flops_per_param_token"),
+    ("k not positive", table(), ["--flops-per-param-token", "0"], "--flops-per-param-token"),
     ("missing file", None, [], "file not found"),
     ("folder", "DIR", [], "is a folder"),
     ("binary file", b"\x89PNG\r\n\x1a\n" + bytes(range(256)), [], "binary file, not CSV text"),
@@ -126,7 +127,10 @@ def assert_one_line(code, out, err, needle):
 @pytest.mark.parametrize("name,content,args,needle", CASES, ids=[c[0] for c in CASES])
 def test_malformed_csv_cli(name, content, args, needle, tmp_path, capsys):
     path = write_case(tmp_path, content)
-    code = main(["fit", str(path), *args, *CHEAP])
+    try:
+        code = main(["fit", str(path), *args, *CHEAP])
+    except SystemExit as exc:  # an option value argparse refuses
+        code = exc.code
     out, err = capsys.readouterr()
     assert_one_line(code, out, err, needle)
 
@@ -283,20 +287,21 @@ def tiny_fit():
                       versions={})
 
 
-def _failing_writer(exc):
-    def to_netcdf(self, filename, *args, **kwargs):
-        with open(filename, "wb") as f:
-            f.write(b"CDF\x01 half a file")  # the temporary file is half-written ...
+def _failing_writer(monkeypatch, exc):
+    """The run dies while the fit's bytes are in the temporary file, before it is renamed."""
+    def sync(fd):
+        assert os.fstat(fd).st_size > 1000  # the temporary file holds the fit ...
         raise exc  # ... when the run dies
 
-    return to_netcdf
+    monkeypatch.setattr("bayescale.io.os.fsync", sync)
 
 
-@pytest.mark.parametrize("exc", [OSError("disk full"), KeyboardInterrupt()])
-def test_interrupted_save_leaves_nothing(exc, tiny_fit, tmp_path, monkeypatch):
+@pytest.mark.parametrize("exc,raised", [(OSError("disk full"), OutputError),
+                                        (KeyboardInterrupt(), KeyboardInterrupt)])
+def test_interrupted_save_leaves_nothing(exc, raised, tiny_fit, tmp_path, monkeypatch):
     target = tmp_path / "fit.nc"
-    monkeypatch.setattr(az.InferenceData, "to_netcdf", _failing_writer(exc))
-    with pytest.raises(type(exc)):
+    _failing_writer(monkeypatch, exc)
+    with pytest.raises(raised):  # an OSError says which file could not be written
         tiny_fit.save(target)
     assert list(tmp_path.iterdir()) == []  # no target, no temporary file
 
@@ -304,7 +309,7 @@ def test_interrupted_save_leaves_nothing(exc, tiny_fit, tmp_path, monkeypatch):
 def test_interrupted_save_keeps_the_old_file(tiny_fit, tmp_path, monkeypatch):
     target = tiny_fit.save(tmp_path / "fit.nc")
     before = target.read_bytes()
-    monkeypatch.setattr(az.InferenceData, "to_netcdf", _failing_writer(KeyboardInterrupt()))
+    _failing_writer(monkeypatch, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         tiny_fit.save(target)
     assert target.read_bytes() == before and list(tmp_path.iterdir()) == [target]
@@ -316,7 +321,7 @@ def test_interrupted_cli_fit_writes_nothing(tiny_fit, tmp_path, monkeypatch, cap
     csv = tmp_path / "runs.csv"
     csv.write_text(table())
     monkeypatch.setattr("bayescale.inference.fit", lambda *a, **k: tiny_fit)
-    monkeypatch.setattr(az.InferenceData, "to_netcdf", _failing_writer(KeyboardInterrupt()))
+    _failing_writer(monkeypatch, KeyboardInterrupt())
     code = main(["fit", str(csv), "--out", str(tmp_path / "out" / "fit.nc")])
     out, err = capsys.readouterr()
     assert_one_line(code, out, err, "interrupted; no output file was written")
@@ -324,17 +329,14 @@ def test_interrupted_cli_fit_writes_nothing(tiny_fit, tmp_path, monkeypatch, cap
 
 
 def test_atomic_write_text(tmp_path, monkeypatch):
-    path = atomic_write_text(tmp_path / "table.csv", "a,b\n1,2\n")
-    assert path.read_text() == "a,b\n1,2\n"
+    path = atomic_write_text(tmp_path / "table.csv", "a,b\n1,2\n" * 400)
+    assert path.read_text() == "a,b\n1,2\n" * 400
 
-    def boom(self, *a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("pathlib.Path.write_text", boom)
+    _failing_writer(monkeypatch, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        atomic_write_text(tmp_path / "table.csv", "new")
+        atomic_write_text(tmp_path / "table.csv", "new" * 1000)
     monkeypatch.undo()
-    assert path.read_text() == "a,b\n1,2\n" and list(tmp_path.iterdir()) == [path]
+    assert path.read_text() == "a,b\n1,2\n" * 400 and list(tmp_path.iterdir()) == [path]
 
 
 @pytest.mark.parametrize("call", ["fit", "fit_many"])
