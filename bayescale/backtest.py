@@ -312,8 +312,12 @@ def backtest(data, law: str | Law = "chinchilla", *, by: str | None = None,
     if method == "bayes":
         from bayescale.many import fit_many
 
-        fits = dict(zip(cuts, fit_many(train, law, seed=seed, progress=progress,
-                                       **fit_options).values()))
+        from bayescale.inference import ConvergenceWarning
+
+        with warnings.catch_warnings():  # one warning below names the unconverged refits
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fits = dict(zip(cuts, fit_many(train, law, seed=seed, progress=progress,
+                                           **fit_options).values()))
     else:
         if fit_options:
             raise FitError(f"method {method!r} takes no sampler options "

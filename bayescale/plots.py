@@ -631,9 +631,8 @@ def plot_ppc(fit: ScalingFit, *, level: float = 0.9, ax: Axes | None = None) -> 
     ax.scatter(idx[inside], data.loss[order][inside], s=10, color="0.2", zorder=3, label="run")
     ax.scatter(idx[~inside], data.loss[order][~inside], s=16, color="tab:red", zorder=3,
                label="run outside its interval")
-    ax.set_yscale("log")
+    loss_axis(ax)
     ax.set_xlabel("runs, in order of " + ("compute C" if data.C is not None else "x"))
-    ax.set_ylabel(LABELS["loss"])
     ax.set_title(f"{inside.mean():.0%} of {len(order)} runs inside their {100 * level:g}% "
                  "interval", fontsize=10)
     ax.legend(loc="best", fontsize=8, frameon=False)
