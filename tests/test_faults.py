@@ -436,3 +436,28 @@ def test_csv_tables_match_the_json(files, capsys):
     _, table, _ = run(["decide", nc, "--compute", "1e21", "--allow-unconverged", "--csv"], capsys)
     frame = pd.read_csv(io.StringIO(table)).set_index("split")
     assert frame.loc["choice", "N"] == pytest.approx(json.loads(out)["choice"]["N"], rel=1e-12)
+
+
+def test_fit_many_auto_repeats_on_one_repeated_configuration_warns(monkeypatch):
+    # the warning comes before sampling: the sampler is replaced by a stop
+    N, D, loss, _ = simulate_chinchilla(n_side=4, seed=6)
+    once = bs.ScalingData.from_arrays(N=np.r_[N, N[0]], D=np.r_[D, D[0]],
+                                      loss=np.r_[loss, loss[0] * 1.01])
+    plain = bs.ScalingData.from_arrays(N=N, D=D, loss=loss)
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr("bayescale.many._fit_groups", stop)
+    with pytest.warns(UserWarning, match="1 configuration of all 2 groups were run more than"):
+        with pytest.raises(Stop):
+            bs.fit_many({"a": once, "b": plain}, "chinchilla", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(Stop):  # no repeats, or repeats named explicitly: nothing to say
+            bs.fit_many({"a": plain, "b": plain}, "chinchilla", progress=False)
+        with pytest.raises(Stop):
+            bs.fit_many({"a": once, "b": plain}, "chinchilla", progress=False, repeats=True)
