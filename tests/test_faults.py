@@ -16,7 +16,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import warnings
 
 import numpy as np
@@ -87,11 +86,15 @@ def test_bad_output_paths_refused_before_any_work(case, files, tmp_path, monkeyp
         "group-file": (["fit", "runs.csv", "--by-group", "--out", nc], "must name a folder"),
     }[case]
     before = {p: _digest(p) for p in (csv, nc)}
-    start = time.perf_counter()
+
+    def no_work(*args, **kwargs):  # reading an input would be the first work: none must start
+        raise RuntimeError("an input was read before the output was checked")
+
+    monkeypatch.setattr(bs.ScalingData, "from_file", no_work)
+    monkeypatch.setattr(bs.ScalingFit, "load", no_work)
     code, out, err = run(args, capsys)
     one_error(code, err, needle)
     assert {p: _digest(p) for p in (csv, nc)} == before  # nothing overwritten
-    assert time.perf_counter() - start < 60  # refused before sampling (a fit takes minutes cold)
     assert not [p for p in files["folder"].iterdir() if p.name.endswith(".tmp")]
 
 
@@ -146,7 +149,7 @@ def _private_mount(script: str, tmp_path) -> subprocess.CompletedProcess:
     if probe.returncode != 0:
         pytest.skip("this machine does not allow a private mount")
     return subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=600)
 
 
 def test_full_disk_one_line_and_the_old_file_kept(files, tmp_path):
@@ -195,9 +198,9 @@ def test_signal_while_writing_leaves_the_old_file(sig, files, tmp_path):
     target = tmp_path / "report.html"
     target.write_text("old")
     script = textwrap.dedent(f"""
-        import os, sys, time
-        def slow_sync(fd):
-            sys.stderr.write("writing\\n"); sys.stderr.flush(); time.sleep(120)
+        import os, sys, threading
+        def slow_sync(fd):  # the write never ends: only acting on the signal ends the run
+            sys.stderr.write("writing\\n"); sys.stderr.flush(); threading.Event().wait()
         os.fsync = slow_sync
         from bayescale.cli import main
         sys.exit(main(["report", {str(files['nc'])!r}, "--out", {str(target)!r}]))
@@ -205,11 +208,9 @@ def test_signal_while_writing_leaves_the_old_file(sig, files, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     assert proc.stderr.readline().strip() == "writing"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # mid-write
-    start = time.perf_counter()
     proc.send_signal(sig)
     rest = proc.stderr.read()
-    proc.wait(60)
-    assert time.perf_counter() - start < 10  # acts at once, not after the write
+    proc.wait(600)  # a guard against a hang only: the write itself never finishes
     one_error(proc.returncode, rest, "interrupted; no output file was written")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
@@ -228,7 +229,7 @@ def test_fifo_input_read_once(files, tmp_path):
     writer.start()
     proc = subprocess.run([sys.executable, "-c", "from bayescale.data import ScalingData; "
                            f"print(ScalingData.from_csv({str(fifo)!r}).n_points)"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
     assert proc.stdout.strip() == "16", proc.stderr  # a second open would wait forever
 
 
@@ -288,7 +289,7 @@ def test_option_values(args, needle, files, capsys):
 def test_environment_faults(env, needle, files):
     proc = subprocess.run([*CLI, "predict", str(files["nc"]), "--N", "1e9", "--D", "1e10"],
                           capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
+                          env={**os.environ, **env}, timeout=600)
     one_error(proc.returncode, proc.stderr, needle)
 
 
@@ -309,14 +310,17 @@ def test_losses_implausible_for_nats_are_warned(transform, warned, files):
         assert "perplexities" in said[0] and f"{frame['loss'].max():.4g}" in said[0]
 
 
-def test_constant_loss_is_refused_at_once(files, capsys):
+def test_constant_loss_is_refused_at_once(files, monkeypatch, capsys):
     frame = pd.read_csv(files["csv"]).assign(loss=2.5)
     path = files["folder"] / "constant.csv"
     frame.to_csv(path, index=False)
-    start = time.perf_counter()
+
+    def no_sampling(*args, **kwargs):  # not a 100-s fit that ends in an R-hat warning
+        raise RuntimeError("the sampler was started")
+
+    monkeypatch.setattr("bayescale.inference.run_nuts", no_sampling)
     code, out, err = run(["fit", path, "--no-progress"], capsys)
     one_error(code, err, "the loss is 2.5 in every run")
-    assert time.perf_counter() - start < 30  # not a 100-s fit that ends in an R-hat warning
 
 
 def test_unconverged_fit_is_said_by_predict_allocate_decide(files, capsys):
@@ -392,7 +396,7 @@ def test_argument_errors_come_before_any_work(args, needle, files):
               "try:\n    rc = c.main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
               "print(rc, 'jax' in sys.modules, 'arviz' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=600)
     assert proc.stdout.split() == ["2", "False", "False"], proc.stdout + proc.stderr
     one_error(2, proc.stderr, needle)
 
