@@ -459,8 +459,8 @@ def data_sufficiency(posterior: Any, N: Any, *, threshold: Any = None) -> np.nda
     N^{0.74}`): the default threshold is :data:`KAPLAN_SEED_VARIATION`, 0.02. A fit that learned
     the seed noise from repeated runs (``sigma_fit`` present: ``sigma`` is then the seed-to-seed
     noise alone) uses it instead, :math:`t = e^{\sigma} - 1` per draw. (The noise of a fit without
-    repeats is not the seed noise: it also holds the law's misfit, often several times larger, and
-    asked 61x more tokens at 70B on Chinchilla.) The gap falls monotonically in D, and:
+    repeats is not the seed noise: it also holds the law's misfit, and as the threshold it asks for
+    far more tokens.) The gap falls monotonically in D, and:
 
     * Chinchilla, :math:`L(N, \infty) = E + A N^{-\alpha}`:
       :math:`D = \left(B / (t (E + A N^{-\alpha}))\right)^{1/\beta}`.

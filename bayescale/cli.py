@@ -54,35 +54,27 @@ def _positive(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    """A number of resamples or retries: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}: give a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a whole number >= 0")
-    return value
+def _whole(what: str, low: int, high: int | None = None):
+    """An argparse type for a whole number >= ``low`` (and < ``high``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: give a whole "
+                                             "number") from None
+        if high is not None and not low <= value < high:
+            raise argparse.ArgumentTypeError(f"{what} {text} is out of range: give a whole "
+                                             f"number from {low} to {high - 1}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} must be a whole number >= {low}")
+        return value
+
+    return parse
 
 
-def _at_least_one(text: str) -> int:
-    """A number of chains, warm-up transitions or draws: a whole number >= 1."""
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be a whole number >= 1")
-    return value
-
-
-def _seed(text: str) -> int:
-    """A seed for JAX's and NumPy's generators: a whole number in [0, 2**32)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: give a whole number") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"seed {text} is out of range: give a whole number from "
-                                         f"0 to {2**32 - 1}")
-    return value
+_count = _whole("count", 0)  # resamples, retries
+_at_least_one = _whole("count", 1)  # chains, warm-up transitions, draws
+_seed = _whole("seed", 0, 2**32)  # JAX's and NumPy's generators
 
 
 def _fail(message: str) -> int:
@@ -526,7 +518,7 @@ def _output(args: argparse.Namespace, path: str, *, what: str = "--out",
 
     inputs = [getattr(args, "file", None), getattr(args, "fit", None)]
     output_path(path, inputs=inputs + list(getattr(args, "fits", None) or []), what=what,
-                special=True, folder=folder)
+                folder=folder)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

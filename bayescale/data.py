@@ -591,8 +591,8 @@ def _check_nats(data: ScalingData, loss_col: str) -> None:
         f"column {loss_col!r} is above {MAX_PLAUSIBLE_NATS:g} {every} (up to "
         f"{data.loss.max():.4g}), more than any cross-entropy in nats reaches (log of a "
         "vocabulary of 3 million tokens): if these are perplexities give their log, if the loss "
-        "was scaled divide the scale out; the priors and the noise assume nats, and a fit of "
-        "perplexities gave alpha 0.69 where the losses gave 0.34",
+        "was scaled divide the scale out; the priors and the noise assume nats, and the exponents "
+        "fitted to such values are not the loss's",
         UserWarning, stacklevel=4)
 
 

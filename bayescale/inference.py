@@ -95,7 +95,7 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     spec = sampler_spec(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
                         dense_mass=dense_mass)
     data.check_for(law.inputs, law.n_params, law.name)
-    if repeats == "auto" and (note := repeats_note(data, law, noise)) is not None:
+    if repeats == "auto" and (note := repeats_note({"fit": data}, law, noise)) is not None:
         warnings.warn(note, UserWarning, stacklevel=2)
     built = build_model(data, law, noise=noise, priors=priors, repeats=repeats)
     result = run_nuts(built.model, built.args(), spec, seed=int(seed), obs_site=OBS_SITE,

@@ -6,8 +6,8 @@
   returns the file to write: a symlink's target, so a link keeps pointing at the new file.
 * :func:`atomic_path` writes beside the target and renames into place, so an interrupted or
   failed write (a full disk, Ctrl-C, SIGTERM) leaves the old file as it was and no temporary file.
-  A device or FIFO (``--out /dev/stdout``) where one is allowed is written directly, never replaced
-  by a regular file.
+  A device or FIFO (``--out /dev/stdout``) is written directly, never replaced by a regular
+  file.
 
 Failures raise :class:`~bayescale.errors.OutputError` naming the user's path, never the hidden
 temporary file.
@@ -78,11 +78,12 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = (),
-                what: str = "--out", special: bool = True, folder: bool = False) -> Path:
+                what: str = "--out", folder: bool = False) -> Path:
     """Check an output path before any work and return the file to write.
 
-    ``inputs`` are the files the run reads; writing over one of them is refused. ``special``
-    allows a device or FIFO (written directly); ``folder`` asks for a folder (``--by-group``).
+    ``inputs`` are the files the run reads; writing over one of them is refused. A device or
+    FIFO is returned as is (:func:`atomic_path` writes into it); ``folder`` asks for a folder
+    (``--by-group``).
     """
     given = Path(os.fspath(path))
     if not str(given).strip():
@@ -98,10 +99,7 @@ def output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike |
         raise OutputError(f"{what} {path} is a file; it must name a folder (one file per group "
                           "is written in it)")
     if _is_special(target):
-        if special:
-            return target
-        raise OutputError(f"{what} {path} is a device or FIFO, not a regular file, and this "
-                          "output must be a file it can seek in; give a file name")
+        return target
     # The nearest folder that exists must be a folder we can write in (the rest is made).
     parent = target if folder else target.parent
     while not os.path.lexists(parent):

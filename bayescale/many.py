@@ -35,8 +35,8 @@ from bayescale.errors import DataError, FitError
 from bayescale.inference import (ConvergenceWarning, ScalingFit, as_data, check_noise, load_fit,
                                  sampler_spec)
 from bayescale.laws import Law, get_law
-from bayescale.models import (CONFIG_FACTOR, FEW_REPEATED, OBS_SITE, HierarchicalModel,
-                              build_model, check_repeats, shared_exponents, simulation_args)
+from bayescale.models import (CONFIG_FACTOR, OBS_SITE, HierarchicalModel, build_model,
+                              check_repeats, repeats_note, shared_exponents, simulation_args)
 from bayescale.posterior import Domain, Posterior
 
 __all__ = ["fit_many", "FitGroup", "load_fits", "shared_exponents"]
@@ -215,17 +215,8 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
             raise DataError(f"group {name!r}: {err}") from None
     if check_repeats(repeats) == "auto":
         repeats = any(d.has_repeats(law.inputs) for d in groups.values())
-        repeated = sum(int((np.bincount(d.configurations(law.inputs)) > 1).sum())
-                       for d in groups.values())
-        if 0 < repeated < FEW_REPEATED:
-            robust = (" and drops the Student-t noise's robustness to outlying runs"
-                      if noise == "student_t" else "")
-            warnings.warn(f"repeats='auto': {repeated} configuration{'s' if repeated > 1 else ''}"
-                          f" of all {len(groups)} groups were run more than once, which switches "
-                          "every group to the repeated-run model: the law's misfit is then "
-                          f"Gaussian configuration effects{robust}; pass repeats=False (--repeats "
-                          "no) to keep per-run noise, or repeats=True to silence this",
-                          UserWarning, stacklevel=2)
+        if (note := repeats_note(groups, law, noise)) is not None:
+            warnings.warn(note, UserWarning, stacklevel=2)
     options = dict(law=law, hierarchical=bool(hierarchical), noise=noise, priors=priors,
                    repeats=bool(repeats), seed=int(seed), progress=progress)
     with warnings.catch_warnings():

@@ -35,9 +35,9 @@ from bayescale._jax import jnp
 from bayescale.errors import FitError
 from bayescale.laws import LAWS, Law
 
-__all__ = ["scaling_model", "observe_repeats", "repeats_note", "config_log_likelihood", "MODELS", "OBS_SITE",
-           "CONFIG_FACTOR", "ScalingModel", "BuiltModel", "build_model", "HierarchicalModel",
-           "simulation_args", "shared_exponents"]
+__all__ = ["scaling_model", "observe_repeats", "repeats_note", "config_log_likelihood", "MODELS",
+           "OBS_SITE", "CONFIG_FACTOR", "ScalingModel", "BuiltModel", "build_model",
+           "HierarchicalModel", "simulation_args", "shared_exponents"]
 
 #: Name of the observed site: the natural log of the loss.
 OBS_SITE = "log_loss"
@@ -285,24 +285,32 @@ def check_repeats(repeats):
 FEW_REPEATED = 3
 
 
-def repeats_note(data, law: Law, noise: str) -> str | None:
+def repeats_note(groups, law: Law, noise: str) -> str | None:
     """What ``repeats="auto"`` gives up when a few repeated configurations switch the model.
 
-    The repeated-run model integrates out Gaussian configuration effects, so the law's misfit
-    is Gaussian there: the Student-t noise's robustness to an outlying run is gone for every
-    run, decided by as little as one configuration run twice.
+    ``groups`` maps names to data sets: one for :func:`bayescale.fit`, every group of
+    :func:`bayescale.fit_many` (one repeated configuration in any group switches them all). The
+    repeated-run model integrates out Gaussian configuration effects, so the law's misfit is
+    Gaussian there: the Student-t noise's robustness to an outlying run is gone for every run,
+    decided by as little as one configuration run twice. None when nothing is worth saying.
     """
-    counts = np.bincount(data.configurations(law.inputs))
-    repeated = int((counts > 1).sum())
+    counts = [np.bincount(d.configurations(law.inputs)) for d in groups.values()]
+    repeated = sum(int((c > 1).sum()) for c in counts)
     if repeated == 0 or repeated >= FEW_REPEATED:
         return None
     robust = " and drops the Student-t noise's robustness to outlying runs" if (
         noise == "student_t") else ""
-    return (f"repeats='auto': {repeated} of {len(counts)} configurations were run more than "
-            f"once, so the fit learns the seed noise from {repeated} configuration"
-            f"{'s' if repeated > 1 else ''} and models the law's misfit as Gaussian "
-            f"configuration effects{robust}; pass repeats=False (--repeats no) to keep per-run "
-            "noise, or repeats=True to silence this")
+    if len(groups) == 1:
+        what = (f"{repeated} of {len(counts[0])} configurations were run more than once, so the "
+                f"fit learns the seed noise from {repeated} configuration"
+                f"{'s' if repeated > 1 else ''} and models")
+    else:
+        what = (f"{repeated} configuration{'s' if repeated > 1 else ''} of all {len(groups)} "
+                "groups were run more than once, which switches every group to the repeated-run "
+                "model: it models")
+    return (f"repeats='auto': {what} the law's misfit as Gaussian configuration effects{robust}; "
+            "pass repeats=False (--repeats no) to keep per-run noise, or repeats=True to "
+            "silence this")
 
 
 def build_model(data, law: Law, *, noise: str = "student_t",

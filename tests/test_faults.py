@@ -372,12 +372,13 @@ def test_auto_repeats_with_few_repeated_configurations_says_what_it_drops():
     law = get_law("chinchilla")
     once = bs.ScalingData.from_arrays(N=np.r_[N, N[0]], D=np.r_[D, D[0]],
                                       loss=np.r_[loss, loss[0] * 1.01])
-    note = repeats_note(once, law, "student_t")
+    note = repeats_note({"fit": once}, law, "student_t")
     assert "1 of 16 configurations" in note and "robustness" in note
     many = bs.ScalingData.from_arrays(N=np.r_[N, N[:3]], D=np.r_[D, D[:3]],
                                       loss=np.r_[loss, loss[:3] * 1.01])
-    assert repeats_note(many, law, "student_t") is None  # enough repeats to learn seed noise
-    assert repeats_note(bs.ScalingData.from_arrays(N=N, D=D, loss=loss), law, "student_t") is None
+    assert repeats_note({"fit": many}, law, "student_t") is None  # enough repeats to learn seed noise
+    plain = bs.ScalingData.from_arrays(N=N, D=D, loss=loss)
+    assert repeats_note({"fit": plain}, law, "student_t") is None
 
 
 @pytest.mark.parametrize("args,needle", [
