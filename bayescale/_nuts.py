@@ -256,9 +256,25 @@ def _source_hash() -> str:
     return digest.hexdigest()
 
 
+def _shaping(name: str, spec: NutsSpec) -> Any:
+    """The sampler settings that program ``name`` is traced with.
+
+    The mode search and NUTS's initial state (init) depend on the mass matrix's form and the
+    search, not on the warm-up's length or the acceptance target (they shape only the
+    transitions), and post only on the number of draws: a Laplace refit
+    (:func:`run_laplace`) of as many chains and rows as a fit shares the fit's programs.
+    """
+    if name == "init":
+        return (spec.dense_mass, spec.newton_steps, spec.starts)
+    if name == "post":
+        return spec.draws
+    return spec
+
+
 def _program_key(name: str, model_key: Any, spec: NutsSpec, extra: Any, n_dev: int) -> str:
     """File name of a program: everything its tracing depends on, hashed."""
-    text = repr((name, model_key, spec, extra, n_dev, jax.default_backend(), _source_hash()))
+    text = repr((name, model_key, _shaping(name, spec), extra, n_dev, jax.default_backend(),
+                 _source_hash()))
     return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
@@ -310,11 +326,11 @@ class _Builder:
         """The init, chunk and post programs, in that order (init and post without
         ``chunk``)."""
         lay = self.layout
-        init = self._program("init", lay.width, self._init_fn, [self.ids_aval, *self.leaf_avals])
+        init = self._program("init", None, self._init_fn, [self.ids_aval, *self.leaf_avals])
         state, u_star, scale = init.out_avals()
         z = jax.ShapeDtypeStruct((lay.padded, self.spec.draws) + u_star.shape[1:],
                                  u_star.dtype)
-        post = self._program("post", lay.width, self._post_fn,
+        post = self._program("post", None, self._post_fn,
                              [self.ids_aval, z, u_star, scale, *self.leaf_avals])
         if not chunk:
             return init, post
@@ -326,8 +342,8 @@ class _Builder:
         """True when every program of the run is in this process or the cache folder (no
         tracing and, normally, no compile to wait for)."""
         lay = self.layout
-        for name, extra in (("init", lay.width), ("chunk", (lay.length, lay.width)),
-                            ("post", lay.width)):
+        for name, extra in (("init", None), ("chunk", (lay.length, lay.width)),
+                            ("post", None)):
             key = _program_key(name, self.base, self.spec, extra, lay.k)
             if key not in _EXPORTED and (
                     CACHE is None or not (CACHE / "programs" / f"{key}.jaxexport").exists()):
@@ -344,10 +360,12 @@ class _Builder:
     def _init_fn(self) -> Callable:
         """init(ids, *leaves) -> (state leaves, u_star, scale) of every chain."""
         kern, k = self.kernels, self.layout.k
+        # Every chain at once (the mode search has no trajectories to wait for), so that the
+        # program depends on the number of chains only, not on how they split into data sets.
         if _serial_solves(kern.dim, k):
             one, width = functools.partial(kern.init_one, serial=True), 1
         else:
-            one, width = kern.init_one, self.layout.width
+            one, width = kern.init_one, None
 
         def init(ids, *leaves):
             state, u_star, scale = _batched(one, width)(ids, self._args(leaves))
@@ -375,9 +393,8 @@ class _Builder:
         """post(ids, z, u_star, scale, *leaves) -> (parameters, log likelihoods, predictive)."""
         kern = self.kernels
 
-        def post(ids, z, u_star, scale, *leaves):
-            return _batched(kern.post_one, self.layout.width)(ids, z, self._args(leaves),
-                                                              u_star, scale)
+        def post(ids, z, u_star, scale, *leaves):  # every chain at once, as init
+            return _batched(kern.post_one, None)(ids, z, self._args(leaves), u_star, scale)
 
         return _sharded(post, self.layout.k)
 

@@ -459,7 +459,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from bayescale.backtest import backtest
+    from bayescale.backtesting import backtest
 
     data = _load_data(args)
     options = {} if args.method != "bayes" else dict(

@@ -226,7 +226,7 @@ def inner_splits(data, law, drop: Sequence[int] = DROP) -> dict[float, tuple[Any
     """The refits a fit makes of its own data: cutoff -> (runs at or below, runs above), along
     compute (laws in N and D) or x, holding out the top ``drop`` levels; splits whose training
     runs could not identify the law (too few, one distinct N or D) are left out."""
-    from bayescale.backtest import default_cutoffs, subset
+    from bayescale.backtesting import default_cutoffs, subset
 
     (axis,) = directions_of(law)
     values = np.asarray(getattr(data, axis), dtype=float)
@@ -247,9 +247,15 @@ def inner_splits(data, law, drop: Sequence[int] = DROP) -> dict[float, tuple[Any
 
 def evidence_of(groups: Mapping[str, Any], law, *, noise: str = "student_t",
                 priors: Mapping[str, Any] | None = None, repeats: bool = False,
-                seed: int = 0) -> dict[str, Evidence]:
+                seed: int = 0, draws: int = LAPLACE_DRAWS) -> dict[str, Evidence]:
     """Each data set's :class:`Evidence`: its :func:`inner_splits` refitted with the Laplace
-    approximation, all in one program (:func:`bayescale.many.laplace_many`)."""
+    approximation (2 chains of ``draws`` draws each), all in one program
+    (:func:`bayescale.many.laplace_many`).
+
+    The refits are padded to the rows (and configurations) of the full data sets: with two
+    splits per data set, a fit of 4 chains and as many draws has the same mode-search and
+    post programs, so the form error compiles nothing more.
+    """
     from bayescale.many import laplace_many
 
     dirs = directions_of(law)
@@ -260,7 +266,8 @@ def evidence_of(groups: Mapping[str, Any], law, *, noise: str = "student_t",
         return out
     keys = list(jobs)
     posts = laplace_many({f"{i}": jobs[k][0] for i, k in enumerate(keys)}, law, noise=noise,
-                         priors=priors, repeats=repeats, draws=LAPLACE_DRAWS, seed=seed)
+                         priors=priors, repeats=repeats, draws=draws, seed=seed,
+                         like=groups)
     found: dict[str, list[Holdout]] = {name: [] for name in groups}
     for i, (name, cut) in enumerate(keys):
         found[name].append(holdout(posts[f"{i}"], jobs[name, cut][1], cut, dirs))

@@ -97,24 +97,32 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     data.check_for(law.inputs, law.n_params, law.name)
     if repeats == "auto" and (note := repeats_note({"fit": data}, law, noise)) is not None:
         warnings.warn(note, UserWarning, stacklevel=2)
+    from bayescale.many import _element, _Part, _sizes, padded
+
     built = build_model(data, law, noise=noise, priors=priors, repeats=repeats)
-    result = run_nuts(built.model, built.args(), spec, seed=int(seed), obs_site=OBS_SITE,
-                      predictive_args=simulation_args, model_key=built.model.key,
+    model, stacked, _ = padded({"fit": built}, ["fit"])  # nearby sizes share programs
+    result = run_nuts(model, _element(stacked, 0), spec, seed=int(seed), obs_site=OBS_SITE,
+                      predictive_args=simulation_args, model_key=model.key,
                       progress=progress, description=f"{law.name}, {data.n_points} runs")
-    out = ScalingFit.from_sampler(result, built, data, spec, seed)
+    out = ScalingFit.from_sampler(_Part(result, slice(None), _sizes(built, data)), built, data,
+                                  spec, seed)
     if form_error:
         out.evidence = own_evidence({"fit": data}, law, noise=noise, priors=priors,
-                                    repeats=built.repeats, seed=int(seed))["fit"]
+                                    repeats=built.repeats, seed=int(seed),
+                                    draws=spec.draws)["fit"]
     return out
 
 
 def own_evidence(groups: Mapping[str, ScalingData], law: Law, *, noise: str,
-                 priors: Mapping[str, Any] | None, repeats: bool, seed: int):
+                 priors: Mapping[str, Any] | None, repeats: bool, seed: int, draws: int):
     """The form-error evidence of each data set (:func:`bayescale.extrapolation.evidence_of`):
-    refits with the fit's law, noise, prior overrides and repeated-run model."""
-    from bayescale.extrapolation import evidence_of
+    refits with the fit's law, noise, prior overrides and repeated-run model, with as many
+    draws as each of the fit's chains when these are more than
+    :data:`~bayescale.extrapolation.LAPLACE_DRAWS` (the refits then share its programs)."""
+    from bayescale.extrapolation import LAPLACE_DRAWS, evidence_of
 
-    return evidence_of(groups, law, noise=noise, priors=priors, repeats=repeats, seed=seed)
+    return evidence_of(groups, law, noise=noise, priors=priors, repeats=repeats, seed=seed,
+                       draws=max(LAPLACE_DRAWS, draws))
 
 
 def check_noise(noise: str) -> str:

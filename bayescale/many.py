@@ -240,7 +240,7 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
         from bayescale.inference import own_evidence
 
         evidence = own_evidence(groups, law, noise=noise, priors=priors, repeats=bool(repeats),
-                                seed=int(seed))
+                                seed=int(seed), draws=spec.draws)
         for name, f in out.items():
             f.evidence = evidence[name]
     out.seconds = time.perf_counter() - start
@@ -260,19 +260,16 @@ def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed
         if (b.model.fixed, b.model.families) != (first.fixed, first.families):
             raise FitError(f"group {name!r} has priors of other families than the first group; "
                            "give every group the same prior families")
-    if repeats:  # one configuration index more than any group has: the padding rows' own
-        first = dataclasses.replace(first, n_config=max(b.model.n_config
-                                                        for b in built.values()) + 1)
     names = list(groups)
-    length = max(d.n_points for d in groups.values())
-    stacked = _stack(built, names, length, first.n_config)
+    first, stacked, _ = padded(built, names)
+    most = max(d.n_points for d in groups.values())
     out = FitGroup()
     if hierarchical:
         model = HierarchicalModel(first, shared_exponents(law), len(names))
         result = run_nuts(model, stacked, spec, seed=seed, obs_site=OBS_SITE,
                           predictive_args=simulation_args, model_key=model.key,
                           progress=progress,
-                          description=f"{law.name} x{len(names)} groups of up to {length} runs, "
+                          description=f"{law.name} x{len(names)} groups of up to {most} runs, "
                                       "shared")
         for g, name in enumerate(names):
             part = _group_of_joint(result, model, g, _sizes(built[name], groups[name]))
@@ -282,7 +279,7 @@ def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed
         result = run_nuts(first, _element(stacked, 0), spec, seed=seed, obs_site=OBS_SITE,
                           predictive_args=simulation_args, model_key=first.key,
                           batched_args=stacked, n_elements=len(names), progress=progress,
-                          description=f"{law.name} x{len(names)} groups of up to {length} "
+                          description=f"{law.name} x{len(names)} groups of up to {most} "
                                       "runs")
         for g, name in enumerate(names):
             rows = slice(g * spec.chains, (g + 1) * spec.chains)
@@ -293,19 +290,22 @@ def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed
 
 def laplace_many(groups: Mapping[str, ScalingData], law: Law, *, noise: str = "student_t",
                  priors: Mapping[str, Any] | None = None, repeats: bool = False,
-                 chains: int = 2, draws: int = 500, seed: int = 0) -> dict[str, Posterior]:
+                 chains: int = 2, draws: int = 500, seed: int = 0,
+                 like: Mapping[str, ScalingData] | None = None) -> dict[str, Posterior]:
     """The Laplace approximation of each data set's posterior (the mode and the inverse
     Hessian there; :func:`bayescale._nuts.run_laplace`), all in one program: ``chains`` modes
     searched per data set and ``draws`` draws around each. The refits of
-    :mod:`bayescale.extrapolation` use it; options as in :func:`fit_many` (checked there)."""
+    :mod:`bayescale.extrapolation` use it; options as in :func:`fit_many` (checked there).
+    ``like``: data sets (of which ``groups`` are parts) whose fit's padding to use."""
     built = {name: build_model(d, law, noise=noise, priors=priors, repeats=repeats)
              for name, d in groups.items()}
-    first = next(iter(built.values())).model
-    if repeats:
-        first = dataclasses.replace(first, n_config=max(b.model.n_config
-                                                        for b in built.values()) + 1)
     names = list(groups)
-    stacked = _stack(built, names, max(d.n_points for d in groups.values()), first.n_config)
+    least = (0, 0)
+    if like:
+        full = [build_model(d, law, noise=noise, priors=priors, repeats=repeats)
+                for d in like.values()]
+        least = (max(b.y.size for b in full), max(b.model.n_config for b in full))
+    first, stacked, _ = padded(built, names, at_least=least)
     spec = NutsSpec(chains=chains, warmup=1, draws=draws)
     result = run_laplace(first, _element(stacked, 0), spec, seed=seed, obs_site=OBS_SITE,
                          predictive_args=simulation_args, model_key=first.key,
@@ -325,6 +325,33 @@ def laplace_many(groups: Mapping[str, ScalingData], law: Law, *, noise: str = "s
 def _sizes(built, data):
     """Length of each log-likelihood site of one group: its runs, or its configurations."""
     return {OBS_SITE: data.n_points, CONFIG_FACTOR: built.model.n_config}
+
+
+def padded_size(n: int) -> int:
+    """The length ``n`` rows are padded to: the smallest of 8, 12, 16, 24, 32, 48, 64, ...
+    (powers of two and 1.5 times them) that holds them. Data sets of nearby sizes then share
+    compiled programs, at most 1.5 times the rows' work (the law is cheap per row)."""
+    size = 8
+    while size < n:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
+
+
+def padded(built, names, at_least: tuple[int, int] = (0, 0)):
+    """The model every data set of ``built`` (name -> :class:`~bayescale.models.BuiltModel`)
+    is sampled with and their stacked arguments, padded to :func:`padded_size` rows.
+
+    Returns ``(model, stacked, length)``. With repeated runs the model holds
+    :func:`padded_size` of one configuration more than any data set has: the padding rows take
+    the last, which no real row uses, and configurations without a real row add nothing.
+    ``at_least``: rows and configurations to pad to at least (those of a larger data set).
+    """
+    first = built[names[0]].model
+    length = padded_size(max(at_least[0], *(built[n].y.size for n in names)))
+    if first.n_config:
+        first = dataclasses.replace(first, n_config=padded_size(
+            max(at_least[1], *(built[n].model.n_config for n in names)) + 1))
+    return first, _stack(built, names, length, first.n_config), length
 
 
 def _stack(built, names, length, n_config=0):

@@ -11,8 +11,10 @@ import datetime as _dt
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -51,6 +53,16 @@ def _command() -> str:
     except ValueError:
         script = Path("benchmarks") / script.name
     return shlex.join(["python", str(script), *sys.argv[1:]])
+
+
+def timed(cmd: list[str], env: dict) -> float:
+    """Seconds of one process running ``cmd``; a failure raises with the end of its stderr."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return seconds
 
 
 def now() -> str:

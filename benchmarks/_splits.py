@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import bayescale as bs
-from bayescale.backtest import subset
+from bayescale.backtesting import subset
 from bayescale.datasets import load_frame
 
 __all__ = ["Split", "real_splits"]

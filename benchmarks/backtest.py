@@ -16,21 +16,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import _common as C
-
-
-def timed(cmd: list[str], env: dict) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    return seconds
 
 
 def main(argv=None):
@@ -48,11 +38,11 @@ def main(argv=None):
         fit = exe + ["fit", "--dataset", "chinchilla", "--no-progress", *small,
                      "--out", os.path.join(tmp, "fit.nc")]
         backtest = exe + ["backtest", "--dataset", "chinchilla", "--no-progress", *small]
-        cold = {"fit": timed(fit, env), "backtest": timed(backtest, env)}
+        cold = {"fit": C.timed(fit, env), "backtest": C.timed(backtest, env)}
         warm = {"fit": [], "backtest": []}
         for _ in range(repeats):  # interleaved, so a busy spell hits both alike
-            warm["fit"].append(timed(fit, env))
-            warm["backtest"].append(timed(backtest, env))
+            warm["fit"].append(C.timed(fit, env))
+            warm["backtest"].append(C.timed(backtest, env))
     med = {k: statistics.median(v) for k, v in warm.items()}
     ratio = med["backtest"] / med["fit"]
     rows = [{"command": f"bayescale {k} --dataset chinchilla", "cold s": cold[k],

@@ -16,7 +16,12 @@ after the other in this one run, so cold and warm are real and the ratios compar
 (d) the Huber grid fit (Hoffmann/Epoch Approach 3, 4500 starts) and a 1000-resample bootstrap of
     it; curve_fit with its own 1000-resample bootstrap is shown too;
 (e) ``bayescale.fit_many`` on 16 data sets (resamples, with replacement, of the 240 runs), warm
-    (its programs exported and compiled by an earlier process of this run), against (b).
+    (its programs exported and compiled by an earlier process of this run), against (b);
+(f) a newcomer's first run: the command-line ``bayescale fit --dataset chinchilla --out FILE``
+    at its defaults (form-error refits included) in a new process with an empty cache folder,
+    the same command again (warm), and a data set of a new size (200 of the 240 runs, drawn
+    at random, from a CSV file) with the cache of the first two: whole processes, as a user
+    waits for them.
 
 A study too long for one sitting (on a GPU the reference alone runs minutes) can be run in two
 parts on the same machine: ``--part fits`` runs (a), (b) and (e), ``--part references`` runs (c)
@@ -194,6 +199,38 @@ def run_worker(kind: str, quick: bool, cache: str, *, sequential: bool = True,
     return run
 
 
+#: Runs in (f)'s data set of a new size.
+NEW_SIZE = 200
+
+
+def run_cli(args: list[str], cache: str, quick: bool, out: Path) -> float:
+    """Seconds of one ``bayescale fit`` process (the installed module, as a user runs it)."""
+    env = {**os.environ, "BAYESCALE_CACHE_DIR": cache, "MPLBACKEND": "Agg"}
+    small = ["--chains", "2", "--warmup", "100", "--draws", "100"] if quick else []
+    cmd = [sys.executable, "-m", "bayescale", "fit", *args, "--out", str(out), "--no-progress",
+           *small]
+    return C.timed(cmd, env)
+
+
+def first_runs(quick: bool) -> dict:
+    """(f): the command line's cold, warm and new-size processes, in seconds."""
+    import numpy as np
+
+    from bayescale.datasets import load_dataset
+
+    data = load_dataset("chinchilla")
+    rows = np.sort(np.random.default_rng(0).choice(data.n_points, NEW_SIZE, replace=False))
+    with tempfile.TemporaryDirectory(prefix="bayescale-first-") as tmp:
+        cache, csv = str(Path(tmp, "cache")), Path(tmp, "runs.csv")
+        data.to_frame().iloc[rows].to_csv(csv, index=False)
+        out = {}
+        for name, args in (("cold", ["--dataset", "chinchilla"]),
+                           ("warm", ["--dataset", "chinchilla"]), ("new_size", [str(csv)])):
+            out[name] = run_cli(args, cache, quick, Path(tmp, f"{name}.nc"))
+            print(f"  first run, {name}: {out[name]:.2f} s", flush=True)
+    return out
+
+
 def _versions() -> dict:
     from importlib import metadata
 
@@ -247,6 +284,7 @@ def main(argv=None):
             # exports and compiles fit_many's programs
             run_worker("many", args.quick, cache, sequential=False, name="many (compiling)")
             runs["many"] = run_worker("many", args.quick, cache, sequential=seq, name="many")
+        runs["first"] = first_runs(args.quick)
     if args.part in ("all", "references"):
         runs["reference"] = run_worker("reference", args.quick, "off", name="reference")
         runs["huber"] = run_worker("huber", args.quick, "off", name="huber")
@@ -281,7 +319,7 @@ def main(argv=None):
     ref = runs["reference"]["fit_s"] if "reference" in runs else float("nan")
     rows = []
     for key, label in labels.items():
-        if key not in runs:
+        if key not in runs or key == "first":
             continue
         r = runs[key]
         row = {"method": label, "fit_s": r["fit_s"], "process_s": r["process_s"],
@@ -310,6 +348,14 @@ def main(argv=None):
              ">= 1000"),
             (f"max R-hat over all {N_GROUPS} fit_many groups", many["max_rhat_all_groups"],
              "<= 1.01"),
+        ]
+    if "first" in runs:
+        first = runs["first"]
+        checks += [
+            ("first `bayescale fit --dataset chinchilla`, cold / warm process (f)",
+             first["cold"] / first["warm"], "<= 2.5"),
+            (f"a data set of a new size ({NEW_SIZE} runs) / warm process (f)",
+             first["new_size"] / first["warm"], "<= 1.5"),
         ]
     target_rows = []
     for name, value, target in checks:
@@ -347,6 +393,15 @@ def main(argv=None):
                         f"{seq_s:.1f} s against fit_many's {many['fit_s']:.1f} s."
                         if seq_s is not None else
                         "The 16 one-after-another fits were skipped (--no-sequential)."))
+    if "first" in runs:
+        first = runs["first"]
+        notes.append(
+            f"(f) first runs of the command line at its defaults (4 x 1000+1000 NUTS and the "
+            f"form-error refits{'; --quick: 2 x 100+100' if args.quick else ''}), whole "
+            f"processes: cold {first['cold']:.1f} s (empty cache: traces and compiles the "
+            f"sampler's 3 programs; the refits share them), warm {first['warm']:.1f} s, "
+            f"{NEW_SIZE} of the 240 runs {first['new_size']:.1f} s (padded to the 256 rows "
+            "of the 240, so the cached programs serve).")
     notes.append("GPU: none seen by JAX in this run, so these are CPU figures; the same command "
                  "on a host where JAX sees a GPU measures it there (the device line names it)."
                  if not bayes or "cpu" in bayes.lower() else
@@ -359,7 +414,7 @@ def main(argv=None):
                                             *[f"ESS/s {p}" for p in PARAMS], "min bulk ESS",
                                             "max R-hat", "leapfrog steps per draw"])
     if target_rows:
-        text += "\n## Targets (issue 8)\n\n" + C.markdown_table(
+        text += "\n## Targets (issues 8 and 19)\n\n" + C.markdown_table(
             target_rows, ["target", "measured", "required", "met"])
     C.write_table(args.out, "speed.md", text)
 

@@ -23,6 +23,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+#: The sampler setting of the fast tests that sample (the notebooks' quick mode): a program is
+#: compiled once per law, model and padded data size (:func:`bayescale.many.padded_size`) and
+#: shared by every test, in this process and in the subprocesses, through the session's cache.
+SAMPLER = dict(chains=2, warmup=300, draws=300)
+#: The same on the command line.
+SAMPLER_ARGS = ["--chains", "2", "--warmup", "300", "--draws", "300"]
+
+
 def simulate_chinchilla(truth=None, *, n_side=7, sigma=0.01, seed=0, df=None):
     """A Chinchilla-shaped grid of runs: N from 1e7..1e10 and 3-30x.. tokens, noisy log loss."""
     truth = truth or dict(E=1.8, A=480.0, B=2100.0, alpha=0.35, beta=0.37)

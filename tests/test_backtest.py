@@ -9,10 +9,19 @@ import numpy as np
 import pytest
 
 from bayescale import ScalingData
-from bayescale.backtest import backtest, compute_levels, default_cutoffs
+from bayescale.backtesting import backtest, compute_levels, default_cutoffs
 from bayescale.errors import DataError, FitError
 from bayescale.predict import predict
 from conftest import simulate_chinchilla
+
+
+def test_bs_backtest_is_the_function_after_its_module_is_imported():
+    # Importing a submodule sets it as an attribute of the package: a module named like the
+    # function (bayescale/backtest.py) made `bs.backtest` the module, "not callable".
+    import bayescale as bs
+    import bayescale.backtesting  # noqa: F401
+
+    assert bs.backtest is backtest and callable(bs.backtest)
 
 
 def test_levels_of_a_grid_and_of_spread_values():

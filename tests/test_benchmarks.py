@@ -123,9 +123,18 @@ def test_speed_quick(tmp_path):
         # a NUTS trajectory has 1 to 2^10 - 1 leapfrog steps (max tree depth 10)
         assert 1.0 <= float(r["leapfrog steps per draw"]) <= 1023.0
     targets = table(text, "target")
-    assert len(targets) == 8 and all(t["met"] in ("yes", "NO") for t in targets)
+    assert len(targets) == 10 and all(t["met"] in ("yes", "NO") for t in targets)
     # The warm run loaded what the cold run exported: three programs were cached.
     assert "Programs in the cache after the cold run: chunk, init, post" in text
+    # (f)'s ratios are the recorded processes' times over the warm one's
+    import json
+
+    first = json.loads((tmp_path / "speed_runs.json").read_text())["runs"]["first"]
+    measured = {t["target"].split(",")[0]: float(t["measured"]) for t in targets}
+    assert measured["first `bayescale fit --dataset chinchilla`"] == pytest.approx(
+        first["cold"] / first["warm"], rel=0.01)
+    assert measured["a data set of a new size (200 runs) / warm process (f)"] == pytest.approx(
+        first["new_size"] / first["warm"], rel=0.01)
 
 
 def test_speed_parts(tmp_path):

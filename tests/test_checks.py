@@ -15,9 +15,9 @@ from scipy import stats
 import bayescale as bs
 from bayescale import DataError, FitError, ScalingData
 from bayescale.checks import widen_prior
-from conftest import simulate_chinchilla
+from conftest import SAMPLER, simulate_chinchilla
 
-SMALL = dict(chains=2, warmup=300, draws=300, progress=False, seed=1)
+SMALL = dict(**SAMPLER, progress=False, seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bayescale.cli import main
-from conftest import simulate_chinchilla
+from conftest import SAMPLER_ARGS, simulate_chinchilla
 
 
 def run(args, capsys):
@@ -32,8 +32,7 @@ def runs_csv(tmp_path_factory):
 def test_fit_json_and_summary(runs_csv, tmp_path, capsys):
     out_nc = tmp_path / "fit.nc"
     code, out, err = run([ "fit", str(runs_csv), "--n-col", "params", "--d-col", "tokens",
-                          "--loss-col", "final", "--json", "--chains", "2", "--warmup", "200",
-                          "--draws", "200", "--out", str(out_nc), "--no-progress"], capsys)
+                          "--loss-col", "final", "--json", *SAMPLER_ARGS, "--out", str(out_nc), "--no-progress"], capsys)
     assert code == 0, err
     obj = json.loads(out)  # exactly one JSON object on stdout
     assert obj["law"] == "chinchilla" and obj["n_points"] == 25 and obj["level"] == 0.95
@@ -132,7 +131,7 @@ def grouped_csv(tmp_path_factory):
 
 def test_fit_by_group_json_and_files(grouped_csv, tmp_path, capsys):
     out_dir = tmp_path / "fits"
-    small = ["--chains", "2", "--warmup", "200", "--draws", "200", "--no-progress"]
+    small = [*SAMPLER_ARGS, "--no-progress"]
     code, out, err = run(["fit", str(grouped_csv), "--group-col", "corpus", "--by-group",
                           "--json", "--out", str(out_dir), *small], capsys)
     assert code == 0, err
@@ -158,7 +157,7 @@ def test_fit_by_group_json_and_files(grouped_csv, tmp_path, capsys):
 
 def test_fit_by_group_retries(grouped_csv, capsys):
     """--retries 1 refits the unconverged groups with twice the warm-up and draws, and says so."""
-    small = ["--chains", "2", "--warmup", "100", "--draws", "100", "--no-progress", "--json"]
+    small = [*SAMPLER_ARGS, "--no-progress", "--json"]
     code, out, err = run(["fit", str(grouped_csv), "--group-col", "corpus", "--by-group",
                           "--retries", "1", *small], capsys)
     assert code == 0, err
@@ -170,8 +169,7 @@ def test_fit_by_group_retries(grouped_csv, capsys):
 
 def test_fit_hierarchical_text(grouped_csv, capsys):
     code, out, err = run(["fit", str(grouped_csv), "--group-col", "corpus", "--hierarchical",
-                          "--chains", "2", "--warmup", "200", "--draws", "200",
-                          "--no-progress"], capsys)
+                          *SAMPLER_ARGS, "--no-progress"], capsys)
     assert code == 0, err
     assert "2 groups fitted in one program (exponents shared)" in out
     assert "group c4 / small" in out and "group pile" in out
@@ -193,7 +191,7 @@ def test_fit_hierarchical_text(grouped_csv, capsys):
 ])
 def test_fit_repeats_option(repeats, noise_params, capsys):
     code, out, err = run(["fit", "--dataset", "datablations", "--repeats", repeats, "--json",
-                          "--chains", "1", "--warmup", "100", "--draws", "100", "--no-progress"],
+                          *SAMPLER_ARGS, "--no-progress"],
                          capsys)
     assert code == 0, err
     params = set(json.loads(out)["params"])
@@ -257,7 +255,7 @@ def test_backtest_text_json_and_plot(runs_csv, tmp_path, capsys):
 
 def test_bayesian_backtest_and_predict_beyond(runs_csv, tmp_path, capsys):
     cols = ["--n-col", "params", "--d-col", "tokens", "--loss-col", "final"]
-    quick = ["--chains", "2", "--warmup", "150", "--draws", "150", "--no-progress"]
+    quick = [*SAMPLER_ARGS, "--no-progress"]
     code, out, err = run(["backtest", str(runs_csv), *cols, *quick, "--drop", "1", "--json"],
                          capsys)
     assert code == 0, err

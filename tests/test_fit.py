@@ -11,9 +11,9 @@ import pytest
 import bayescale as bs
 from bayescale import ScalingData
 from bayescale.errors import FitError
-from conftest import simulate_chinchilla
+from conftest import SAMPLER, simulate_chinchilla
 
-SMALL = dict(chains=2, warmup=400, draws=400, progress=False)
+SMALL = dict(**SAMPLER, progress=False)
 
 
 def covers(fit, truth, level=0.99):

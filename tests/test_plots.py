@@ -20,7 +20,7 @@ from matplotlib.collections import PathCollection, PolyCollection  # noqa: E402
 import bayescale as bs  # noqa: E402
 from bayescale import plots  # noqa: E402
 from bayescale.errors import FitError  # noqa: E402
-from conftest import simulate_chinchilla  # noqa: E402
+from conftest import SAMPLER, simulate_chinchilla  # noqa: E402
 
 BUDGET = 1e24  # FLOPs, 70 times the largest run of the simulated grid
 
@@ -31,7 +31,7 @@ def small_fit():
     data = bs.ScalingData.from_arrays(N=N, D=D, loss=loss, name="sim")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.ConvergenceWarning)
-        return bs.fit(data, "chinchilla", chains=2, warmup=150, draws=150, seed=1,
+        return bs.fit(data, "chinchilla", **SAMPLER, seed=1,
                       progress=False)
 
 

@@ -11,9 +11,9 @@ from bayescale import ScalingData
 from bayescale.cli import main
 from bayescale.errors import FitError
 from bayescale.laws import chinchilla_optimum
-from conftest import simulate_chinchilla
+from conftest import SAMPLER, simulate_chinchilla
 
-SMALL = dict(chains=2, warmup=300, draws=300, progress=False)
+SMALL = dict(**SAMPLER, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ import numpy as np
 sys.path.insert(0, sys.argv[1])
 import bayescale as bs
 from bayescale.laws import chinchilla_optimum
-from conftest import simulate_chinchilla
+from conftest import SAMPLER, simulate_chinchilla
 truth = dict(E=1.8, A=480.0, B=2100.0, alpha=0.35, beta=0.37)
 hits = []
 for seed in range(int(sys.argv[2])):

@@ -11,7 +11,7 @@ import bayescale as bs
 from bayescale.cli import main
 from bayescale.errors import FitError
 from bayescale.report import default_budgets, render_report, sci_html, write_report
-from conftest import simulate_chinchilla
+from conftest import SAMPLER, simulate_chinchilla
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def fit_file(tmp_path_factory):
     data = bs.ScalingData.from_arrays(N=N, D=D, loss=loss, name="sim")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.ConvergenceWarning)
-        fit = bs.fit(data, "chinchilla", chains=2, warmup=150, draws=150, seed=2, progress=False)
+        fit = bs.fit(data, "chinchilla", **SAMPLER, seed=2, progress=False)
     return fit.save(tmp_path_factory.mktemp("fit") / "fit.nc")
 
 

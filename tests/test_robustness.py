@@ -21,7 +21,7 @@ from bayescale.inference import ScalingFit
 from bayescale.io import atomic_write_text
 from bayescale.laws import get_law
 from bayescale.priors import resolve_priors
-from conftest import simulate_chinchilla
+from conftest import SAMPLER_ARGS, simulate_chinchilla
 
 # 7 runs of a small sweep: N in parameters, D in tokens, loss in nats
 GOOD = [(1e8, 2e9, 3.2), (2e8, 1e10, 2.9), (4e8, 4e9, 2.95), (8e8, 3e10, 2.6),
@@ -252,8 +252,7 @@ def test_same_seed_byte_identical_json_across_processes(tmp_path, capsys):
     N, D, loss, _ = simulate_chinchilla(n_side=4, seed=11)
     csv = tmp_path / "runs.csv"
     csv.write_text(table(list(zip(N, D, loss))))
-    args = ["fit", str(csv), "--json", "--seed", "3", "--chains", "2", "--warmup", "150",
-            "--draws", "150"]
+    args = ["fit", str(csv), "--json", "--seed", "3", *SAMPLER_ARGS]
     proc = subprocess.run([sys.executable, "-m", "bayescale.cli", *args, "--out",
                            str(tmp_path / "a.nc")], capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()

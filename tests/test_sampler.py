@@ -17,7 +17,7 @@ import pytest
 
 import bayescale as bs
 from bayescale import ScalingData
-from conftest import simulate_chinchilla
+from conftest import SAMPLER, simulate_chinchilla
 
 TESTS = Path(__file__).parent
 
@@ -26,7 +26,7 @@ SCRIPT = r"""
 import json, sys, warnings
 sys.path.insert(0, sys.argv[1])
 task = json.loads(sys.argv[2])
-from conftest import simulate_chinchilla
+from conftest import SAMPLER, simulate_chinchilla
 import numpy as np
 import bayescale as bs
 from bayescale import _jax, _nuts
@@ -125,7 +125,7 @@ def test_fit_many_split_across_devices(four_devices, one_device):
 
 # ------------------------------------------------------------------------------ in-process
 
-FIT = dict(chains=2, warmup=300, draws=300)
+FIT = SAMPLER
 
 
 @pytest.fixture(scope="module")

@@ -107,7 +107,7 @@ def default_cutoffs(values, drop: Sequence[int] = (1, 2, 3)) -> list[float]:
             raise FitError(f"drop must hold whole numbers >= 1 (levels to hold out); got {k!r}")
         if k >= n:
             raise DataError(f"cannot hold out the top {k} levels: the runs have {n} levels of "
-                            "the backtest axis (see bayescale.backtest.compute_levels); drop "
+                            "the backtest axis (see bayescale.backtesting.compute_levels); drop "
                             "fewer, or give cutoffs")
         out.append(float(values[levels == n - 1 - k].max()))
     return out
