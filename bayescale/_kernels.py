@@ -177,8 +177,9 @@ class Kernels:
         return jax.lax.scan(body, state, None, length=length)
 
     def post_one(self, ids, z, a, u_star, scale):
-        """A chain's draws ``z`` as parameters (deterministic sites included), pointwise log
-        likelihoods and one simulation of the observed site per draw."""
+        """A chain's draws ``z`` as parameters (deterministic sites included), and the
+        pointwise log likelihoods and one simulation of the observed site of every
+        ``spec.pointwise_every``-th draw (each with the random key it has unthinned)."""
         from numpyro import handlers
         from numpyro.infer.util import constrain_fn, log_likelihood
 
@@ -187,15 +188,17 @@ class Kernels:
         u = u_star + z @ scale.T
         params = jax.vmap(lambda v: constrain_fn(model, a, {}, self.unravel(v),
                                                  return_deterministic=True))(u)
-        ll = log_likelihood(model, params, *a)
+        every = self.spec.pointwise_every
+        kept = jax.tree_util.tree_map(lambda v: v[::every], params)
+        ll = log_likelihood(model, kept, *a)
 
         def simulate(k, p):
             trace = handlers.trace(handlers.seed(handlers.condition(model, p), k)).get_trace(
                 *self.predictive_args(a))
             return trace[self.obs_site]["value"]
 
-        keys = jax.random.split(rng, z.shape[0])
-        return params, ll, {self.obs_site: jax.vmap(simulate)(keys, params)}
+        keys = jax.random.split(rng, z.shape[0])[::every]
+        return params, ll, {self.obs_site: jax.vmap(simulate)(keys, kept)}
 
 
 # ------------------------------------------------------------------------------ build

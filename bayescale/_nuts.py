@@ -87,6 +87,9 @@ class NutsSpec:
     max_tree_depth: int = 10
     newton_steps: int = 60
     starts: int = 4
+    #: The pointwise outputs (log likelihoods, posterior predictive) keep every this-many-th
+    #: draw of each chain: 1 but for tables too large to hold them all (:func:`pointwise_every`).
+    pointwise_every: int = 1
 
 
 @dataclass
@@ -98,6 +101,18 @@ class NutsResult:
     predictive: dict[str, np.ndarray]
     stats: dict[str, np.ndarray]
     seconds: float
+
+
+#: Most values one pointwise output (log likelihoods or posterior predictive: chains x kept
+#: draws x rows) holds: 2^25, 256 MiB of float64.
+POINTWISE_CAP = 2**25
+
+
+def pointwise_every(chains: int, draws: int, rows: int) -> int:
+    """The stride of the draws whose pointwise outputs a run keeps: 1 (every draw) while
+    ``chains * draws * rows`` fits :data:`POINTWISE_CAP`, else the smallest that does. The
+    posterior keeps every draw; only the arrays that grow with the rows are thinned."""
+    return max(1, math.ceil(chains * draws * rows / POINTWISE_CAP))
 
 
 def device_split(n: int) -> int:
@@ -267,7 +282,7 @@ def _shaping(name: str, spec: NutsSpec) -> Any:
     if name == "init":
         return (spec.dense_mass, spec.newton_steps, spec.starts)
     if name == "post":
-        return spec.draws
+        return spec.draws, spec.pointwise_every
     return spec
 
 
@@ -551,7 +566,7 @@ def _sample(programs: Sequence[Callable], ids: np.ndarray, leaves: Sequence[np.n
 def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site: str,
              predictive_args: Callable, model_key: Any,
              batched_args: Sequence[Any] | None = None, n_elements: int = 1,
-             progress: bool = False, description: str = "NUTS") -> NutsResult:
+             progress: bool = False, description: str = "NUTS", rows: int = 0) -> NutsResult:
     """Run NUTS on ``model``: ``spec.chains`` chains for each of ``n_elements`` data sets.
 
     Parameters
@@ -566,11 +581,15 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
     batched_args: every element's arguments stacked on a leading axis (:func:`fit_many`);
         None for one data set.
     progress: show a progress bar of the transitions on stderr.
+    rows: the rows of each element's data: the pointwise outputs of a table too large to
+        hold them for every draw keep every :func:`pointwise_every`-th draw.
 
-    Returns arrays with leading axes ``(n_elements * chains, draws)``, element-major. It runs
-    inside :func:`bayescale._jax.scope` (float64, bayescale's compilation cache).
+    Returns arrays with leading axes ``(n_elements * chains, draws)``, element-major (the
+    pointwise outputs: ``draws / spec.pointwise_every``, rounded up). It runs inside
+    :func:`bayescale._jax.scope` (float64, bayescale's compilation cache).
     """
     start = time.perf_counter()
+    spec = _thinned(spec, n_elements, rows)
     layout = _Layout.of(spec, n_elements)
     ids, leaves, treedef = _inputs(args, batched_args, layout, chains=spec.chains, seed=seed)
     builder = _Builder(model, spec, layout, ids, leaves, treedef, obs_site=obs_site,
@@ -594,7 +613,8 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
 @scoped
 def run_laplace(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site: str,
                 predictive_args: Callable, model_key: Any,
-                batched_args: Sequence[Any] | None = None, n_elements: int = 1) -> NutsResult:
+                batched_args: Sequence[Any] | None = None, n_elements: int = 1,
+                rows: int = 0) -> NutsResult:
     r"""The Laplace approximation of ``model``'s posterior, without NUTS.
 
     Each chain's init program finds its mode :math:`u^*` and the whitening :math:`L` with
@@ -605,6 +625,7 @@ def run_laplace(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_si
     :mod:`bayescale.extrapolation` use. It costs the mode search, a fraction of a fit.
     """
     start = time.perf_counter()
+    spec = _thinned(spec, n_elements, rows)
     layout = _Layout.of(spec, n_elements)
     ids, leaves, treedef = _inputs(args, batched_args, layout, chains=spec.chains, seed=seed)
     builder = _Builder(model, spec, layout, ids, leaves, treedef, obs_site=obs_site,
@@ -617,6 +638,15 @@ def run_laplace(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_si
     n = layout.n
     return NutsResult(posterior=_rows(params, n), log_likelihood=_rows(ll, n),
                       predictive=_rows(pred, n), stats={}, seconds=time.perf_counter() - start)
+
+
+def _thinned(spec: NutsSpec, n_elements: int, rows: int) -> NutsSpec:
+    """``spec`` with the :func:`pointwise_every` of its chains, draws and ``rows``."""
+    import dataclasses
+
+    every = pointwise_every(n_elements * spec.chains, spec.draws, rows)
+    return spec if every == spec.pointwise_every else dataclasses.replace(spec,
+                                                                          pointwise_every=every)
 
 
 def _rows(tree: dict[str, Any], n: int) -> dict[str, np.ndarray]:

@@ -100,10 +100,13 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     from bayescale.many import _element, _Part, _sizes, padded
 
     built = build_model(data, law, noise=noise, priors=priors, repeats=repeats)
-    model, stacked, _ = padded({"fit": built}, ["fit"])  # nearby sizes share programs
+    model, stacked, length = padded({"fit": built}, ["fit"])  # nearby sizes share programs
+    if (note := large_table_note(data.n_points, spec, length)) is not None:
+        warnings.warn(note, UserWarning, stacklevel=2)
     result = run_nuts(model, _element(stacked, 0), spec, seed=int(seed), obs_site=OBS_SITE,
                       predictive_args=simulation_args, model_key=model.key,
-                      progress=progress, description=f"{law.name}, {data.n_points} runs")
+                      progress=progress, description=f"{law.name}, {data.n_points} runs",
+                      rows=length)
     out = ScalingFit.from_sampler(_Part(result, slice(None), _sizes(built, data)), built, data,
                                   spec, seed)
     if form_error:
@@ -111,6 +114,29 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
                                     repeats=built.repeats, seed=int(seed),
                                     draws=spec.draws)["fit"]
     return out
+
+
+#: A fit of more runs than this says what its size costs.
+LARGE_TABLE = 20_000
+
+
+def large_table_note(n: int, spec: NutsSpec, rows: int, groups: int = 1) -> str | None:
+    """What a table of ``n`` runs (padded to ``rows``) costs a fit, or None below
+    :data:`LARGE_TABLE` runs: every gradient of the posterior passes over every run, and the
+    pointwise outputs keep every k-th draw (:func:`bayescale._nuts.pointwise_every`)."""
+    from bayescale._nuts import pointwise_every
+
+    if n <= LARGE_TABLE:
+        return None
+    every = pointwise_every(groups * spec.chains, spec.draws, rows)
+    kept = ("" if every == 1 else
+            f"; to bound memory the pointwise log likelihood and posterior predictive keep "
+            f"one draw in {every} ({-(-spec.draws // every)} of {spec.draws} per chain), which "
+            "compare and the predictive plots use")
+    return (f"{n} runs: each of the sampler's thousands of gradient evaluations passes over "
+            f"every run, so this fit takes minutes to tens of minutes on a CPU (an accelerator "
+            f"is much faster){kept}. For training curves, fit each run's final checkpoint; "
+            "fewer chains or draws (chains=2, draws=500) cut the time in proportion")
 
 
 def own_evidence(groups: Mapping[str, ScalingData], law: Law, *, noise: str,
@@ -181,6 +207,12 @@ def _to_idata(arrays: Mapping[str, Mapping[str, np.ndarray]], data: ScalingData,
                                                               coords=ll_coords or {
                                                                   "run": np.arange(
                                                                       data.n_points)}))
+    draws = next(iter(posterior.values())).shape[1]
+    kept = arrays["predictive"][OBS_SITE].shape[1]
+    if kept < draws:  # a large table's pointwise outputs: every k-th draw, labelled as such
+        every = -(-draws // kept)
+        for group in ("posterior_predictive", "log_likelihood"):
+            idata[group] = idata[group].assign_coords(draw=np.arange(0, draws, every))
     return idata
 
 

@@ -32,8 +32,8 @@ from bayescale._jax import scoped
 from bayescale._nuts import NutsSpec, run_laplace, run_nuts
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
-from bayescale.inference import (ConvergenceWarning, ScalingFit, as_data, check_noise, load_fit,
-                                 sampler_spec)
+from bayescale.inference import (ConvergenceWarning, ScalingFit, as_data, check_noise,
+                                 large_table_note, load_fit, sampler_spec)
 from bayescale.laws import Law, get_law
 from bayescale.models import (CONFIG_FACTOR, OBS_SITE, HierarchicalModel, build_model,
                               check_repeats, repeats_note, shared_exponents, simulation_args)
@@ -261,8 +261,10 @@ def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed
             raise FitError(f"group {name!r} has priors of other families than the first group; "
                            "give every group the same prior families")
     names = list(groups)
-    first, stacked, _ = padded(built, names)
+    first, stacked, length = padded(built, names)
     most = max(d.n_points for d in groups.values())
+    if (note := large_table_note(most, spec, length, len(names))) is not None:
+        warnings.warn(note, UserWarning, stacklevel=3)
     out = FitGroup()
     if hierarchical:
         model = HierarchicalModel(first, shared_exponents(law), len(names))
@@ -270,7 +272,7 @@ def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed
                           predictive_args=simulation_args, model_key=model.key,
                           progress=progress,
                           description=f"{law.name} x{len(names)} groups of up to {most} runs, "
-                                      "shared")
+                                      "shared", rows=length * len(names))
         for g, name in enumerate(names):
             part = _group_of_joint(result, model, g, _sizes(built[name], groups[name]))
             out[name] = ScalingFit.from_sampler(part, built[name], groups[name], spec, seed)
@@ -280,7 +282,7 @@ def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed
                           predictive_args=simulation_args, model_key=first.key,
                           batched_args=stacked, n_elements=len(names), progress=progress,
                           description=f"{law.name} x{len(names)} groups of up to {most} "
-                                      "runs")
+                                      "runs", rows=length)
         for g, name in enumerate(names):
             rows = slice(g * spec.chains, (g + 1) * spec.chains)
             part = _Part(result, rows, _sizes(built[name], groups[name]))
@@ -305,11 +307,11 @@ def laplace_many(groups: Mapping[str, ScalingData], law: Law, *, noise: str = "s
         full = [build_model(d, law, noise=noise, priors=priors, repeats=repeats)
                 for d in like.values()]
         least = (max(b.y.size for b in full), max(b.model.n_config for b in full))
-    first, stacked, _ = padded(built, names, at_least=least)
+    first, stacked, length = padded(built, names, at_least=least)
     spec = NutsSpec(chains=chains, warmup=1, draws=draws)
     result = run_laplace(first, _element(stacked, 0), spec, seed=seed, obs_site=OBS_SITE,
                          predictive_args=simulation_args, model_key=first.key,
-                         batched_args=stacked, n_elements=len(names))
+                         batched_args=stacked, n_elements=len(names), rows=length)
     out = {}
     for g, name in enumerate(names):
         rows = slice(g * chains, (g + 1) * chains)

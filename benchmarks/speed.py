@@ -207,7 +207,7 @@ def run_cli(args: list[str], cache: str, quick: bool, out: Path) -> float:
     """Seconds of one ``bayescale fit`` process (the installed module, as a user runs it)."""
     env = {**os.environ, "BAYESCALE_CACHE_DIR": cache, "MPLBACKEND": "Agg"}
     small = ["--chains", "2", "--warmup", "100", "--draws", "100"] if quick else []
-    cmd = [sys.executable, "-m", "bayescale", "fit", *args, "--out", str(out), "--no-progress",
+    cmd = [sys.executable, "-m", "bayescale.cli", "fit", *args, "--out", str(out), "--no-progress",
            *small]
     return C.timed(cmd, env)
 

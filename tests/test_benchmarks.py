@@ -1,4 +1,5 @@
-"""Smoke tests of the benchmark scripts: each runs with ``--quick`` into a temporary folder.
+"""Smoke tests of the benchmark scripts: each runs with ``--quick`` into a temporary folder
+(``slow``: they run in CI, and ``pytest -m "not slow"`` skips them).
 
 The quick versions sample very little, so the numbers mean nothing; what is checked is what must
 hold whatever they are: the tables agree with the raw records they summarise, and the
@@ -45,6 +46,7 @@ def table(text: str, first_column: str) -> list[dict[str, str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_extrapolation_quick(tmp_path):
     run("extrapolation.py", tmp_path)
     text = (tmp_path / "extrapolation.md").read_text()
@@ -72,6 +74,7 @@ def test_extrapolation_quick(tmp_path):
     assert (tmp_path / "extrapolation.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_calibration_quick(tmp_path):
     run("calibration.py", tmp_path)
     text = (tmp_path / "calibration.md").read_text()
@@ -104,6 +107,7 @@ def test_calibration_quick(tmp_path):
     assert (tmp_path / "calibration.png").exists()
 
 
+@pytest.mark.slow
 def test_speed_quick(tmp_path):
     run("speed.py", tmp_path)
     text = (tmp_path / "speed.md").read_text()
@@ -137,6 +141,7 @@ def test_speed_quick(tmp_path):
         first["new_size"] / first["warm"], rel=0.01)
 
 
+@pytest.mark.slow
 def test_speed_parts(tmp_path):
     """A study run in two parts: the references part reads the fits part's runs from --runs and
     computes the targets from both (here from made-up fit timings, so every ratio is known)."""
@@ -182,6 +187,7 @@ def test_speed_parts(tmp_path):
     assert "use it with --part fits or --part references" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_sampler_quick(tmp_path):
     run("sampler.py", tmp_path)
     rows = table((tmp_path / "sampler.md").read_text(), "data set")
@@ -194,6 +200,7 @@ def test_sampler_quick(tmp_path):
         assert float(r["min bulk ESS"]) > 0 and float(r["median fit_s"]) > 0
 
 
+@pytest.mark.slow
 def test_porian_quick(tmp_path):
     import pandas as pd
 
@@ -230,6 +237,7 @@ def test_porian_quick(tmp_path):
     assert (tmp_path / "porian.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_backtest_timing_quick(tmp_path):
     run("backtest.py", tmp_path)
     text = (tmp_path / "backtest.md").read_text()
@@ -239,3 +247,15 @@ def test_backtest_timing_quick(tmp_path):
     # the verdict is the ratio of the table's own medians, as labelled
     assert ratio == pytest.approx(float(rows["backtest"]["warm s (median)"])
                                   / float(rows["fit"]["warm s (median)"]), abs=0.01)
+
+
+@pytest.mark.slow
+def test_large_table_quick(tmp_path):
+    run("large_table.py", tmp_path)
+    rows = table((tmp_path / "large_table.md").read_text(), "runs")
+    assert [int(r["runs"]) for r in rows] == [200, 2000]
+    for r in rows:
+        assert float(r["peak memory GiB"]) > 0 and int(r["pointwise: one draw in"]) == 1
+    # 2000 runs with 1% noise pin alpha (0.35) even at 1 chain of 20 + 20: padded rows
+    # counted as data, or a wrong mask, would move it
+    assert abs(float(rows[1]["alpha median (truth 0.35)"]) - 0.35) < 0.03

@@ -22,6 +22,8 @@ MIN_IMAGES = {
     "01_quickstart_credible_intervals.ipynb": 6,
     "02_compute_optimal_and_risk_aware_budgets.ipynb": 5,
     "03_bayes_vs_least_squares.ipynb": 3,
+    "04_your_own_runs.ipynb": 3,
+    "05_many_configurations_fit_many.ipynb": 2,
 }
 QUICK_BANNER = "quick mode (BAYESCALE_QUICK=1): {}"
 

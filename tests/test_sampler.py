@@ -182,6 +182,29 @@ def test_whitened_posterior_needs_short_trajectories(chin_data):
     assert not stats["diverging"].any()
 
 
+def test_large_table_keeps_every_kth_pointwise_draw(chin_data, monkeypatch):
+    # Past POINTWISE_CAP values a fit's pointwise outputs keep every k-th draw (here the cap is
+    # lowered so that 49 runs x 2 chains x 300 draws need k = 3): the posterior keeps every
+    # draw, the same draws as an unthinned fit, and the kept log likelihoods and predictive
+    # draws are those of the unthinned fit at draws 0, 3, 6, ... (same random keys).
+    from bayescale import _nuts
+
+    full = quiet_fit(chin_data, seed=4, form_error=False)
+    monkeypatch.setattr(_nuts, "POINTWISE_CAP", 2 * 300 * 64 // 3)  # padded to 64 rows
+    thin = quiet_fit(chin_data, seed=4, form_error=False)
+    np.testing.assert_array_equal(thin.draws("E"), full.draws("E"))
+    for group in ("log_likelihood", "predictive"):
+        a, b = full._arrays[group]["log_loss"], thin._arrays[group]["log_loss"]
+        assert b.shape == (2, 100, chin_data.n_points)
+        np.testing.assert_allclose(b, a[:, ::3], rtol=1e-12, err_msg=group)
+    idata = thin.idata
+    assert list(idata.log_likelihood.draw.values) == list(range(0, 300, 3))
+    assert idata.posterior.draw.size == 300
+    monkeypatch.setattr("bayescale.inference.LARGE_TABLE", 10)
+    with pytest.warns(UserWarning, match=r"one draw in 3 \(100 of 300 per chain\)"):
+        quiet_fit(chin_data, seed=4, form_error=False)
+
+
 # ------------------------------------------------------------------------------ program cache
 
 #: A small fit without the form-error refits (their Laplace programs are cached the same way,
