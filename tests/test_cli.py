@@ -157,7 +157,8 @@ def test_fit_by_group_json_and_files(grouped_csv, tmp_path, capsys):
 
 def test_fit_by_group_retries(grouped_csv, capsys):
     """--retries 1 refits the unconverged groups with twice the warm-up and draws, and says so."""
-    small = [*SAMPLER_ARGS, "--no-progress", "--json"]
+    # fewer draws than SAMPLER_ARGS on purpose: the groups must fail to converge
+    small = ["--chains", "2", "--warmup", "100", "--draws", "100", "--no-progress", "--json"]
     code, out, err = run(["fit", str(grouped_csv), "--group-col", "corpus", "--by-group",
                           "--retries", "1", *small], capsys)
     assert code == 0, err
