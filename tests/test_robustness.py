@@ -265,7 +265,7 @@ def test_same_seed_byte_identical_json_across_processes(tmp_path, capsys):
     saved = bs.load_fit(tmp_path / "a.nc")  # everything needed to reproduce it travels along
     assert saved.seed == 3 and saved.law.name == "chinchilla" and saved.noise == "student_t"
     assert {"bayescale", "jax", "numpyro"} <= set(saved.versions)
-    assert saved.options["chains"] == 2 and saved.options["draws"] == 150
+    assert saved.options["chains"] == 2 and saved.options["draws"] == 300
     np.testing.assert_array_equal(saved.data.N, ScalingData.from_csv(csv).N)
     assert set(saved.priors) == {"E", "A_ref", "B_ref", "alpha", "beta", "sigma", "nu"}
 
