@@ -16,7 +16,7 @@ from scipy.optimize import elementwise
 
 from bayescale.allocation import _isoflop_minimum
 from bayescale.errors import FitError
-from bayescale.laws import Law, chinchilla_optimum
+from bayescale.laws import Law, chinchilla_form, chinchilla_optimum
 from bayescale.posterior import Posterior
 from bayescale.summaries import summary_dict
 
@@ -45,7 +45,7 @@ def require_nd(law: Law) -> None:
     if law.inputs != ("N", "D"):
         raise FitError(
             f"law {law.name!r} has inputs {law.inputs}; splitting compute between parameters and "
-            "tokens needs a law of N and D (chinchilla or kaplan)"
+            "tokens needs a law of N and D (chinchilla, chinchilla_tied or kaplan)"
         )
 
 
@@ -67,8 +67,8 @@ def optimal_log_n(d: Posterior, log_c, lo: float, hi: float):
     :func:`bayescale.allocation.numerical_optimum` on [lo, hi] (draws whose optimum is at the edge
     keep the edge).
     """
-    if d.law.name == "chinchilla":
-        p = d.params
+    p = chinchilla_form(d.law, d.params)
+    if p is not None:
         n, _ = chinchilla_optimum(
             np.exp(log_c), A=p["A"], B=p["B"], alpha=p["alpha"], beta=p["beta"],
             flops_per_param_token=1.0,

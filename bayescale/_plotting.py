@@ -110,7 +110,7 @@ def input_values(post, data, name: str) -> np.ndarray:
 def require_nd(fit, what: str) -> None:
     """FitError unless ``fit`` is of a law in N and D (what splitting compute needs)."""
     if fit.law.inputs != ("N", "D"):
-        raise FitError(f"{what} needs a law in N and D (chinchilla or kaplan); this fit's law "
+        raise FitError(f"{what} needs a law in N and D (chinchilla, chinchilla_tied or kaplan); this fit's law "
                        f"{fit.law.name!r} has the single input x: draw it with plot_fit")
 
 

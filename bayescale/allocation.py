@@ -31,7 +31,7 @@ import pandas as pd
 
 from bayescale._jax import jax, jnp, scoped
 from bayescale.errors import FitError
-from bayescale.laws import Law, chinchilla_optimum, get_law
+from bayescale.laws import Law, chinchilla_form, chinchilla_optimum, get_law
 from bayescale.posterior import Posterior, as_posterior
 from bayescale.summaries import check_level, interval, summary_dict
 
@@ -52,8 +52,8 @@ def _two_variable(law: str | Law, what: str) -> Law:
     law = get_law(law)
     if law.inputs != ("N", "D"):
         raise FitError(
-            f"{what} needs a law in N and D (chinchilla or kaplan); law {law.name!r} has one "
-            f"input {law.inputs[0]!r}: refit with law='chinchilla' or 'kaplan'"
+            f"{what} needs a law in N and D (chinchilla, chinchilla_tied or kaplan); law {law.name!r} has one "
+            f"input {law.inputs[0]!r}: refit with law='chinchilla', 'chinchilla_tied' or 'kaplan'"
         )
     return law
 
@@ -322,8 +322,9 @@ def compute_optimal(
     """
     post, law, k = _unpack(posterior, "compute-optimal allocation", flops_per_param_token)
     budgets = _budgets(C, k)
-    if law.name == "chinchilla" and law.params == ("E", "A", "B", "alpha", "beta"):
-        p = {name: v[:, None] for name, v in post.params.items()}
+    ch = chinchilla_form(law, post.params)
+    if ch is not None:
+        p = {name: v[:, None] for name, v in ch.items()}
         with np.errstate(all="ignore"):
             n_opt, _ = chinchilla_optimum(
                 budgets[None, :], A=p["A"], B=p["B"], alpha=p["alpha"], beta=p["beta"],
@@ -337,7 +338,8 @@ def compute_optimal(
             n_opt, a = np.where(interior, n_opt, num.N_opt), np.where(interior, a, num.a)
             edge = np.where(interior, False, num.at_edge)
         log_n, log_d = np.log(n_opt), np.log(budgets / (k * n_opt))
-        loss = np.exp(post.log_law(log_n, log_d, params=p))
+        loss = np.exp(post.log_law(log_n, log_d, params={
+            name: v[:, None] for name, v in post.params.items()}))
     else:
         num = numerical_optimum(post, budgets, flops_per_param_token=k)
         n_opt, a, edge, loss = num.N_opt, num.a, num.at_edge, np.exp(num.log_loss)
@@ -483,11 +485,11 @@ def data_sufficiency(posterior: Any, N: Any, *, threshold: Any = None) -> np.nda
         Tokens D, shape (S, M).
     """
     post, law, _ = _unpack(posterior, "the data-sufficiency criterion", None)
-    if law.name not in ("chinchilla", "kaplan"):
-        raise FitError(
-            f"data_sufficiency has closed forms for chinchilla and kaplan, not {law.name!r}"
-        )
-    p = {name: v[:, None] for name, v in post.params.items()}
+    ch = chinchilla_form(law, post.params)
+    if ch is None and law.name != "kaplan":
+        raise FitError(f"data_sufficiency has closed forms for chinchilla, chinchilla_tied and "
+                       f"kaplan, not {law.name!r}")
+    p = {name: v[:, None] for name, v in (ch or post.params).items()}
     sizes = np.atleast_1d(np.asarray(N, dtype=float))
     if sizes.ndim != 1 or not np.all(np.isfinite(sizes) & (sizes > 0)):
         raise FitError(f"N must be positive model sizes (parameters); got {N!r}")
@@ -502,7 +504,7 @@ def data_sufficiency(posterior: Any, N: Any, *, threshold: Any = None) -> np.nda
                        f"{t.tolist()}")
     t = t[:, None]
     n = sizes[None, :]
-    if law.name == "chinchilla":
+    if ch is not None:
         log_inf = np.log(p["E"] + p["A"] * n ** -p["alpha"])  # log L(N, inf)
         log_d = (np.log(p["B"]) - np.log(t) - log_inf) / p["beta"]
     else:

@@ -453,8 +453,10 @@ def _cmd_decide(args: argparse.Namespace) -> int:
                   f"{r['objective_value']:>10.5g}  {r['p_within_1pct']:>10.3f}")
         print(f"expected regret of the plug-in split: {out['regret_of_plugin']:.3g} nats")
     else:
+        split = (f"C = {out['compute']:.4g} FLOPs, N = {out['N']:.4g}, D = {out['D']:.4g}"
+                 if "N" in out else f"x = {out['compute']:.4g} (the law's one input)")
         print(f"to reach loss {out['target_loss']:g} with probability {out['probability']:g}: "
-              f"C = {out['compute']:.4g} FLOPs, N = {out['N']:.4g}, D = {out['D']:.4g}")
+              f"{split}")
     return 0
 
 
@@ -616,7 +618,7 @@ def _check_jax_platforms(value: str) -> str | None:
 
 LEVEL_HELP = "level of the central credible intervals (0.95: from the 2.5%% to the 97.5%% quantile)"
 SEED_HELP = "seed of the random draws (a whole number in [0, 2**32)); the same seed, the same output"
-LAWS = ["chinchilla", "kaplan", "power", "power_pure"]
+LAWS = ["chinchilla", "chinchilla_tied", "kaplan", "power", "power_pure", "broken_power", "log"]
 FIT_EXAMPLES = """examples:
   bayescale fit --dataset chinchilla --out chinchilla.nc
   bayescale fit runs.csv --n-col num_params --d-col tokens_seen --loss-col eval/loss --json
@@ -632,8 +634,11 @@ BACKTEST_EXAMPLES = """examples:
 
 def _add_law_args(g) -> None:
     g.add_argument("--law", default="chinchilla", choices=LAWS,
-                   help="chinchilla: E + A/N^alpha + B/D^beta; kaplan: [(N_c/N)^(alpha_N/alpha_D)"
-                        " + D_c/D]^alpha_D; power: E + A x^-alpha; power_pure: A x^-alpha")
+                   help="chinchilla: E + A/N^alpha + B/D^beta; chinchilla_tied: the same with "
+                        "beta = alpha; kaplan: [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D; "
+                        "power: E + A x^-alpha; power_pure: A x^-alpha; broken_power: E + "
+                        "A x^-alpha (1 + (x/x_b)^(1/f))^(-delta f); log: a ln x + b "
+                        "(default: %(default)s)")
 
 
 def _add_sampler_args(g) -> None:

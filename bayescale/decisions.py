@@ -31,6 +31,7 @@ import numpy as np
 from scipy import optimize
 
 from bayescale._draws import (
+    LOG_INF,
     check_reachable,
     common_noise,
     interval,
@@ -289,9 +290,39 @@ class TargetCompute:
     objective: str = "expected"
 
     def to_dict(self) -> dict:
-        """Plain floats, shaped as ``bayescale decide --target-loss L --json`` prints them."""
+        """Plain floats, shaped as ``bayescale decide --target-loss L --json`` prints them
+        (a one-variable law's answer has no N and D)."""
         keys = ("target_loss", "probability", "compute", "N", "D")
-        return {k: float(getattr(self, k)) for k in keys}
+        return {k: float(getattr(self, k)) for k in keys if not (
+            k in ("N", "D") and math.isnan(getattr(self, k)))}
+
+
+def _x_for_target(d, target, p, include_noise, seed, x_range, rtol) -> TargetCompute:
+    """:func:`compute_for_target` for a one-variable law: the least x with
+    P(new run's loss <= target) >= p, by bisection on log x (the law falls with x)."""
+    log_t = math.log(positive(target, "target loss"))
+    common = common_noise(d, seed, include_noise)
+
+    def reached(log_x):
+        out = d.log_law(log_x) + common.eps
+        if d.form_slopes is not None:
+            out = out + d.form_offset({"x": np.exp(log_x)}, common.eta)
+        return np.mean(out <= log_t) >= p
+
+    a, b = (math.log(positive(c, "compute_range")) for c in x_range)
+    if not reached(b):
+        floor = math.exp(np.median(d.log_law(LOG_INF)))
+        raise FitError(f"target loss {target:g} nats is not reached with probability {p:g} up to "
+                       f"x = {x_range[1]:.3g} (median loss of the law as x grows without limit: "
+                       f"{floor:.4g}); raise compute_range, the target or lower the probability")
+    if reached(a):
+        raise FitError(f"target loss {target:g} is already reached at x = {x_range[0]:.3g}; "
+                       "lower compute_range")
+    while b - a > math.log1p(rtol):
+        m = 0.5 * (a + b)
+        a, b = (a, m) if reached(m) else (m, b)
+    return TargetCompute(float(target), p, math.exp(b), math.nan, math.nan,
+                         objective=f"quantile({p:g})")
 
 
 def compute_for_target(
@@ -324,6 +355,11 @@ def compute_for_target(
     compute_range: (C_min, C_max) searched (FLOPs).
     rtol: relative tolerance on C.
 
+    A law of one variable fitted on x = C (``power_pure`` on compute is Kaplan et al. 2020's
+    :math:`L(C) = (C/C_0)^{-\alpha_C}`; ``power``, ``broken_power``, ``log`` likewise) has no split
+    to choose: the answer is the least x whose new run reaches the target with probability p,
+    with N and D NaN; ``compute_range`` is then the range of x searched.
+
     Returns
     -------
     :class:`TargetCompute` with C (FLOPs), N and D of the chosen split and the objective's spec.
@@ -334,6 +370,9 @@ def compute_for_target(
         or not reached within ``compute_range``.
     """
     d = as_posterior(posterior)
+    if d.law.inputs == ("x",):
+        return _x_for_target(d, target, level(probability, "probability"), include_noise, seed,
+                             compute_range, rtol)
     require_nd(d.law)
     p = level(probability, "probability")
     obj = quantile(p) if objective is None else parse_objective(objective)

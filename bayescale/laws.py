@@ -10,6 +10,12 @@ Laws
 ``power_pure``  :math:`L(x) = A x^{-\alpha}` (the straight line of log-log OLS)
 ``chinchilla``  :math:`L(N, D) = E + A N^{-\alpha} + B D^{-\beta}` (Hoffmann et al. 2022)
 ``kaplan``      :math:`L(N, D) = [(N_c/N)^{\alpha_N/\alpha_D} + D_c/D]^{\alpha_D}` (Kaplan et al. 2020)
+``chinchilla_tied``  :math:`L(N, D) = E + A N^{-\alpha} + B D^{-\alpha}`: one exponent for both
+                terms (Gadre et al. 2024; Muennighoff et al. 2023), better identified with few runs
+``broken_power`` :math:`L(x) = E + A x^{-\alpha} (1 + (x/x_b)^{1/f})^{-\delta f}`: a power law whose
+                exponent changes from alpha to alpha + delta around x_b, over about f e-folds
+                (one break of Caballero et al. 2022's BNSL)
+``log``         :math:`L(x) = a \ln x + b`: the logarithmic baseline (a < 0 for a falling loss)
 
 Reference scale
 ---------------
@@ -39,7 +45,11 @@ __all__ = [
     "power_pure",
     "chinchilla",
     "kaplan",
+    "chinchilla_tied",
+    "broken_power",
+    "log_law",
     "chinchilla_optimum",
+    "chinchilla_form",
     "chinchilla_exponents",
     "mixture_law",
 ]
@@ -73,6 +83,29 @@ def kaplan(log_N, log_D, *, N_c, D_c, alpha_N, alpha_D):
     )
 
 
+def chinchilla_tied(log_N, log_D, *, E, A, B, alpha):
+    """log of :math:`E + A/N^{\\alpha} + B/D^{\\alpha}` (Chinchilla with beta = alpha)."""
+    return chinchilla(log_N, log_D, E=E, A=A, B=B, alpha=alpha, beta=alpha)
+
+
+def broken_power(log_x, *, E, A, alpha, delta, x_b, f):
+    r"""log of :math:`E + A x^{-\alpha} (1 + (x/x_b)^{1/f})^{-\delta f}` (one BNSL break).
+
+    :math:`\log(1 + (x/x_b)^{1/f})` is ``softplus((log x - log x_b) / f)``: exact for x far on
+    either side of the break, where the law is a power law with exponent alpha (below) or
+    alpha + delta (above).
+    """
+    bend = f * jnp.logaddexp(0.0, (log_x - jnp.log(x_b)) / f)
+    return jnp.logaddexp(jnp.log(E), jnp.log(A) - alpha * log_x - delta * bend)
+
+
+def log_law(log_x, *, a, b):
+    """log of :math:`a \\ln x + b`; where that is not positive (far beyond a falling line) the
+    loss is 1e-300 (log -690.8), so a prediction there is visibly off the scale, not NaN."""
+    value = a * log_x + b
+    return jnp.log(jnp.where(value > 1e-300, value, 1e-300))
+
+
 def _logsumexp0(terms):
     m = jnp.max(terms, axis=0)
     m = jnp.where(jnp.isfinite(m), m, 0.0)
@@ -99,6 +132,17 @@ def chinchilla_optimum(C, *, A, B, alpha, beta, flops_per_param_token: float = 6
     log_n = log_g + beta / s * log_c
     log_d = log_c - log_n
     return np.exp(log_n), np.exp(log_d)
+
+
+def chinchilla_form(law, params):
+    """``params`` as Chinchilla's (E, A, B, alpha, beta) when ``law`` is Chinchilla or its tied
+    form (beta = alpha), for the closed-form optimum; None for any other law."""
+    name = getattr(law, "name", law)
+    if name == "chinchilla":
+        return {k: params[k] for k in ("E", "A", "B", "alpha", "beta")}
+    if name == "chinchilla_tied":
+        return {**{k: params[k] for k in ("E", "A", "B", "alpha")}, "beta": params["alpha"]}
+    return None
 
 
 def chinchilla_exponents(*, alpha, beta):
@@ -162,6 +206,19 @@ def _amplitudes(**pairs):
     return convert
 
 
+def _broken_from_sampled(s, log_ref):
+    # A_ref: the power-law term at the reference x (before the break's factor); the break sits
+    # log_break_ref e-folds from the reference x.
+    return {"E": s["E"], "A": s["A_ref"] * jnp.exp(s["alpha"] * log_ref["x"]),
+            "alpha": s["alpha"], "delta": s["delta"],
+            "x_b": jnp.exp(log_ref["x"] + s["log_break_ref"]), "f": s["f"]}
+
+
+def _log_from_sampled(s, log_ref):
+    # L_ref: the loss at the reference x; the line through it with slope a per e-fold.
+    return {"a": s["a"], "b": s["L_ref"] - s["a"] * log_ref["x"]}
+
+
 def _kaplan_from_sampled(s, log_ref):
     # L_N_ref = (N_c / N_ref)^alpha_N is the loss at the reference N with infinite data.
     return {
@@ -209,6 +266,33 @@ LAWS: dict[str, Law] = {
         _kaplan_from_sampled,
         "L(N, D) = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D",
     ),
+    "chinchilla_tied": Law(
+        "chinchilla_tied",
+        ("N", "D"),
+        ("E", "A", "B", "alpha"),
+        chinchilla_tied,
+        ("E", "A_ref", "B_ref", "alpha"),
+        _amplitudes(A=("N", "alpha"), B=("D", "alpha")),
+        "L(N, D) = E + A / N^alpha + B / D^alpha",
+    ),
+    "broken_power": Law(
+        "broken_power",
+        ("x",),
+        ("E", "A", "alpha", "delta", "x_b", "f"),
+        broken_power,
+        ("E", "A_ref", "alpha", "delta", "log_break_ref", "f"),
+        _broken_from_sampled,
+        "L(x) = E + A x^-alpha (1 + (x / x_b)^(1/f))^(-delta f)",
+    ),
+    "log": Law(
+        "log",
+        ("x",),
+        ("a", "b"),
+        log_law,
+        ("L_ref", "a"),
+        _log_from_sampled,
+        "L(x) = a ln x + b",
+    ),
 }
 
 
@@ -240,7 +324,8 @@ def mixture_law(laws) -> Law:
 
 
 def get_law(law: str | Law) -> Law:
-    """Look a law up by name (``"chinchilla"``, ``"power"``, ``"power_pure"``, ``"kaplan"``)."""
+    """Look a law up by name: one of :data:`LAWS` (``"chinchilla"``, ``"chinchilla_tied"``,
+    ``"kaplan"``, ``"power"``, ``"power_pure"``, ``"broken_power"``, ``"log"``)."""
     if isinstance(law, Law):
         return law
     try:

@@ -14,6 +14,12 @@ site           default (``m`` = median observed loss, ``l`` = lowest observed lo
 ``L_D_ref``    (likewise for D)
 ``alpha_N``    LogNormal(log 0.1, 1): Kaplan exponents
 ``alpha_D``
+``delta``      Normal(0, 0.3): ``broken_power``, the change of exponent at the break (> 0
+               steeper after it, < 0 flatter)
+``log_break_ref``  Normal(0, 3): ``broken_power``, log x_b minus the reference log x (e-folds)
+``f``          LogNormal(0, 0.75): ``broken_power``, the break's width in e-folds of x
+``L_ref``      LogNormal(log m, 0.5): ``log``, the loss at the reference x
+``a``          Normal(0, 0.2 m): ``log``, the loss's change per e-fold of x
 ``sigma``      LogNormal(log(0.02 / m), 1): noise on log loss; 0.02 nats is the seed-to-seed
                spread of repeated runs (Kaplan et al. 2020), i.e. 0.02/m on log loss
 ``sigma_fit``  LogNormal(log(0.02 / m), 1): with repeated runs, the deviation of a
@@ -62,6 +68,11 @@ def default_priors(law, loss: np.ndarray, *, repeats: bool = False, noise: str =
         "L_D_ref": dist.LogNormal(math.log(m), 1.0),
         "alpha_N": dist.LogNormal(math.log(0.1), 1.0),
         "alpha_D": dist.LogNormal(math.log(0.1), 1.0),
+        "delta": dist.Normal(0.0, 0.3),
+        "log_break_ref": dist.Normal(0.0, 3.0),
+        "f": dist.LogNormal(0.0, 0.75),
+        "L_ref": dist.LogNormal(math.log(m), 0.5),
+        "a": dist.Normal(0.0, 0.2 * m),
     }
     priors = {site: table[site] for site in law.sampled}
     priors["sigma"] = dist.LogNormal(math.log(0.02 / m), 1.0)

@@ -362,3 +362,18 @@ def test_value_of_experiment_refuses_candidates_with_collapsed_weights():
     assert not far["reliable"] and far["ess_min"] < 10 and far["rank"] == 2
     assert np.isnan(far["var_after"]) and np.isnan(far["reduction_per_cost"])
     assert near["var_after"] < near["var_now"]
+
+
+def test_compute_for_target_of_kaplan_compute_law_is_quantile_of_closed_form():
+    # power_pure on x = C is Kaplan's L(C) = (C / C0)^-alpha_C: each draw reaches the target at
+    # C_i = C0_i target^(-1/alpha_i), so the least C reached with probability p is the p-quantile
+    rng = np.random.default_rng(1)
+    alpha = 0.050 + 0.002 * rng.standard_normal(400)
+    c0 = 2.3e8 * 8.64e19 * np.exp(0.2 * rng.standard_normal(400))  # Kaplan's 2.3e8 PF-days
+    draws = {"A": c0 ** alpha, "alpha": alpha}
+    tc = compute_for_target(post("power_pure", draws, None), 2.6, probability=0.9)
+    c_i = c0 * 2.6 ** (-1 / alpha)
+    assert tc.compute == pytest.approx(np.quantile(c_i, 0.9), rel=0.02)
+    assert math.isnan(tc.N) and set(tc.to_dict()) == {"target_loss", "probability", "compute"}
+    with pytest.raises(FitError, match="not reached"):
+        compute_for_target(post("power_pure", draws, None), 2.6, compute_range=(1e6, 1e10))

@@ -77,6 +77,32 @@ def test_kaplan_recovery():
     assert np.log10(med["N_c"]) == pytest.approx(np.log10(8.8e13), abs=0.5)
 
 
+@pytest.mark.slow
+def test_tied_broken_and_log_laws_recover_their_truths():
+    # chinchilla_tied on a grid simulated with alpha = beta; broken_power on a curve whose
+    # exponent steepens from 0.25 to 0.45 inside the data; log on a straight line in ln x
+    truth = dict(E=1.8, A=480.0, B=2100.0, alpha=0.34, beta=0.34)
+    N, D, loss, _ = simulate_chinchilla(truth, seed=5)
+    fit = bs.fit(ScalingData.from_arrays(N=N, D=D, loss=loss), "chinchilla_tied", **SMALL)
+    assert covers(fit, {"alpha": 0.34, "E": 1.8}) == {"alpha": True, "E": True}, fit.summary()
+    assert fit.summary()["median"]["alpha"] == pytest.approx(0.34, abs=0.02)
+    rng = np.random.default_rng(6)
+    x = np.geomspace(1e5, 1e11, 40)
+    p = dict(E=1.5, A=60.0, alpha=0.25, delta=0.2, x_b=1e8, f=0.5)
+    mean = p["E"] + p["A"] * x ** -p["alpha"] * (1 + (x / p["x_b"]) ** (1 / p["f"])) ** (
+        -p["delta"] * p["f"])
+    fit = bs.fit(ScalingData.from_arrays(x=x, loss=mean * np.exp(0.005 * rng.standard_normal(40))),
+                 "broken_power", **SMALL)
+    assert all(covers(fit, {k: p[k] for k in ("E", "alpha", "delta")}).values()), fit.summary()
+    assert np.log10(fit.summary()["median"]["x_b"]) == pytest.approx(8.0, abs=0.7)
+    line = (4.0 - 0.1 * np.log(x)) * np.exp(0.005 * rng.standard_normal(40))
+    fit = bs.fit(ScalingData.from_arrays(x=x, loss=line), "log", noise="normal", **SMALL)
+    slope, intercept = np.polyfit(np.log(x), line, 1)  # nearly least squares on the loss itself
+    med = fit.summary()["median"]
+    assert med["a"] == pytest.approx(slope, abs=0.003) and med["b"] == pytest.approx(intercept,
+                                                                                    abs=0.05)
+
+
 def test_seed_noise_learned_from_repeats():
     # 16 configurations x 4 seeds: seed-to-seed noise 0.01 on log loss, small law misfit 0.003
     rng = np.random.default_rng(5)

@@ -84,3 +84,72 @@ def test_reference_parameterisation_round_trip():
 def test_unknown_law():
     with pytest.raises(FitError, match="unknown law"):
         get_law("chinchila")
+
+
+P_BROKEN = dict(E=1.5, A=60.0, alpha=0.25, delta=0.2, x_b=1e8, f=0.7)
+
+
+def test_new_laws_match_numpy():
+    x = 10 ** RNG.uniform(0, 15, 200)
+    N, D = 10 ** RNG.uniform(3, 15, 200), 10 ** RNG.uniform(3, 15, 200)
+    tied = dict(E=1.7, A=400.0, B=1500.0, alpha=0.33)
+    got = np.asarray(LAWS["chinchilla_tied"].loss(tied, N=N, D=D))
+    np.testing.assert_allclose(got, 1.7 + 400 / N ** 0.33 + 1500 / D ** 0.33, rtol=1e-12)
+    p = P_BROKEN
+    want = p["E"] + p["A"] * x ** -p["alpha"] * (1 + (x / p["x_b"]) ** (1 / p["f"])) ** (
+        -p["delta"] * p["f"])
+    np.testing.assert_allclose(np.asarray(LAWS["broken_power"].loss(p, x=x)), want, rtol=1e-12)
+    x_small = x[x < 1e9]  # -0.1 ln x + 4 stays positive there
+    np.testing.assert_allclose(np.asarray(LAWS["log"].loss(dict(a=-0.1, b=4.0), x=x_small)),
+                               4.0 - 0.1 * np.log(x_small), rtol=1e-12)
+    # past the root of the line the loss is 1e-300, not NaN
+    assert float(LAWS["log"].loss(dict(a=-0.1, b=4.0), x=1e30)) == pytest.approx(1e-300)
+
+
+def test_broken_power_is_a_power_law_far_from_its_break():
+    # local exponent -d log(L - E) / d log x: alpha well below the break, alpha + delta above
+    law, p = LAWS["broken_power"], P_BROKEN
+
+    def local(x):
+        h = 1e-4
+        g = [np.log(float(law.loss(p, x=x * np.exp(s))) - p["E"]) for s in (-h, h)]
+        return -(g[1] - g[0]) / (2 * h)
+
+    assert local(1e2) == pytest.approx(p["alpha"], abs=1e-6)
+    assert local(1e14) == pytest.approx(p["alpha"] + p["delta"], abs=1e-6)
+    assert p["alpha"] < local(p["x_b"]) < p["alpha"] + p["delta"]
+
+
+def test_new_laws_reference_parameterisation():
+    log_ref = {"x": np.log(1e7)}
+    b = LAWS["broken_power"].from_sampled(
+        dict(E=1.5, A_ref=0.8, alpha=0.25, delta=0.2, log_break_ref=2.0, f=0.7), log_ref)
+    assert float(b["A"]) * 1e7 ** -0.25 == pytest.approx(0.8, rel=1e-12)
+    assert float(b["x_b"]) == pytest.approx(1e7 * np.exp(2.0), rel=1e-12)
+    line = LAWS["log"].from_sampled(dict(L_ref=3.0, a=-0.1), log_ref)
+    assert float(LAWS["log"].loss(line, x=1e7)) == pytest.approx(3.0, rel=1e-12)
+    t = LAWS["chinchilla_tied"].from_sampled(dict(E=1.7, A_ref=0.4, B_ref=0.3, alpha=0.3),
+                                             {"N": np.log(1e9), "D": np.log(2e10)})
+    assert float(t["B"]) * 2e10 ** -0.3 == pytest.approx(0.3, rel=1e-12)
+
+
+def test_tied_optimum_matches_scipy():
+    # chinchilla_tied uses the closed form with beta = alpha: N* = (A/B)^(1/(2 alpha)) sqrt(C/6)
+    from bayescale import Posterior
+
+    p = dict(E=1.7, A=400.0, B=1500.0, alpha=0.33)
+    post = Posterior.from_draws("chinchilla_tied", {k: np.array([v]) for k, v in p.items()})
+    for C in (1e20, 1e24):
+        from bayescale.allocation import compute_optimal
+        got = compute_optimal(post, C, warn=False).N_opt[0, 0]
+        f = lambda u: p["A"] * np.exp(-p["alpha"] * u) + p["B"] * (C / 6 / np.exp(u)) ** -p["alpha"]  # noqa: E731
+        res = minimize_scalar(f, bounds=(np.log(1e3), np.log(1e16)), method="bounded",
+                              options={"xatol": 1e-10})
+        assert got == pytest.approx(np.exp(res.x), rel=1e-4)
+        assert got == pytest.approx((400 / 1500) ** (1 / 0.66) * np.sqrt(C / 6), rel=1e-9)
+
+
+def test_cli_offers_every_law():
+    from bayescale import cli
+
+    assert sorted(cli.LAWS) == sorted(LAWS)  # the CLI's copy (no JAX at parse time) is the registry
