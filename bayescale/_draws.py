@@ -24,6 +24,7 @@ __all__ = [
     "LOG_INF",
     "require_nd",
     "log_n_bounds",
+    "capped_log_n_bounds",
     "optimal_log_n",
     "decreasing_root",
     "level",
@@ -58,6 +59,28 @@ def log_n_bounds(log_c: float, bounds) -> tuple[float, float]:
     if not 0 < lo < hi < math.inf:
         raise FitError(f"bounds must be (N_min, N_max) with 0 < N_min < N_max; got {bounds!r}")
     return math.log(lo), math.log(hi)
+
+
+def capped_log_n_bounds(log_c: float, bounds, max_params=None, max_tokens=None,
+                        k: float = 6.0) -> tuple[float, float]:
+    """:func:`log_n_bounds` narrowed by a cap on parameters (N <= max_params) and on tokens
+    (D <= max_tokens, i.e. N >= C / (k max_tokens)); FitError when no split of the budget meets
+    both caps. Without ``bounds`` the caps win over the default tokens-per-parameter window
+    (a cap far below the compute-optimal N asks for more tokens per parameter than 1e6)."""
+    lo, hi = log_n_bounds(log_c, bounds)
+    cap_hi = math.log(positive(max_params, "max_params")) if max_params is not None else math.inf
+    cap_lo = (log_c - math.log(positive(max_tokens, "max_tokens")) if max_tokens is not None
+              else -math.inf)
+    if bounds is None:  # the window moves to the caps, keeping 2 decades of N to search
+        lo, hi = min(lo, cap_hi - 2 * math.log(10)), max(hi, cap_lo + 2 * math.log(10))
+    lo, hi = max(lo, cap_lo, 0.0), min(hi, cap_hi, log_c)
+    if lo > hi:
+        c = math.exp(log_c) * k
+        raise FitError(
+            f"no split of {c:.4g} FLOPs meets the caps (at most {max_params or math.inf:.4g} "
+            f"parameters and {max_tokens or math.inf:.4g} tokens): lower the budget or raise a "
+            "cap")
+    return lo, hi
 
 
 def optimal_log_n(d: Posterior, log_c, lo: float, hi: float):

@@ -22,6 +22,7 @@ posterior at fixed N or fixed C.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -209,6 +210,11 @@ class Allocation:
         How far each budget is from the training data (as :attr:`Prediction.beyond
         <bayescale.predict.Prediction.beyond>`): ``C``, ``N``, ``D`` over the largest trained
         (at the median optimum) and ``decades`` outside the data; empty without a domain.
+    caps : mapping or None
+        ``{"max_params", "max_tokens"}`` when the split was capped (see :func:`compute_optimal`).
+    uncapped_loss : numpy.ndarray or None
+        With caps, the law's loss at each draw's uncapped optimum, (S, B); :attr:`cap_cost` is
+        ``loss - uncapped_loss``.
     """
 
     law: str
@@ -222,6 +228,16 @@ class Allocation:
     flops_per_param_token: float = 6.0
     new_run_loss: np.ndarray | None = None
     beyond: Mapping[str, np.ndarray] = field(default_factory=dict)
+    caps: Mapping[str, Any] | None = None
+    uncapped_loss: np.ndarray | None = None
+
+    @property
+    def cap_cost(self) -> np.ndarray | None:
+        """With caps, the law's loss the caps cost at each draw and budget (nats, >= 0), (S, B)."""
+        return None if self.uncapped_loss is None else self.loss - self.uncapped_loss
+
+    def _quantities(self) -> tuple[str, ...]:
+        return _QUANTITIES + (("cap_cost",) if self.caps else ())
 
     def __post_init__(self):
         shape = (np.shape(self.N_opt)[0], np.size(self.compute))
@@ -255,7 +271,7 @@ class Allocation:
         level = check_level(level)
         rows = []
         for j, c in enumerate(self.compute):
-            for q in _QUANTITIES:
+            for q in self._quantities():
                 x = getattr(self, q)[:, j]
                 med, lo, hi = interval(x, level)
                 rows.append((c, q, float(med), float(np.mean(x)), float(lo), float(hi), level))
@@ -271,23 +287,30 @@ class Allocation:
         budgets = []
         for j, c in enumerate(self.compute):
             entry: dict[str, Any] = {"compute": float(c)}
-            entry.update({q: summary_dict(getattr(self, q)[:, j], level) for q in _QUANTITIES})
+            entry.update({q: summary_dict(getattr(self, q)[:, j], level)
+                          for q in self._quantities()})
             entry["frac_at_edge"] = float(np.mean(self.at_edge[:, j]))
+            if self.caps:
+                entry["frac_at_cap"] = float(np.mean(self.cap_cost[:, j] > 0))
             if self.beyond:
                 entry["beyond"] = {k: float(v[j]) for k, v in self.beyond.items()}
             budgets.append(entry)
         expo = {name: summary_dict(v, level) for name, v in self.exponents().items()}
-        return {
+        out = {
             "law": self.law,
             "level": level,
             "flops_per_param_token": float(self.flops_per_param_token),
             "budgets": budgets,
             "exponents": expo,
         }
+        if self.caps:
+            out["caps"] = {k: (None if v is None else float(v)) for k, v in self.caps.items()}
+        return out
 
 
 def compute_optimal(
-    posterior: Any, C: Any, *, flops_per_param_token: float | None = None, warn: bool = True
+    posterior: Any, C: Any, *, flops_per_param_token: float | None = None, warn: bool = True,
+    max_params: float | None = None, max_tokens: float | None = None,
 ) -> Allocation:
     r"""Posterior of the compute-optimal N*, D*, D*/N*, loss and exponents at budget(s) C.
 
@@ -308,6 +331,13 @@ def compute_optimal(
     warn : bool
         Warn (:class:`~bayescale.ExtrapolationWarning`) for a budget more than
         :data:`~bayescale.extrapolation.FAR` decades outside the training data, above or below.
+    max_params, max_tokens : float, optional
+        Caps: the best split with :math:`N \le` ``max_params`` and :math:`D \le` ``max_tokens``
+        (the largest model that fits or serves, the unique data there is). The law is unimodal
+        along the isoFLOP curve, so each draw's capped optimum is its optimum clipped to
+        :math:`C/(k\,\text{max\_tokens}) \le N \le \text{max\_params}`; the local exponent
+        a is 0 at the parameter cap and 1 at the token cap, and :attr:`Allocation.cap_cost` is
+        the loss the caps cost against the uncapped optimum.
 
     Returns
     -------
@@ -318,7 +348,8 @@ def compute_optimal(
     Raises
     ------
     FitError
-        For a one-variable law or budgets that are not > k FLOPs.
+        For a one-variable law, budgets that are not > k FLOPs, or a budget that no split
+        within the caps can spend.
     """
     post, law, k = _unpack(posterior, "compute-optimal allocation", flops_per_param_token)
     budgets = _budgets(C, k)
@@ -343,6 +374,22 @@ def compute_optimal(
     else:
         num = numerical_optimum(post, budgets, flops_per_param_token=k)
         n_opt, a, edge, loss = num.N_opt, num.a, num.at_edge, np.exp(num.log_loss)
+    caps = uncapped_loss = None
+    if max_params is not None or max_tokens is not None:
+        caps = {"max_params": max_params, "max_tokens": max_tokens}
+        hi = np.full(budgets.shape, np.inf if max_params is None else _cap(max_params, "max_params"))
+        lo = budgets / (k * (np.inf if max_tokens is None else _cap(max_tokens, "max_tokens")))
+        if np.any(lo > hi):
+            c = budgets[np.argmax(lo > hi)]
+            raise FitError(f"no split of {c:.4g} FLOPs meets the caps: at most "
+                           f"{max_params:.4g} parameters and {max_tokens:.4g} tokens spend "
+                           f"{k * max_params * max_tokens:.4g} FLOPs; lower the budget or raise "
+                           "a cap")
+        n_cap = np.clip(n_opt, lo, hi)
+        a = np.where(n_opt > hi, 0.0, np.where(n_opt < lo, 1.0, a))
+        uncapped_loss, n_opt = loss, n_cap
+        loss = np.exp(post.log_law(np.log(n_opt), np.log(budgets / (k * n_opt)), params={
+            name: v[:, None] for name, v in post.params.items()}))
     d_opt = budgets / (k * n_opt)
     rng = np.random.default_rng(0)
     new_run = loss * np.exp(post.noise(rng, shape=(budgets.size,)))
@@ -357,8 +404,15 @@ def compute_optimal(
         law=law.name, compute=budgets, N_opt=n_opt, D_opt=d_opt, loss=loss,
         new_run_loss=new_run,
         a=a, b=1.0 - a, at_edge=np.asarray(edge, dtype=bool), flops_per_param_token=k,
-        beyond=beyond,
+        beyond=beyond, caps=caps, uncapped_loss=uncapped_loss,
     )
+
+
+def _cap(value, name: str) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise FitError(f"{name} must be a positive number; got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -394,7 +394,8 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
     if not converged:
         _warn_unconverged(args.fit)
     k = args.flops_per_param_token
-    allocation = result.compute_optimal(args.compute, flops_per_param_token=k)
+    allocation = result.compute_optimal(args.compute, flops_per_param_token=k,
+                                        max_params=args.max_params, max_tokens=args.max_tokens)
     if args.csv:  # tidy: one row per budget and quantity
         allocation.summary(args.level).assign(converged=converged).to_csv(sys.stdout, index=False)
         return 0
@@ -406,6 +407,8 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
     for b in out["budgets"]:
         rows = {q: b[q] for q in ("N_opt", "D_opt", "tokens_per_param", "loss")}
         rows["new-run loss"] = b["new_run_loss"]
+        if "cap_cost" in b:
+            rows[f"loss the caps cost ({b['frac_at_cap']:.0%} of draws capped)"] = b["cap_cost"]
         print(_interval_table(rows, args.level, title=f"compute-optimal split at C = "
                                                       f"{b['compute']:.4g} FLOPs"
                                                       f"{_beyond_text(b.get('beyond'))}"))
@@ -424,11 +427,13 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     if not converged:
         _warn_unconverged(args.fit)
     if args.compute is not None:
-        out = result.decide(args.compute, objective=args.objective, seed=args.seed).to_dict(
+        out = result.decide(args.compute, objective=args.objective, seed=args.seed,
+                            max_params=args.max_params, max_tokens=args.max_tokens).to_dict(
             level=args.level)
     else:
         out = result.compute_for_target(args.target_loss, probability=args.probability,
-                                        seed=args.seed).to_dict()
+                                        seed=args.seed, max_params=args.max_params,
+                                        max_tokens=args.max_tokens).to_dict()
     out["converged"] = converged
     if args.csv:  # tidy: one row per choice (or the one answer for a target)
         import pandas as pd
@@ -452,6 +457,13 @@ def _cmd_decide(args: argparse.Namespace) -> int:
             print(f"{name:10}  {r['N']:>10.4g}  {r['D']:>10.4g}  {r['D'] / r['N']:>9.3g}  "
                   f"{r['objective_value']:>10.5g}  {r['p_within_1pct']:>10.3f}")
         print(f"expected regret of the plug-in split: {out['regret_of_plugin']:.3g} nats")
+        if "uncapped" in out:
+            u, cost = out["uncapped"], out["cap_cost"]
+            print(f"{'uncapped':10}  {u['N']:>10.4g}  {u['D']:>10.4g}  {u['D'] / u['N']:>9.3g}  "
+                  f"{u['objective_value']:>10.5g}")
+            print(f"the caps cost {cost['objective']:.3g} nats of the objective (per draw "
+                  f"{cost['median']:.3g}, {args.level:.0%} interval {cost['lo']:.3g} to "
+                  f"{cost['hi']:.3g})")
     else:
         split = (f"C = {out['compute']:.4g} FLOPs, N = {out['N']:.4g}, D = {out['D']:.4g}"
                  if "N" in out else f"x = {out['compute']:.4g} (the law's one input)")
@@ -755,6 +767,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training budget in FLOPs (repeat for several)")
     p.add_argument("--flops-per-param-token", type=_positive, default=None,
                    help="k in C = k N D (default: the fit's, 6)")
+    p.add_argument("--max-params", type=_positive, default=None,
+                   help="cap on parameters N (the largest model that fits or serves)")
+    p.add_argument("--max-tokens", type=_positive, default=None,
+                   help="cap on training tokens D (the data there is)")
     p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
     p.add_argument("--allow-unconverged", action="store_true",
                    help="allocate even when the fit did not converge")
@@ -772,6 +788,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-loss", type=_positive, help="find the compute that reaches this loss")
     p.add_argument("--probability", type=float, default=0.9,
                    help="required probability of reaching --target-loss")
+    p.add_argument("--max-params", type=_positive, default=None,
+                   help="cap on parameters N (the largest model that fits or serves)")
+    p.add_argument("--max-tokens", type=_positive, default=None,
+                   help="cap on training tokens D (the data there is)")
     p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
     p.add_argument("--allow-unconverged", action="store_true",

@@ -32,6 +32,7 @@ from scipy import optimize
 
 from bayescale._draws import (
     LOG_INF,
+    capped_log_n_bounds,
     check_reachable,
     common_noise,
     interval,
@@ -151,10 +152,27 @@ class Decision:
     flops_per_param_token: float
     choice: Choice
     plugin: Choice
+    #: ``{"max_params", "max_tokens"}`` when the split was capped, else None.
+    caps: dict | None = None
+    #: The choice without the caps (same objective and noise draws), when capped.
+    uncapped: Choice | None = None
 
     @property
     def regret_of_plugin(self) -> float:
         return self.plugin.regret
+
+    @property
+    def cap_cost(self) -> float | None:
+        """What the caps cost: the capped choice's objective minus the uncapped one's (nats)."""
+        if self.uncapped is None:
+            return None
+        return self.choice.objective_value - self.uncapped.objective_value
+
+    def cap_cost_draws(self) -> np.ndarray | None:
+        """Per draw, the capped choice's loss minus the uncapped choice's (nats, same noise)."""
+        if self.uncapped is None:
+            return None
+        return self.choice.loss_draws - self.uncapped.loss_draws
 
     def to_dict(self, level: float = 0.95) -> dict:
         """Plain floats, shaped as ``bayescale decide --compute C --json`` prints them."""
@@ -171,6 +189,12 @@ class Decision:
                 "p_within_1pct": p.p_within_1pct,
             },
             "regret_of_plugin": self.regret_of_plugin,
+            **({} if self.uncapped is None else {
+                "caps": {k: (None if v is None else float(v)) for k, v in self.caps.items()},
+                "uncapped": {"N": self.uncapped.N, "D": self.uncapped.D,
+                             "objective_value": self.uncapped.objective_value},
+                "cap_cost": {"objective": self.cap_cost,
+                             **interval(self.cap_cost_draws(), level)}}),
         }
 
 
@@ -182,6 +206,8 @@ def choose_allocation(
     include_noise: bool = True,
     seed: int = 0,
     bounds: tuple[float, float] | None = None,
+    max_params: float | None = None,
+    max_tokens: float | None = None,
 ) -> Decision:
     r"""Split a budget of C FLOPs into N parameters and :math:`D = C/(kN)` tokens under risk.
 
@@ -201,6 +227,9 @@ def choose_allocation(
     include_noise: add the run-to-run noise to the law (False scores the law's loss alone).
     seed: seed of the common random numbers.
     bounds: (N_min, N_max) searched; default D/N from 1e-2 to 1e6 tokens per parameter.
+    max_params, max_tokens: caps on the split (the largest model that fits, the unique data
+        there is): the search keeps N <= max_params and D <= max_tokens, and the decision also
+        holds the uncapped choice and :attr:`Decision.cap_cost`, what the caps cost.
 
     Returns
     -------
@@ -221,23 +250,39 @@ def choose_allocation(
     obj = parse_objective(objective)
     k = d.flops_per_param_token
     log_c = math.log(positive(C, "compute C")) - math.log(k)
-    lo, hi = log_n_bounds(log_c, bounds)
+    capped = max_params is not None or max_tokens is not None
+    lo, hi = capped_log_n_bounds(log_c, bounds, max_params, max_tokens, k)
+    free = log_n_bounds(log_c, bounds)
     common = common_noise(d, seed, include_noise)
     plug = _plugin_log_n(d, log_c, lo, hi)
+    if capped:  # the plug-in split within the caps (unimodal: the clipped optimum)
+        plug = float(np.clip(plug, lo, hi))
     log_n = _choose_log_n(common, obj, log_c, lo, hi, plugin=plug)
-    if log_n != plug and min(log_n - lo, hi - log_n) < 1e-6:
+    at_cap = (max_params is not None and hi - log_n < 1e-6 and hi < free[1]) or (
+        max_tokens is not None and log_n - lo < 1e-6 and lo > free[0])
+    if log_n != plug and not at_cap and min(log_n - lo, hi - log_n) < 1e-6:
         warnings.warn(
             f"the chosen N = {math.exp(log_n):.3g} lies at the edge of the search interval; "
             "pass wider bounds=(N_min, N_max)",
             stacklevel=2,
         )
-    best = optimal_log_n(d, log_c, lo, hi)[1]
+    log_best, best = optimal_log_n(d, log_c, lo, hi)
+    if capped:  # regret against each draw's best split within the caps
+        log_best = np.clip(log_best, lo, hi)
+        best = d.log_law(log_best, log_c - log_best)
+    uncapped = None
+    if capped:
+        plug_free = _plugin_log_n(d, log_c, *free)
+        log_free = _choose_log_n(common, obj, log_c, *free, plugin=plug_free)
+        uncapped = _assess(d, common, obj, log_c, log_free, optimal_log_n(d, log_c, *free)[1])
     return Decision(
         compute=float(C),
         objective=spec_of(obj),
         flops_per_param_token=k,
         choice=_assess(d, common, obj, log_c, log_n, best),
         plugin=_assess(d, common, obj, log_c, plug, best),
+        caps={"max_params": max_params, "max_tokens": max_tokens} if capped else None,
+        uncapped=uncapped,
     )
 
 
@@ -336,6 +381,8 @@ def compute_for_target(
     bounds: tuple[float, float] | None = None,
     compute_range: tuple[float, float] = (1e6, 1e45),
     rtol: float = 1e-4,
+    max_params: float | None = None,
+    max_tokens: float | None = None,
 ) -> TargetCompute:
     r"""Smallest budget C whose chosen split reaches a target loss with probability p.
 
@@ -354,6 +401,8 @@ def compute_for_target(
     objective: how the split is chosen at each C; default ``quantile(probability)``.
     compute_range: (C_min, C_max) searched (FLOPs).
     rtol: relative tolerance on C.
+    max_params, max_tokens: caps on the split at every C (see :func:`choose_allocation`); with
+        both, no budget above ``k max_params max_tokens`` can be spent, and the search stops there.
 
     A law of one variable fitted on x = C (``power_pure`` on compute is Kaplan et al. 2020's
     :math:`L(C) = (C/C_0)^{-\alpha_C}`; ``power``, ``broken_power``, ``log`` likewise) has no split
@@ -383,7 +432,7 @@ def compute_for_target(
 
     def split(log_C):
         log_c = log_C - math.log(k)
-        lo, hi = log_n_bounds(log_c, bounds)
+        lo, hi = capped_log_n_bounds(log_c, bounds, max_params, max_tokens, k)
         plug = _plugin_log_n(d, log_c, lo, hi)
         log_n = _choose_log_n(common, obj, log_c, lo, hi, plugin=plug)
         return log_n, log_c - log_n
@@ -392,10 +441,16 @@ def compute_for_target(
         return np.mean(common.log_loss(*split(log_C)) <= log_t) >= p
 
     a, b = (math.log(positive(c, "compute_range")) for c in compute_range)
+    if max_params is not None and max_tokens is not None:
+        b = min(b, math.log(k * max_params * max_tokens) - 1e-9)  # the most the caps can spend
     if not reached(b):
+        within = (f"within {compute_range[1]:.3g} FLOPs" if b == math.log(compute_range[1]) else
+                  f"within the caps ({max_params:.4g} parameters x {max_tokens:.4g} tokens "
+                  f"spend at most {k * max_params * max_tokens:.4g} FLOPs)")
         raise FitError(
-            f"target loss {target:g} nats is not reached with probability {p:g} within "
-            f"{compute_range[1]:.3g} FLOPs; raise compute_range or the target"
+            f"target loss {target:g} nats is not reached with probability {p:g} {within}; "
+            + ("raise compute_range or the target" if within.startswith("within ") and
+               "caps" not in within else "raise the caps or the target")
         )
     if reached(a):
         raise FitError(

@@ -427,13 +427,14 @@ class ScalingFit:
         return predict(self.posterior, N=N, D=D, x=x, C=C, level=level, seed=seed)
 
     def compute_optimal(self, C, *, flops_per_param_token: float | None = None,
-                        warn: bool = True):
-        """Posterior of N*, D*, D*/N* and the loss at budget(s) ``C`` (FLOPs) under C = k N D;
-        warns for a budget more than 1000x outside the data (``warn=False``: quietly)."""
+                        warn: bool = True, max_params=None, max_tokens=None):
+        """Posterior of N*, D*, D*/N* and the loss at budget(s) ``C`` (FLOPs) under C = k N D,
+        optionally within caps on N and D (and what they cost); warns for a budget more than
+        1000x outside the data (``warn=False``: quietly)."""
         from bayescale.allocation import compute_optimal
 
         return compute_optimal(self.posterior, C, flops_per_param_token=flops_per_param_token,
-                               warn=warn)
+                               warn=warn, max_params=max_params, max_tokens=max_tokens)
 
     def isoflop_profile(self, C, *, N=None, n_grid: int = 60):
         """Posterior of the loss along C = k N D as a function of N (an IsoFLOP curve)."""
@@ -447,17 +448,23 @@ class ScalingFit:
 
         return data_sufficiency(self.posterior, N, threshold=threshold)
 
-    def decide(self, C, *, objective: str = "expected", seed: int = 0, bounds=None):
-        """Risk-aware split of budget ``C`` (FLOPs): see :func:`bayescale.decisions.choose_allocation`."""
+    def decide(self, C, *, objective: str = "expected", seed: int = 0, bounds=None,
+               max_params=None, max_tokens=None):
+        """Risk-aware split of budget ``C`` (FLOPs), optionally capped: see
+        :func:`bayescale.decisions.choose_allocation`."""
         from bayescale.decisions import choose_allocation
 
-        return choose_allocation(self.posterior, C, objective=objective, seed=seed, bounds=bounds)
+        return choose_allocation(self.posterior, C, objective=objective, seed=seed, bounds=bounds,
+                                 max_params=max_params, max_tokens=max_tokens)
 
-    def compute_for_target(self, target: float, *, probability: float = 0.9, seed: int = 0):
-        """Least compute whose chosen split reaches ``target`` loss with ``probability``."""
+    def compute_for_target(self, target: float, *, probability: float = 0.9, seed: int = 0,
+                           max_params=None, max_tokens=None):
+        """Least compute whose chosen split (within the caps, if any) reaches ``target`` loss
+        with ``probability``."""
         from bayescale.decisions import compute_for_target
 
-        return compute_for_target(self.posterior, target, probability=probability, seed=seed)
+        return compute_for_target(self.posterior, target, probability=probability, seed=seed,
+                                  max_params=max_params, max_tokens=max_tokens)
 
     def prob_below_target(self, target: float, *, N=None, D=None, C=None, seed: int = 0):
         """P(a new run's loss <= ``target``) at (N, D), or at budget C's expected-loss split."""

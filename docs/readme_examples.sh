@@ -19,6 +19,11 @@ run bayescale compare chinchilla.nc kaplan.nc
 run bayescale decide chinchilla.nc --compute 5.88e23 --objective quantile:0.9
 run bayescale decide chinchilla.nc --compute 5.88e23 --objective cvar:0.9 --json
 run bayescale decide chinchilla.nc --target-loss 2.0 --probability 0.9
+run bayescale allocate chinchilla.nc --compute 5.88e23 --max-params 3e10
+run bayescale decide chinchilla.nc --compute 5.88e23 --max-params 3e10
+run bayescale decide chinchilla.nc --target-loss 2.0 --max-params 3e10
+run bayescale fit --dataset chinchilla --law chinchilla_tied --out tied.nc --no-progress
+run bayescale compare chinchilla.nc tied.nc
 run bayescale fit --dataset chinchilla --method huber --bootstrap 1000
 run bayescale backtest --dataset chinchilla --no-progress
 run bayescale fit --dataset chinchilla --method huber --json

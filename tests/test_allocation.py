@@ -292,3 +292,50 @@ def test_data_sufficiency_errors():
         data_sufficiency(post("chinchilla", chinchilla_draws(3)), 1e9, threshold=-0.1)
     with pytest.raises(FitError, match="positive"):
         data_sufficiency(post("chinchilla", chinchilla_draws(3), {"sigma": 0.02}), [1e9, -1.0])
+
+
+def _brute_capped(p, C, lo, hi, k=6.0):
+    """scipy's minimum of the Chinchilla loss (natural units) over lo <= N <= hi at C."""
+    f = lambda u: p["E"] + p["A"] * np.exp(-p["alpha"] * u) + p["B"] * (C / (k * np.exp(u))) ** -p["beta"]  # noqa: E731
+    res = minimize_scalar(f, bounds=(np.log(lo), np.log(hi)), method="bounded",
+                          options={"xatol": 1e-11})
+    return np.exp(res.x), f(res.x)
+
+
+def test_capped_optimum_matches_scipy_within_the_caps():
+    draws = chinchilla_draws(n=50)
+    C = np.array([1e21, 1e24, 1e26])
+    free = compute_optimal(post("chinchilla", draws), C, warn=False)
+    for cap_n, cap_d in ((3e10, 1e15), (None, 5e11)):
+        capped = compute_optimal(post("chinchilla", draws), C[:2] if cap_n is None else C,
+                                 warn=False, max_params=cap_n, max_tokens=cap_d)
+        assert np.all(capped.N_opt <= (cap_n or np.inf) * (1 + 1e-12))
+        assert np.all(capped.D_opt <= cap_d * (1 + 1e-12))
+        np.testing.assert_allclose(6 * capped.N_opt * capped.D_opt,
+                                   capped.compute[None, :] + 0 * capped.N_opt, rtol=1e-12)
+        for s in (0, 17, 49):
+            p = {k: v[s] for k, v in draws.items()}
+            for j, c in enumerate(capped.compute):
+                n, loss = _brute_capped(p, c, max(1.0, c / (6 * cap_d)), min(cap_n or c, c / 6))
+                assert capped.N_opt[s, j] == pytest.approx(n, rel=1e-4)
+                # as low as scipy's bounded search finds, or lower (its tolerance is looser)
+                assert loss * (1 - 1e-7) <= capped.loss[s, j] <= loss * (1 + 1e-12)
+                assert capped.cap_cost[s, j] == pytest.approx(loss - free.loss[s, j], abs=1e-7)
+        assert np.all(capped.cap_cost >= -1e-12)
+        # 1e21 FLOPs: N* ~ 4e9 and D* ~ 4e10 are under both caps -> the caps cost nothing there
+        assert np.all(capped.cap_cost[:, 0] < 1e-12) and np.all(capped.cap_cost[:, 1] > 0)
+        out = capped.to_dict()
+        assert out["caps"] == {"max_params": cap_n, "max_tokens": cap_d}
+        assert out["budgets"][0]["frac_at_cap"] == 0.0 and out["budgets"][1]["frac_at_cap"] == 1.0
+        assert "cap_cost" in set(capped.summary()["quantity"])
+        # N* stops growing with C at the parameter cap (a = 0); at the token cap N = C/(k D_max)
+        assert np.all(capped.a[:, 1] == (0.0 if cap_n else 1.0))
+    assert free.caps is None and free.cap_cost is None
+
+
+def test_caps_no_split_can_meet_are_a_clear_error():
+    with pytest.raises(FitError, match="no split of 1e\\+26 FLOPs meets the caps"):
+        compute_optimal(post("chinchilla", chinchilla_draws(n=20)), [1e20, 1e26], warn=False,
+                        max_params=1e10, max_tokens=1e12)
+    with pytest.raises(FitError, match="max_params must be a positive"):
+        compute_optimal(post("chinchilla", chinchilla_draws(n=20)), 1e20, max_params=-1.0)

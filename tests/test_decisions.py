@@ -377,3 +377,41 @@ def test_compute_for_target_of_kaplan_compute_law_is_quantile_of_closed_form():
     assert math.isnan(tc.N) and set(tc.to_dict()) == {"target_loss", "probability", "compute"}
     with pytest.raises(FitError, match="not reached"):
         compute_for_target(post("power_pure", draws, None), 2.6, compute_range=(1e6, 1e10))
+
+
+def test_capped_decision_and_what_the_cap_costs_by_brute_force():
+    p = chinchilla_draws(n=200, seed=3)
+    cap = 3e10  # below every draw's N* at 5.88e23 FLOPs (~7e10)
+    dec = choose_allocation(post("chinchilla", p, None), C, max_params=cap)
+    N = np.geomspace(1e9, 1e12, 3001)
+    mean = loss(p, N[:, None], C / (K * N[:, None])).mean(axis=1)
+    inside = N <= cap
+    assert dec.choice.N == pytest.approx(cap, rel=1e-6)
+    assert mean[inside].min() * (1 - 1e-5) <= dec.choice.objective_value <= mean[inside].min()
+    assert dec.uncapped.N == pytest.approx(N[np.argmin(mean)], rel=0.01)
+    assert dec.cap_cost == pytest.approx(mean[inside].min() - mean.min(), rel=1e-3)
+    assert dec.cap_cost > 0 and dec.plugin.N <= cap * (1 + 1e-12)
+    assert dec.regret_of_plugin == pytest.approx(0.0, abs=1e-12)  # against the best within
+    out = dec.to_dict()
+    assert out["caps"] == {"max_params": cap, "max_tokens": None}
+    assert out["cap_cost"]["objective"] == pytest.approx(dec.cap_cost)
+    # a token cap that binds: D <= 5e11 forces N >= C / (6 * 5e11)
+    dec = choose_allocation(post("chinchilla", p, None), C, max_tokens=5e11)
+    assert dec.choice.D <= 5e11 * (1 + 1e-9) and dec.choice.N == pytest.approx(C / (K * 5e11))
+    assert choose_allocation(post("chinchilla", p, None), C).caps is None
+
+
+def test_capped_compute_for_target_by_brute_force():
+    p = chinchilla_draws(n=100)
+    free = compute_for_target(post("chinchilla", p, None), 2.0, probability=0.8)
+    cap = free.N / 3
+    tc = compute_for_target(post("chinchilla", p, None), 2.0, probability=0.8, max_params=cap)
+    assert tc.N <= cap * (1 + 1e-9) and tc.compute > free.compute
+    budgets = np.geomspace(tc.compute / 1.2, tc.compute * 1.2, 201)
+    N = np.geomspace(cap / 100, cap, 601)[:, None, None]
+    best = np.mean(loss(p, N, budgets[:, None] / (K * N)) <= 2.0, axis=-1).max(axis=0)
+    least = budgets[np.argmax(best >= 0.8)]
+    assert tc.compute == pytest.approx(least, rel=2 * (budgets[1] / budgets[0] - 1))
+    with pytest.raises(FitError, match="within the caps"):
+        compute_for_target(post("chinchilla", p, None), 2.0, probability=0.8, max_params=cap,
+                           max_tokens=1e11)

@@ -102,6 +102,30 @@ def test_cli_predict_allocate_compare(fits, capsys):
     assert "as many --N as --D" in capsys.readouterr().err
 
 
+def test_cli_caps_on_parameters_and_tokens(fits, capsys):
+    ch, _, ch_nc, _ = fits
+    cap = 1e10
+    code = main(["allocate", str(ch_nc), "--compute", "5.88e23", "--max-params", str(cap),
+                 "--json", "--allow-unconverged"])
+    out = json.loads(capsys.readouterr().out)
+    b = out["budgets"][0]
+    free = ch.compute_optimal(5.88e23, warn=False)
+    assert code == 0 and out["caps"] == {"max_params": cap, "max_tokens": None}
+    assert b["N_opt"]["hi"] == pytest.approx(cap) and b["frac_at_cap"] == 1.0
+    # what the cap costs: the law at the cap minus the law at each draw's own optimum
+    p = ch.params_draws()
+    at_cap = p["E"] + p["A"] / cap ** p["alpha"] + p["B"] / (5.88e23 / (6 * cap)) ** p["beta"]
+    assert b["cap_cost"]["median"] == pytest.approx(
+        np.median(at_cap - free.loss[:, 0]), rel=1e-6)
+    assert main(["decide", str(ch_nc), "--compute", "5.88e23", "--max-tokens", "1e12",
+                 "--allow-unconverged"]) == 0
+    text = capsys.readouterr().out
+    assert "uncapped" in text and "the caps cost" in text
+    assert main(["decide", str(ch_nc), "--compute", "5.88e23", "--max-params", "1e9",
+                 "--max-tokens", "1e12", "--allow-unconverged"]) == 2
+    assert "no split of 5.88e+23 FLOPs meets the caps" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_chinchilla_allocation_on_bundled_data(tmp_path, capsys):
     # Done-when of issue 3: tokens/param at 5.88e23 between 12 and 35, N*D*6 = C for every draw.
