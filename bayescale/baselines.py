@@ -10,6 +10,8 @@ unit. All fitters work on log loss (residuals are relative errors) with log ampl
   ``scipy.optimize.curve_fit``, squared log-loss residuals.
 - :func:`huber_approach3`: ``chinchilla`` by Hoffmann et al.'s Approach 3 as Epoch AI replicated
   it: summed Huber loss of log-loss residuals, L-BFGS-B from a grid of 4500 starts.
+- :func:`isoflop_approach`: Hoffmann et al.'s Approaches 1 (lowest-loss envelope) and 2 (IsoFLOP
+  parabolas), the compute-optimal N*(C) without a law, as most published allocations were made.
 - :func:`bootstrap` refits on resampled rows; :class:`LSQFit` hands its draws out as posterior
   draws are handed out, so comparisons treat both alike. :func:`fit_lsq` dispatches by name.
 
@@ -24,6 +26,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -45,6 +48,9 @@ __all__ = [
     "fit_lsq_data",
     "log_loss_of",
     "residual_sigma",
+    "IsoflopFit",
+    "isoflop_approach",
+    "isoflop_budgets",
 ]
 
 # Equal to bayescale.laws.LAWS[law].params (a test checks it); copied so no JAX is imported.
@@ -525,3 +531,200 @@ def fit_lsq_data(method: str, law: str, data, *, bootstrap: int = 0, seed: int =
         raise FitError(f"law {law!r} needs N and D (or C); these data have only x")
     return fit_lsq(method, law, N=data.N, D=data.D, loss=data.loss, bootstrap=bootstrap, seed=seed,
                    flops_per_param_token=data.flops_per_param_token)
+
+
+# --- IsoFLOP approaches (Hoffmann et al. 2022, Approaches 1 and 2) -------------------------------
+
+#: Budgets: sorted log10 C values more than this many decades apart start a new budget.
+BUDGET_GAP = 0.1
+#: Approach 2 fits its parabola to the lowest-loss run of a budget and this many neighbours in
+#: log N on each side (fewer at the edge of the grid).
+PARABOLA_HALF_WIDTH = 2
+
+
+def isoflop_budgets(C, gap: float = BUDGET_GAP) -> np.ndarray:
+    """Budget label (0 = smallest) of each run: runs whose log10 C lie within ``gap`` decades
+    of their neighbour share a budget (an IsoFLOP grid's budgets differ by factors of 2 or more,
+    0.3 decades)."""
+    logs = np.log10(np.asarray(C, dtype=float))
+    order = np.argsort(logs, kind="stable")
+    label = np.empty(logs.size, dtype=int)
+    label[order] = np.concatenate([[0], np.cumsum(np.diff(logs[order]) > gap)])
+    return label
+
+
+@dataclass(frozen=True, eq=False)
+class IsoflopFit:
+    r"""Compute-optimal allocation by an IsoFLOP approach: :math:`N^*(C) = N_0 C^a`,
+    :math:`D^*(C) = C/(k N^*(C))`, so :math:`b = 1 - a`.
+
+    Attributes
+    ----------
+    method: ``"approach1"`` (each budget's lowest-loss run) or ``"approach2"`` (the vertex of a
+        parabola in log N fitted to each budget's IsoFLOP profile).
+    budgets: pandas.DataFrame, one row per budget used: ``compute`` (geometric mean C of its
+        runs), ``N_opt``, ``D_opt``, ``loss_opt`` (nats), ``n_runs``.
+    a, log_n0: slope and intercept of the OLS line :math:`\log N^* = \log N_0 + a \log C`.
+    draws: bootstrap draws of ``a`` and ``log_n0`` (runs resampled within each budget), or None.
+    skipped: budgets left out and why (too few runs, no interior minimum).
+    """
+
+    method: str
+    budgets: Any
+    a: float
+    log_n0: float
+    draws: Mapping[str, np.ndarray] | None
+    skipped: tuple[str, ...]
+    flops_per_param_token: float = 6.0
+    seconds: float = 0.0
+
+    @property
+    def b(self) -> float:
+        return 1.0 - self.a
+
+    def optimal(self, C, level: float = 0.95) -> dict[str, Any]:
+        """N* and D* at budget(s) C: point values and, with bootstrap draws, central intervals."""
+        c = np.atleast_1d(np.asarray(C, dtype=float))
+        if not np.all(np.isfinite(c) & (c > 0)):
+            raise FitError(f"compute budgets must be positive FLOPs; got {C!r}")
+        log_n = self.log_n0 + self.a * np.log(c)
+        out = {"compute": c, "N_opt": np.exp(log_n), "D_opt": c / (
+            self.flops_per_param_token * np.exp(log_n))}
+        if self.draws is not None:
+            q = (1 - level) / 2
+            ln = self.draws["log_n0"][:, None] + self.draws["a"][:, None] * np.log(c)[None, :]
+            lo, hi = np.quantile(ln, [q, 1 - q], axis=0)
+            out.update(N_lo=np.exp(lo), N_hi=np.exp(hi),
+                       D_lo=c / (self.flops_per_param_token * np.exp(hi)),
+                       D_hi=c / (self.flops_per_param_token * np.exp(lo)))
+        return out
+
+    def to_dict(self, level: float = 0.95) -> dict[str, Any]:
+        """JSON-ready: the exponents (with bootstrap intervals), each budget's optimum."""
+        def interval(name, value):
+            if self.draws is None:
+                return {"median": value}
+            x = self.draws["a"] if name == "a" else 1.0 - self.draws["a"]
+            q = (1 - level) / 2
+            lo, med, hi = np.quantile(x, [q, 0.5, 1 - q])
+            return {"point": value, "median": float(med), "lo": float(lo), "hi": float(hi)}
+
+        return {"method": self.method, "level": level, "n_points": int(self.budgets["n_runs"].sum()),
+                "flops_per_param_token": self.flops_per_param_token,
+                "exponents": {"a": interval("a", self.a), "b": interval("b", self.b)},
+                "log_n0": self.log_n0, "n_bootstrap": 0 if self.draws is None else int(
+                    self.draws["a"].size),
+                "budgets": self.budgets.to_dict(orient="records"), "skipped": list(self.skipped)}
+
+
+def _vertex(log_n: np.ndarray, log_loss: np.ndarray, half: int) -> tuple[float, float] | str:
+    """Approach 2 at one budget: (log N*, log loss there) of the parabola through the lowest run
+    and ``half`` neighbours on each side, or why there is none. Runs of the same size (repeats,
+    or a bootstrap's copies) count once, at their mean log loss."""
+    x, inverse = np.unique(log_n, return_inverse=True)
+    if x.size < 3:
+        return "fewer than 3 model sizes"
+    y = np.bincount(inverse, weights=log_loss) / np.bincount(inverse)
+    i = int(np.argmin(y))
+    lo, hi = max(0, i - half), min(x.size, i + half + 1)
+    while hi - lo < 3:  # at the grid's edge: take more runs from the other side
+        lo, hi = (lo - 1, hi) if lo > 0 else (lo, hi + 1)
+    centre = float(np.mean(x[lo:hi]))  # centred for a well-conditioned fit
+    c2, c1, c0 = np.polyfit(x[lo:hi] - centre, y[lo:hi], 2)
+    if not c2 > 0:
+        return "the IsoFLOP profile is not convex"
+    u = -c1 / (2 * c2)
+    if not x[0] <= u + centre <= x[-1]:
+        return "the minimum lies outside its model sizes"
+    return float(u + centre), float(c0 + c1 * u + c2 * u * u)
+
+
+def _isoflop_points(method, N, C, loss, label, half):
+    rows, skipped = [], []
+    for j in np.unique(label):
+        m = label == j
+        c = float(np.exp(np.mean(np.log(C[m]))))
+        spread = float(np.ptp(np.log10(C[m])))
+        if spread > 3 * BUDGET_GAP:
+            skipped.append(f"C = {c:.3g}: its {int(m.sum())} runs' compute spans {spread:.2g} "
+                           "decades, not one IsoFLOP budget")
+            continue
+        if method == "approach1":
+            i = int(np.argmin(np.where(m, loss, np.inf)))
+            u, ll, c = math.log(N[i]), math.log(loss[i]), float(C[i])
+        else:
+            got = _vertex(np.log(N[m]), np.log(loss[m]), half)
+            if isinstance(got, str):
+                skipped.append(f"C = {c:.3g}: {got}")
+                continue
+            u, ll = got
+        rows.append((c, u, ll, int(m.sum())))
+    return rows, skipped
+
+
+def _line(rows) -> tuple[float, float]:
+    x = np.log([r[0] for r in rows])
+    y = np.array([r[1] for r in rows])
+    a, b0 = np.polyfit(x, y, 1)
+    return float(a), float(b0)
+
+
+def isoflop_approach(method: str, *, N, C=None, D=None, loss, bootstrap: int = 0, seed: int = 0,
+                     flops_per_param_token: float = 6.0, gap: float = BUDGET_GAP,
+                     half_width: int = PARABOLA_HALF_WIDTH) -> IsoflopFit:
+    r"""Hoffmann et al.'s Approach 1 or 2: compute-optimal N*(C) from IsoFLOP runs, no law.
+
+    Runs are grouped into budgets (:func:`isoflop_budgets`). **Approach 1** takes each budget's
+    lowest-loss run (the envelope; from final losses, not training curves as Hoffmann did).
+    **Approach 2** fits a parabola to log loss against log N through each budget's lowest run and
+    ``half_width`` neighbours on each side, and takes its vertex (budgets with fewer than 3 sizes,
+    a concave profile or a vertex outside their sizes are skipped and listed). Both then fit
+    :math:`\log N^* = \log N_0 + a \log C` by least squares; :math:`D^* = C/(kN^*)`, so
+    :math:`b = 1 - a`. ``bootstrap`` resamples the runs within each budget and refits, for
+    intervals.
+
+    Approach 2 is biased when a budget's grid is off-centre around its minimum or alpha != beta:
+    the parabola is only the second-order approximation of the profile (Czech et al. 2026);
+    ``benchmarks/porian.py`` compares it with the posterior.
+    """
+    t0 = time.perf_counter()
+    if method not in ("approach1", "approach2"):
+        raise FitError(f"unknown IsoFLOP method {method!r}; choose approach1 or approach2")
+    N = np.asarray(N, dtype=float)
+    if C is None:
+        if D is None:
+            raise FitError("an IsoFLOP approach needs each run's compute C (or its tokens D)")
+        C = flops_per_param_token * N * np.asarray(D, dtype=float)
+    C, loss = np.asarray(C, dtype=float), np.asarray(loss, dtype=float)
+    if not (N.shape == C.shape == loss.shape and N.ndim == 1):
+        raise FitError("N, C and loss must be 1-d arrays of one value per run")
+    label = isoflop_budgets(C, gap)
+    rows, skipped = _isoflop_points(method, N, C, loss, label, half_width)
+    if len(rows) < 2:
+        raise DataError(
+            f"{method} needs at least 2 compute budgets with an IsoFLOP minimum; these runs give "
+            f"{len(rows)} ({'; '.join(skipped) or 'the runs form one budget'}). Runs share a "
+            f"budget when their compute lies within {gap} decades")
+    a, log_n0 = _line(rows)
+    draws = None
+    if bootstrap:
+        rng = np.random.default_rng(seed)
+        groups = [np.flatnonzero(label == j) for j in np.unique(label)]
+        out = []
+        for _ in range(bootstrap):
+            idx = np.concatenate([rng.choice(g, g.size) for g in groups])
+            r, _ = _isoflop_points(method, N[idx], C[idx], loss[idx], label[idx], half_width)
+            if len(r) >= 2:
+                out.append(_line(r))
+        if 2 * len(out) < bootstrap:
+            raise FitError(f"{bootstrap - len(out)} of {bootstrap} bootstrap refits found fewer "
+                           "than 2 budgets with a minimum; the fit is not stable")
+        draws = {"a": np.array([o[0] for o in out]), "log_n0": np.array([o[1] for o in out])}
+    import pandas as pd
+
+    k = float(flops_per_param_token)
+    budgets = pd.DataFrame([(c, math.exp(u), c / (k * math.exp(u)), math.exp(ll), n)
+                            for c, u, ll, n in rows],
+                           columns=["compute", "N_opt", "D_opt", "loss_opt", "n_runs"])
+    return IsoflopFit(method, budgets, a, log_n0, draws, tuple(skipped), k,
+                      time.perf_counter() - t0)

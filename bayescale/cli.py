@@ -199,8 +199,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise DataError("--retries refits the groups of --by-group that did not converge; for "
                         "one fit, raise --warmup and --draws instead")
     if args.bootstrap and args.method == "bayes":
-        raise DataError("--bootstrap resamples least-squares fits (--method huber, curve_fit or "
-                        "ols); the Bayesian fit's intervals come from its posterior")
+        raise DataError("--bootstrap resamples least-squares fits (--method huber, curve_fit, "
+                        "ols, approach1 or approach2); the Bayesian fit's intervals come from "
+                        "its posterior")
     if args.out:  # not an input, a folder we can write, a name that fits
         _output(args, args.out, folder=args.by_group or args.hierarchical)
     data = _load_data(args)
@@ -278,8 +279,47 @@ def _report_groups(fits, level: float, as_json: bool) -> None:
         _report_fit(f.to_dict(level), False, formula=f.law.formula)
 
 
+def _fit_isoflop(args: argparse.Namespace, data) -> int:
+    """``--method approach1|approach2``: Hoffmann's IsoFLOP approaches, N*(C) without a law."""
+    from bayescale.baselines import isoflop_approach
+    from bayescale.errors import DataError
+
+    if data.N is None or data.C is None:
+        raise DataError(f"--method {args.method} needs each run's parameters and compute (or "
+                        "tokens): --n-col and --c-col (or --d-col)")
+    result = isoflop_approach(args.method, N=data.N, C=data.C, loss=data.loss,
+                              bootstrap=args.bootstrap, seed=args.seed,
+                              flops_per_param_token=data.flops_per_param_token)
+    out = result.to_dict(args.level)
+    if args.json:
+        _print_json(out)
+        return 0
+    what = {"approach1": "lowest-loss run per budget",
+            "approach2": "vertex of a parabola in log N per budget"}[args.method]
+    print(f"{args.method} (Hoffmann et al. 2022; {what}): {out['n_points']} runs, "
+          f"{len(out['budgets'])} budgets")
+    print(f"{'compute':>10}  {'N_opt':>10}  {'D_opt':>10}  {'tokens/N':>9}  {'loss':>7}  runs")
+    for b in out["budgets"]:
+        print(f"{b['compute']:>10.4g}  {b['N_opt']:>10.4g}  {b['D_opt']:>10.4g}  "
+              f"{b['D_opt'] / b['N_opt']:>9.3g}  {b['loss_opt']:>7.4g}  {b['n_runs']}")
+    for line in out["skipped"]:
+        print(f"skipped {line}")
+    rows = {"a (N*~C^a)": out["exponents"]["a"], "b (D*~C^b)": out["exponents"]["b"]}
+    if out["n_bootstrap"]:
+        print(_interval_table({k: {q: v[q] for q in ("median", "lo", "hi")} for k, v in
+                               rows.items()}, args.level,
+                              title=f"exponents ({out['n_bootstrap']} bootstrap resamples)"))
+    else:
+        print(f"exponents: a = {rows['a (N*~C^a)']['median']:.4g}, b = "
+              f"{rows['b (D*~C^b)']['median']:.4g} (--bootstrap B for intervals)")
+    return 0
+
+
 def _fit_lsq(args: argparse.Namespace, data) -> int:
     from bayescale.baselines import fit_lsq_data
+
+    if args.method in ("approach1", "approach2"):
+        return _fit_isoflop(args, data)
 
     result = fit_lsq_data(args.method, args.law, data, bootstrap=args.bootstrap, seed=args.seed)
     _report_fit(result.to_dict(args.level), args.json, seconds=result.seconds)
@@ -637,6 +677,7 @@ FIT_EXAMPLES = """examples:
   bayescale fit runs.csv --law power --x-col steps --loss-col val_loss
   bayescale fit --dataset porian2024 --config all --by-group --out fits/
   bayescale fit runs.csv --method huber --bootstrap 1000
+  bayescale fit --dataset porian2024 --config "Cosine decay" --method approach2 --bootstrap 400
 """
 BACKTEST_EXAMPLES = """examples:
   bayescale backtest --dataset chinchilla --plot backtest.png
@@ -682,8 +723,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-form-error", action="store_true",
                    help="take the law's form as exact beyond the data (no leave-future-out "
                         "refits; the bands before bayescale 0.2)")
-    g.add_argument("--method", default="bayes", choices=["bayes", "huber", "curve_fit", "ols"],
-                   help="bayes (NUTS) or a least-squares baseline")
+    g.add_argument("--method", default="bayes",
+                   choices=["bayes", "huber", "curve_fit", "ols", "approach1", "approach2"],
+                   help="bayes (NUTS), a least-squares baseline, or Hoffmann's IsoFLOP "
+                        "approaches 1 and 2 (N*(C) without a law; default: %(default)s)")
     g.add_argument("--bootstrap", type=_count, default=0,
                    help="least squares: bootstrap resamples for intervals (0: point estimate)")
     g = p.add_argument_group("groups")

@@ -229,3 +229,95 @@ def test_blas_runs_on_one_thread_inside_and_is_restored():
     with bl._one_blas_thread():
         assert blas_threads() == [1] * len(before)
     assert blas_threads() == before
+
+
+# --- IsoFLOP approaches -------------------------------------------------------------------------
+
+
+def isoflop_grid(p, budgets, *, per_decade=20, half_decades=1.0, shift=0.0, k=6.0):
+    """Noise-free IsoFLOP runs of the Chinchilla law ``p`` (natural units): per budget, model
+    sizes evenly spaced in log10 within ``half_decades`` of the closed-form N* (+ ``shift``)."""
+    from bayescale.laws import chinchilla_optimum
+
+    N, C = [], []
+    for c in budgets:
+        n_star, _ = chinchilla_optimum(c, **{q: p[q] for q in ("A", "B", "alpha", "beta")})
+        logs = np.log10(n_star) + shift + np.linspace(-half_decades, half_decades,
+                                                      int(2 * half_decades * per_decade) + 1)
+        N.append(10 ** logs)
+        C.append(np.full(logs.size, c))
+    N, C = np.concatenate(N), np.concatenate(C)
+    D = C / (k * N)
+    return N, C, p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"]
+
+
+@pytest.mark.parametrize("alpha,beta", [(0.3, 0.3), (0.34, 0.28)])
+def test_approach2_recovers_the_closed_form_exponent(alpha, beta):
+    # a dense grid centred on N*: the parabola's vertex is N* to second order, so a is
+    # Hoffmann's beta / (alpha + beta) (0.5 and 0.452)
+    p = dict(E=1.8, A=480.0, B=2100.0, alpha=alpha, beta=beta)
+    N, C, loss = isoflop_grid(p, np.logspace(18, 22, 9))
+    fit = bl.isoflop_approach("approach2", N=N, C=C, loss=loss)
+    assert fit.a == pytest.approx(beta / (alpha + beta), abs=0.003)
+    assert fit.b == pytest.approx(alpha / (alpha + beta), abs=0.003)
+    assert len(fit.budgets) == 9 and not fit.skipped
+    one = fit.optimal(1e24)
+    assert 6 * one["N_opt"][0] * one["D_opt"][0] == pytest.approx(1e24)
+    a1 = bl.isoflop_approach("approach1", N=N, C=C, loss=loss)  # the grid's lowest point
+    assert a1.a == pytest.approx(beta / (alpha + beta), abs=0.02)
+
+
+def test_approach2_vertex_is_numpys_parabola():
+    rng = np.random.default_rng(0)
+    log_n = np.log(np.geomspace(1e7, 1e9, 9))
+    y = 0.05 * (log_n - 18.0) ** 2 + 1.2 + 0.002 * rng.standard_normal(9)
+    i = int(np.argmin(y))
+    c2, c1, _ = np.polyfit(log_n[i - 2:i + 3], y[i - 2:i + 3], 2)
+    u, _ = bl._vertex(log_n, y, 2)
+    assert u == pytest.approx(-c1 / (2 * c2), rel=1e-10)
+    assert bl._vertex(log_n[:2], y[:2], 2) == "fewer than 3 model sizes"
+    assert bl._vertex(log_n, -y, 2) == "the IsoFLOP profile is not convex"
+
+
+def test_approach2_agrees_with_porians_published_exponents():
+    # Porian et al. 2024 report Approach-2 exponents a for 15 configurations (their repository's
+    # weighted bootstrap medians); the plain Hoffmann Approach 2 on the same IsoFLOP points
+    from importlib import resources
+
+    import pandas as pd
+    from scipy import stats
+
+    from bayescale.datasets import load_frame
+
+    runs = load_frame("porian2024")
+    with resources.files("bayescale.datasets").joinpath("porian2024_fits.csv").open() as f:
+        pub = pd.read_csv(f)
+    ours, theirs = [], []
+    for r in pub.itertuples():
+        s = runs[(runs.config_label == r.config_label) & (runs.dataset == r.dataset)]
+        fit = bl.isoflop_approach("approach2", N=s.N_params.values, C=s.C_flops.values,
+                                  loss=s.loss.values)
+        ours.append(fit.a)
+        theirs.append(r.a_Nopt_exponent_bs_median_weighted)
+    diff = np.abs(np.array(ours) - np.array(theirs))
+    assert len(ours) == 15 and diff.max() < 0.035 and diff.mean() < 0.02, diff
+    assert stats.spearmanr(ours, theirs).statistic > 0.95
+
+
+def test_approach2_bootstrap_and_errors():
+    p = dict(E=1.8, A=480.0, B=2100.0, alpha=0.34, beta=0.28)
+    N, C, loss = isoflop_grid(p, np.logspace(18, 21, 7), per_decade=6)
+    rng = np.random.default_rng(1)
+    noisy = loss * np.exp(0.005 * rng.standard_normal(loss.size))
+    fit = bl.isoflop_approach("approach2", N=N, C=C, loss=noisy, bootstrap=200, seed=3)
+    again = bl.isoflop_approach("approach2", N=N, C=C, loss=noisy, bootstrap=200, seed=3)
+    np.testing.assert_array_equal(fit.draws["a"], again.draws["a"])
+    out = fit.to_dict(level=0.9)
+    assert out["exponents"]["a"]["lo"] < fit.a < out["exponents"]["a"]["hi"]
+    assert out["exponents"]["b"]["lo"] == pytest.approx(1 - out["exponents"]["a"]["hi"])
+    band = fit.optimal([1e23], level=0.9)
+    assert band["N_lo"][0] < band["N_opt"][0] < band["N_hi"][0]
+    with pytest.raises(DataError, match="at least 2 compute budgets"):
+        bl.isoflop_approach("approach2", N=N[C == C[0]], C=C[C == C[0]], loss=noisy[C == C[0]])
+    with pytest.raises(FitError, match="approach1 or approach2"):
+        bl.isoflop_approach("approach3", N=N, C=C, loss=loss)

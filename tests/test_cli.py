@@ -209,6 +209,26 @@ def test_fit_revisiting_curve(capsys):
     assert json.loads(out)["n_points"] == nmt.n_points != load_dataset("revisiting").n_points
 
 
+def test_fit_isoflop_approach2_on_porian(capsys):
+    from bayescale.baselines import isoflop_approach
+    from bayescale.datasets import load_dataset
+
+    code, out, err = run(["fit", "--dataset", "porian2024", "--config", "Cosine decay",
+                          "--method", "approach2", "--bootstrap", "50", "--json"], capsys)
+    assert code == 0, err
+    got = json.loads(out)
+    data = load_dataset("porian2024", config="Cosine decay")
+    direct = isoflop_approach("approach2", N=data.N, C=data.C, loss=data.loss)
+    assert got["exponents"]["a"]["point"] == pytest.approx(direct.a, rel=1e-12)
+    assert got["n_bootstrap"] == 50 and len(got["budgets"]) == len(direct.budgets)
+    code, out, err = run(["fit", "--dataset", "porian2024", "--config", "Cosine decay",
+                          "--method", "approach1"], capsys)
+    assert code == 0 and "approach1 (Hoffmann et al. 2022; lowest-loss run" in out
+    # Chinchilla's runs are not an IsoFLOP grid: one line that says why
+    code, out, err = run(["fit", "--dataset", "chinchilla", "--method", "approach2"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not one IsoFLOP budget" in err
+
+
 def test_fit_by_group_on_a_bundled_dataset_without_groups(capsys):
     code, out, err = run(["fit", "--dataset", "chinchilla", "--by-group"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
