@@ -44,6 +44,8 @@ __all__ = [
     "data_sufficiency",
     "isoflop_profile",
     "numerical_optimum",
+    "one_more_epoch",
+    "with_unique_tokens",
 ]
 
 _QUANTITIES = ("N_opt", "D_opt", "tokens_per_param", "loss", "new_run_loss", "a", "b")
@@ -59,11 +61,24 @@ def _two_variable(law: str | Law, what: str) -> Law:
     return law
 
 
-def _unpack(posterior: Any, what: str, k: float | None) -> tuple[Posterior, Law, float]:
-    """The posterior, its law (checked to be in N and D) and k (default the posterior's)."""
-    post = as_posterior(posterior)
+def _unpack(posterior: Any, what: str, k: float | None,
+            unique_tokens: float | None = None) -> tuple[Posterior, Law, float]:
+    """The posterior (at ``unique_tokens`` for the data-constrained law), its law (checked to be
+    in N and D) and k (default the posterior's)."""
+    post = with_unique_tokens(as_posterior(posterior), unique_tokens)
     return post, _two_variable(post.law, what), (
         post.flops_per_param_token if k is None else float(k))
+
+
+def with_unique_tokens(post: Posterior, unique_tokens: float | None) -> Posterior:
+    """``post`` at a data budget of ``unique_tokens`` (law ``data_constrained``); unchanged for
+    other laws without one; FitError when one is given to a law without U or missing."""
+    if unique_tokens is not None:
+        return post.at_unique_tokens(unique_tokens)
+    if "U" in post.law.inputs:
+        raise FitError(f"law {post.law.name!r} needs the unique tokens of the plan: pass "
+                       "unique_tokens=U (CLI --unique-tokens U)")
+    return post
 
 
 def _budgets(C: Any, k: float) -> np.ndarray:
@@ -212,6 +227,8 @@ class Allocation:
         (at the median optimum) and ``decades`` outside the data; empty without a domain.
     caps : mapping or None
         ``{"max_params", "max_tokens"}`` when the split was capped (see :func:`compute_optimal`).
+    unique_tokens : float or None
+        The data budget U of a data-constrained allocation; :attr:`epochs` is then D*/U.
     uncapped_loss : numpy.ndarray or None
         With caps, the law's loss at each draw's uncapped optimum, (S, B); :attr:`cap_cost` is
         ``loss - uncapped_loss``.
@@ -230,6 +247,12 @@ class Allocation:
     beyond: Mapping[str, np.ndarray] = field(default_factory=dict)
     caps: Mapping[str, Any] | None = None
     uncapped_loss: np.ndarray | None = None
+    unique_tokens: float | None = None
+
+    @property
+    def epochs(self) -> np.ndarray | None:
+        """With a data budget U, epochs D*/U per draw and budget, (S, B)."""
+        return None if self.unique_tokens is None else self.D_opt / self.unique_tokens
 
     @property
     def cap_cost(self) -> np.ndarray | None:
@@ -237,7 +260,8 @@ class Allocation:
         return None if self.uncapped_loss is None else self.loss - self.uncapped_loss
 
     def _quantities(self) -> tuple[str, ...]:
-        return _QUANTITIES + (("cap_cost",) if self.caps else ())
+        return (_QUANTITIES + (("cap_cost",) if self.caps else ())
+                + (("epochs",) if self.unique_tokens is not None else ()))
 
     def __post_init__(self):
         shape = (np.shape(self.N_opt)[0], np.size(self.compute))
@@ -305,12 +329,15 @@ class Allocation:
         }
         if self.caps:
             out["caps"] = {k: (None if v is None else float(v)) for k, v in self.caps.items()}
+        if self.unique_tokens is not None:
+            out["unique_tokens"] = float(self.unique_tokens)
         return out
 
 
 def compute_optimal(
     posterior: Any, C: Any, *, flops_per_param_token: float | None = None, warn: bool = True,
     max_params: float | None = None, max_tokens: float | None = None,
+    unique_tokens: float | None = None,
 ) -> Allocation:
     r"""Posterior of the compute-optimal N*, D*, D*/N*, loss and exponents at budget(s) C.
 
@@ -338,6 +365,9 @@ def compute_optimal(
         :math:`C/(k\,\text{max\_tokens}) \le N \le \text{max\_params}`; the local exponent
         a is 0 at the parameter cap and 1 at the token cap, and :attr:`Allocation.cap_cost` is
         the loss the caps cost against the uncapped optimum.
+    unique_tokens : float, optional
+        The data budget U of a ``data_constrained`` fit (required there): the split of C given
+        that only U tokens are unique, with :attr:`Allocation.epochs` = D*/U.
 
     Returns
     -------
@@ -351,7 +381,8 @@ def compute_optimal(
         For a one-variable law, budgets that are not > k FLOPs, or a budget that no split
         within the caps can spend.
     """
-    post, law, k = _unpack(posterior, "compute-optimal allocation", flops_per_param_token)
+    post, law, k = _unpack(posterior, "compute-optimal allocation", flops_per_param_token,
+                           unique_tokens)
     budgets = _budgets(C, k)
     ch = chinchilla_form(law, post.params)
     if ch is not None:
@@ -374,6 +405,13 @@ def compute_optimal(
     else:
         num = numerical_optimum(post, budgets, flops_per_param_token=k)
         n_opt, a, edge, loss = num.N_opt, num.a, num.at_edge, np.exp(num.log_loss)
+        kink = ~np.isfinite(a)
+        if kink.any():  # an optimum on a kink of the law (the data-constrained min): no
+            # curvature there, so the local exponent by a central difference of log N* in log C
+            h = 1e-3
+            up, down = (numerical_optimum(post, budgets * math.exp(s), flops_per_param_token=k)
+                        for s in (h, -h))
+            a = np.where(kink, (np.log(up.N_opt) - np.log(down.N_opt)) / (2 * h), a)
     caps = uncapped_loss = None
     if max_params is not None or max_tokens is not None:
         caps = {"max_params": max_params, "max_tokens": max_tokens}
@@ -405,7 +443,35 @@ def compute_optimal(
         new_run_loss=new_run,
         a=a, b=1.0 - a, at_edge=np.asarray(edge, dtype=bool), flops_per_param_token=k,
         beyond=beyond, caps=caps, uncapped_loss=uncapped_loss,
+        unique_tokens=None if unique_tokens is None else float(unique_tokens),
     )
+
+
+def one_more_epoch(posterior: Any, N: float, D: float, unique_tokens: float, *,
+                   level: float = 0.95) -> dict[str, Any]:
+    r"""Is one more epoch over the U unique tokens worth more than the same compute in
+    parameters? At a plan of N parameters on D tokens, compare training on D + U tokens (one
+    more epoch, :math:`k N U` more FLOPs) with training :math:`N (D + U)/D` parameters on D
+    tokens (the same compute), under the data-constrained law's posterior.
+
+    Returns ``{"probability"``: the share of draws whose law loss is lower with the epoch,
+    ``"gain"``: the loss of the bigger model minus that of the extra epoch (nats; > 0: the epoch
+    wins) with its ``level`` interval, ``"epoch"`` and ``"params"``: the two plans' N and D``}``.
+    """
+    post = as_posterior(posterior)
+    if "U" not in post.law.inputs:
+        raise FitError(f"law {post.law.name!r} has no unique tokens; fit law='data_constrained'")
+    n, d, u = (_cap(v, name) for v, name in ((N, "N"), (D, "D"), (unique_tokens, "unique_tokens")))
+    log_u = math.log(u)
+    epoch = post.log_law(math.log(n), math.log(d + u), log_u)
+    params = post.log_law(math.log(n * (d + u) / d), math.log(d), log_u)
+    gain = np.exp(params) - np.exp(epoch)
+    q = (1 - check_level(level)) / 2
+    lo, med, hi = np.quantile(gain, [q, 0.5, 1 - q])
+    return {"probability": float(np.mean(gain > 0)),
+            "gain": {"median": float(med), "lo": float(lo), "hi": float(hi)},
+            "epoch": {"N": n, "D": d + u}, "params": {"N": n * (d + u) / d, "D": d},
+            "epochs_now": d / u}
 
 
 def _cap(value, name: str) -> float:

@@ -245,6 +245,7 @@ def subset(data: ScalingData, mask) -> ScalingData:
 
     return ScalingData(loss=data.loss[mask], N=pick(data.N), D=pick(data.D), C=pick(data.C),
                        x=pick(data.x), group=pick(data.group), seed=pick(data.seed),
+                       U=pick(data.U),
                        flops_per_param_token=data.flops_per_param_token, name=data.name,
                        citation=data.citation, columns=dict(data.columns))
 

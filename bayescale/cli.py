@@ -142,7 +142,8 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     for flag, what in (("--n-col", "parameters N"), ("--d-col", "training tokens D"),
                        ("--c-col", "training FLOPs C"), ("--loss-col", "final loss"),
                        ("--x-col", "input x of a one-variable law"),
-                       ("--group-col", "group label"), ("--seed-col", "seed label")):
+                       ("--group-col", "group label"), ("--seed-col", "seed label"),
+                       ("--u-col", "unique training tokens U (law data_constrained)")):
         p.add_argument(flag, help=f"column holding {what}")
     p.add_argument("--flops-per-param-token", type=_positive, default=6.0,
                    help="k in C = k N D")
@@ -164,7 +165,7 @@ def _load_data(args: argparse.Namespace):
                             corpus=args.corpus, domain=args.domain, model=args.model,
                             split=args.split)
     cols = {k: getattr(args, k) for k in ("n_col", "d_col", "c_col", "loss_col", "x_col",
-                                           "group_col", "seed_col")}
+                                           "group_col", "seed_col", "u_col")}
     data = ScalingData.from_file(args.file, flops_per_param_token=args.flops_per_param_token,
                                  dropna=args.dropna, drop_duplicates=args.drop_duplicates, **cols)
     if any(k != c for k, c in data.columns.items()) or (data.D is not None
@@ -182,7 +183,7 @@ _NOTES: list[str] = []
 def _columns_text(data) -> str:
     """'N <- 'num_params', D = C / (6 N), loss <- 'eval/loss'': which column gave each input."""
     parts = []
-    for key in ("N", "D", "C", "x", "loss", "group", "seed"):
+    for key in ("N", "D", "C", "x", "U", "loss", "group", "seed"):
         if key in data.columns:
             parts.append(f"{key} <- {data.columns[key]!r}")
         elif key == "D" and data.D is not None and "N" in data.columns:
@@ -395,6 +396,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         kw["x"] = args.x
     if args.compute:
         kw["C"] = args.compute
+    if args.unique_tokens is not None:
+        kw["U"] = args.unique_tokens if args.compute else [args.unique_tokens] * max(
+            len(args.N), 1)
     if not converged:
         _warn_unconverged(args.fit)
     prediction = result.predict(level=args.level, seed=args.seed, **kw)
@@ -407,7 +411,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         _print_json(out)
         return 0
     for pt in out["points"]:
-        where = ", ".join(f"{k}={pt[k]:.4g}" for k in ("compute", "N", "D", "x") if k in pt)
+        where = ", ".join(f"{k}={pt[k]:.4g}" for k in ("compute", "N", "D", "U", "x") if k in pt)
         print(_interval_table({"law": pt["law"], "new run": pt["new_run"],
                                "  form exact": pt["noise_only"]}, args.level,
                               title=f"loss at {where}{_beyond_text(pt.get('beyond'))}"))
@@ -435,7 +439,8 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
         _warn_unconverged(args.fit)
     k = args.flops_per_param_token
     allocation = result.compute_optimal(args.compute, flops_per_param_token=k,
-                                        max_params=args.max_params, max_tokens=args.max_tokens)
+                                        max_params=args.max_params, max_tokens=args.max_tokens,
+                                        unique_tokens=args.unique_tokens)
     if args.csv:  # tidy: one row per budget and quantity
         allocation.summary(args.level).assign(converged=converged).to_csv(sys.stdout, index=False)
         return 0
@@ -449,6 +454,8 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
         rows["new-run loss"] = b["new_run_loss"]
         if "cap_cost" in b:
             rows[f"loss the caps cost ({b['frac_at_cap']:.0%} of draws capped)"] = b["cap_cost"]
+        if "epochs" in b:
+            rows[f"epochs of U = {out['unique_tokens']:.4g}"] = b["epochs"]
         print(_interval_table(rows, args.level, title=f"compute-optimal split at C = "
                                                       f"{b['compute']:.4g} FLOPs"
                                                       f"{_beyond_text(b.get('beyond'))}"))
@@ -468,12 +475,19 @@ def _cmd_decide(args: argparse.Namespace) -> int:
         _warn_unconverged(args.fit)
     if args.compute is not None:
         out = result.decide(args.compute, objective=args.objective, seed=args.seed,
-                            max_params=args.max_params, max_tokens=args.max_tokens).to_dict(
-            level=args.level)
+                            max_params=args.max_params, max_tokens=args.max_tokens,
+                            unique_tokens=args.unique_tokens).to_dict(level=args.level)
+        if args.unique_tokens is not None:  # the data wall: one more epoch, or more parameters?
+            from bayescale.allocation import one_more_epoch
+
+            c = out["choice"]
+            out["one_more_epoch"] = one_more_epoch(result.posterior, c["N"], c["D"],
+                                                   args.unique_tokens, level=args.level)
     else:
         out = result.compute_for_target(args.target_loss, probability=args.probability,
                                         seed=args.seed, max_params=args.max_params,
-                                        max_tokens=args.max_tokens).to_dict()
+                                        max_tokens=args.max_tokens,
+                                        unique_tokens=args.unique_tokens).to_dict()
     out["converged"] = converged
     if args.csv:  # tidy: one row per choice (or the one answer for a target)
         import pandas as pd
@@ -497,6 +511,13 @@ def _cmd_decide(args: argparse.Namespace) -> int:
             print(f"{name:10}  {r['N']:>10.4g}  {r['D']:>10.4g}  {r['D'] / r['N']:>9.3g}  "
                   f"{r['objective_value']:>10.5g}  {r['p_within_1pct']:>10.3f}")
         print(f"expected regret of the plug-in split: {out['regret_of_plugin']:.3g} nats")
+        if "one_more_epoch" in out:
+            e = out["one_more_epoch"]
+            print(f"at {e['epochs_now']:.3g} epochs of U = {args.unique_tokens:.4g}: one more "
+                  f"epoch (D = {e['epoch']['D']:.4g}) beats the same compute in parameters "
+                  f"(N = {e['params']['N']:.4g}) with probability {e['probability']:.2f}; "
+                  f"loss it saves {e['gain']['median']:.3g} nats ({args.level:.0%} interval "
+                  f"{e['gain']['lo']:.3g} to {e['gain']['hi']:.3g})")
         if "uncapped" in out:
             u, cost = out["uncapped"], out["cap_cost"]
             print(f"{'uncapped':10}  {u['N']:>10.4g}  {u['D']:>10.4g}  {u['D'] / u['N']:>9.3g}  "
@@ -670,7 +691,8 @@ def _check_jax_platforms(value: str) -> str | None:
 
 LEVEL_HELP = "level of the central credible intervals (0.95: from the 2.5%% to the 97.5%% quantile)"
 SEED_HELP = "seed of the random draws (a whole number in [0, 2**32)); the same seed, the same output"
-LAWS = ["chinchilla", "chinchilla_tied", "kaplan", "power", "power_pure", "broken_power", "log"]
+LAWS = ["chinchilla", "chinchilla_tied", "kaplan", "power", "power_pure", "broken_power", "log",
+        "data_constrained"]
 FIT_EXAMPLES = """examples:
   bayescale fit --dataset chinchilla --out chinchilla.nc
   bayescale fit runs.csv --n-col num_params --d-col tokens_seen --loss-col eval/loss --json
@@ -690,8 +712,9 @@ def _add_law_args(g) -> None:
                    help="chinchilla: E + A/N^alpha + B/D^beta; chinchilla_tied: the same with "
                         "beta = alpha; kaplan: [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D; "
                         "power: E + A x^-alpha; power_pure: A x^-alpha; broken_power: E + "
-                        "A x^-alpha (1 + (x/x_b)^(1/f))^(-delta f); log: a ln x + b "
-                        "(default: %(default)s)")
+                        "A x^-alpha (1 + (x/x_b)^(1/f))^(-delta f); log: a ln x + b; "
+                        "data_constrained: Chinchilla in effective N and D given the unique "
+                        "tokens U (--u-col; Muennighoff et al. 2023) (default: %(default)s)")
 
 
 def _add_sampler_args(g) -> None:
@@ -796,6 +819,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x", type=_positive, action="append", default=[], help="one-variable input")
     p.add_argument("--compute", type=_positive, action="append", default=[],
                    help="FLOPs: predict at the compute-optimal split")
+    p.add_argument("--unique-tokens", type=_positive, default=None,
+                   help="law data_constrained: the unique tokens U there are (D / U epochs)")
     p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -814,6 +839,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cap on parameters N (the largest model that fits or serves)")
     p.add_argument("--max-tokens", type=_positive, default=None,
                    help="cap on training tokens D (the data there is)")
+    p.add_argument("--unique-tokens", type=_positive, default=None,
+                   help="law data_constrained: the unique tokens U there are (D / U epochs)")
     p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
     p.add_argument("--allow-unconverged", action="store_true",
                    help="allocate even when the fit did not converge")
@@ -835,6 +862,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cap on parameters N (the largest model that fits or serves)")
     p.add_argument("--max-tokens", type=_positive, default=None,
                    help="cap on training tokens D (the data there is)")
+    p.add_argument("--unique-tokens", type=_positive, default=None,
+                   help="law data_constrained: the unique tokens U there are (D / U epochs)")
     p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
     p.add_argument("--allow-unconverged", action="store_true",

@@ -57,6 +57,8 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "C": ("C", "C_flops", "flops", "compute", "train_flops", "training_flops", "total_flops",
           "flops_total"),
     "x": ("x",),
+    "U": ("U", "U_unique_tokens", "unique_tokens", "n_unique_tokens", "num_unique_tokens",
+          "unique", "unique_data"),
     "loss": ("loss", "final_loss", "eval_loss", "val_loss", "validation_loss", "loss_val",
              "valid_loss", "test_loss", "eval_loss_final", "train_loss"),
     "group": ("group",),
@@ -102,6 +104,8 @@ class ScalingData:
     D: training tokens per run, or None (derived as ``C / (k N)`` when only C is given).
     C: training compute in FLOPs, or None (derived as ``k N D`` when N and D are given).
     x: the single input of a one-variable law (e.g. examples seen), or None.
+    U: unique training tokens per run (D / U epochs), or None; the ``data_constrained`` law reads
+        them.
     group: optional labels (dataset, optimizer, task), kept with the data.
     seed: optional seed labels of repeated runs.
     flops_per_param_token: k in C = k N D (6 by default).
@@ -117,6 +121,7 @@ class ScalingData:
     x: np.ndarray | None = None
     group: np.ndarray | None = None
     seed: np.ndarray | None = None
+    U: np.ndarray | None = None
     flops_per_param_token: float = 6.0
     name: str = ""
     citation: str = field(default="", repr=False)
@@ -128,13 +133,14 @@ class ScalingData:
             raise DataError(f"flops_per_param_token (--flops-per-param-token) must be a positive "
                             f"number of FLOPs per parameter per token (6 for dense transformers), "
                             f"got {k!r}")
-        col = {k: self.columns.get(k, k) for k in ("N", "D", "C", "x", "loss", "group", "seed")}
+        col = {k: self.columns.get(k, k)
+               for k in ("N", "D", "C", "x", "U", "loss", "group", "seed")}
         loss = _numeric(col["loss"], self.loss)
         n = len(loss)
         if n == 0:
             raise DataError("the table has no rows: give at least a few finished training runs")
         arrays = {"loss": loss}
-        for name in ("N", "D", "C", "x"):
+        for name in ("N", "D", "C", "x", "U"):
             value = getattr(self, name)
             if value is not None:
                 arr = _numeric(col[name], value)
@@ -167,6 +173,15 @@ class ScalingData:
                     )
         if "N" in arrays and "C" not in arrays:
             arrays["C"] = k * arrays["N"] * arrays["D"]
+        if "U" in arrays:
+            if "D" not in arrays:
+                raise DataError(f"unique tokens ({col['U']!r}) are given without tokens trained: "
+                                "add a D (or C) column")
+            over = arrays["U"] > arrays["D"] * (1 + 1e-9)
+            if over.any():
+                raise DataError(f"column {col['U']!r} (unique tokens U) exceeds the tokens "
+                                f"trained {col['D']!r} at {_rows(over)}: a run cannot see more "
+                                "unique tokens than it trains on; fix those rows or the columns")
         for name, arr in arrays.items():
             object.__setattr__(self, name, arr)
         for name in ("group", "seed"):
@@ -180,23 +195,24 @@ class ScalingData:
     # ---------------------------------------------------------------- constructors
     @classmethod
     def from_arrays(cls, *, loss, N=None, D=None, C=None, x=None, group=None, seed=None,
-                    flops_per_param_token: float = 6.0, name: str = "") -> ScalingData:
+                    U=None, flops_per_param_token: float = 6.0, name: str = "") -> ScalingData:
         """Build from arrays (any sequence of numbers); see the class attributes for units."""
-        return cls(loss=loss, N=N, D=D, C=C, x=x, group=group, seed=seed,
+        return cls(loss=loss, N=N, D=D, C=C, x=x, group=group, seed=seed, U=U,
                    flops_per_param_token=flops_per_param_token, name=name)
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, *, n_col: str | None = None, d_col: str | None = None,
                    c_col: str | None = None, loss_col: str | None = None,
                    x_col: str | None = None, group_col: str | None = None,
-                   seed_col: str | None = None, flops_per_param_token: float = 6.0,
+                   seed_col: str | None = None, u_col: str | None = None,
+                   flops_per_param_token: float = 6.0,
                    name: str = "", citation: str = "", dropna: bool = False,
                    drop_duplicates: bool = False) -> ScalingData:
         """Build from a DataFrame.
 
         Columns named explicitly must exist; those left as None are found among
         :data:`COLUMN_ALIASES` (``N``/``N_params``, ``D``/``D_tokens``, ``C``/``C_flops``,
-        ``loss``/``val_loss``...). The loss column is required, and either N with D or C, or x.
+        ``loss``/``val_loss``, unique tokens ``U``/``unique_tokens``...). The loss column is required, and either N with D or C, or x.
         Besides the checks of every ScalingData, a table may not repeat a column name or a row
         (identical in every column), give N or D in millions or billions (largest below 1000), or
         hold an accuracy in its loss column (see the module docstring).
@@ -220,7 +236,7 @@ class ScalingData:
                             "or drop the copies so that each column has one name")
         chosen = {}
         for key, given in (("N", n_col), ("D", d_col), ("C", c_col), ("loss", loss_col),
-                           ("x", x_col), ("group", group_col), ("seed", seed_col)):
+                           ("x", x_col), ("group", group_col), ("seed", seed_col), ("U", u_col)):
             if given is not None:
                 if given not in columns:
                     raise DataError(_missing_column(given, key, columns))
@@ -389,7 +405,9 @@ class ScalingData:
                             "(--loss-col)")
         for i in law_inputs:
             if getattr(self, i) is None:
-                need = "tokens D or compute C, and parameters N" if i in "ND" else "an x column"
+                need = {"N": "tokens D or compute C, and parameters N",
+                        "D": "tokens D or compute C, and parameters N",
+                        "U": "the unique tokens of each run (--u-col / u_col)"}.get(i, "an x column")
                 raise DataError(f"law {law_name!r} needs input {i!r} but the data have none: "
                                 f"give {need} (or choose a law in the inputs you have)")
         need = n_params + 1
@@ -398,8 +416,8 @@ class ScalingData:
                 f"law {law_name!r} has {n_params} parameters plus noise, so it needs at least "
                 f"{need} runs; the data have {self.n_points}: add runs or choose a simpler law"
             )
-        if len(law_inputs) == 2:
-            for i in law_inputs:
+        if len(law_inputs) >= 2:
+            for i in law_inputs[:2]:
                 if len(np.unique(getattr(self, i))) < 2:
                     raise DataError(
                         f"column {self.columns.get(i, i)!r}"
@@ -415,7 +433,7 @@ class ScalingData:
 
     def to_frame(self) -> pd.DataFrame:
         """The data as a DataFrame with canonical column names."""
-        cols = {k: getattr(self, k) for k in ("N", "D", "C", "x", "loss", "group", "seed")}
+        cols = {k: getattr(self, k) for k in ("N", "D", "C", "x", "U", "loss", "group", "seed")}
         return pd.DataFrame({k: v for k, v in cols.items() if v is not None})
 
 
@@ -616,6 +634,6 @@ def _missing_column(given: str, key: str, columns: list[str]) -> str:
         close = [c for c in columns if c.lower() in close]
     hint = f"did you mean {close[0]!r}? " if close else ""
     flag = {"N": "--n-col", "D": "--d-col", "C": "--c-col", "loss": "--loss-col", "x": "--x-col",
-            "group": "--group-col", "seed": "--seed-col"}[key]
+            "group": "--group-col", "seed": "--seed-col", "U": "--u-col"}[key]
     return (f"missing column {given!r} for {key}; the table has {columns}. {hint}"
             f"Name it with {flag} (or {flag.lstrip('-').replace('-', '_')}=...)")

@@ -52,6 +52,7 @@ from bayescale._objectives import (
     quantile,
     spec_of,
 )
+from bayescale.allocation import with_unique_tokens
 from bayescale.errors import FitError
 from bayescale.posterior import Posterior, as_posterior
 
@@ -208,6 +209,7 @@ def choose_allocation(
     bounds: tuple[float, float] | None = None,
     max_params: float | None = None,
     max_tokens: float | None = None,
+    unique_tokens: float | None = None,
 ) -> Decision:
     r"""Split a budget of C FLOPs into N parameters and :math:`D = C/(kN)` tokens under risk.
 
@@ -230,6 +232,7 @@ def choose_allocation(
     max_params, max_tokens: caps on the split (the largest model that fits, the unique data
         there is): the search keeps N <= max_params and D <= max_tokens, and the decision also
         holds the uncapped choice and :attr:`Decision.cap_cost`, what the caps cost.
+    unique_tokens: the data budget U of a ``data_constrained`` posterior (required there).
 
     Returns
     -------
@@ -245,7 +248,7 @@ def choose_allocation(
     >>> f"N = {dec.choice.N:.3g}, {dec.choice.D / dec.choice.N:.1f} tokens per parameter"
     'N = 7.31e+10, 18.3 tokens per parameter'
     """
-    d = as_posterior(posterior)
+    d = with_unique_tokens(as_posterior(posterior), unique_tokens)
     require_nd(d.law)
     obj = parse_objective(objective)
     k = d.flops_per_param_token
@@ -383,6 +386,7 @@ def compute_for_target(
     rtol: float = 1e-4,
     max_params: float | None = None,
     max_tokens: float | None = None,
+    unique_tokens: float | None = None,
 ) -> TargetCompute:
     r"""Smallest budget C whose chosen split reaches a target loss with probability p.
 
@@ -418,7 +422,7 @@ def compute_for_target(
     FitError: the target is below the irreducible loss (reachable by no budget with probability p),
         or not reached within ``compute_range``.
     """
-    d = as_posterior(posterior)
+    d = with_unique_tokens(as_posterior(posterior), unique_tokens)
     if d.law.inputs == ("x",):
         return _x_for_target(d, target, level(probability, "probability"), include_noise, seed,
                              compute_range, rtol)

@@ -200,8 +200,8 @@ class Evidence:
 def directions_of(law) -> tuple[str, ...]:
     """The direction a law's form-error slope follows: compute C for laws in N and D (so the
     slope is the same all along an IsoFLOP curve and no split of a budget can exploit it), x
-    for one-variable laws."""
-    return ("C",) if tuple(law.inputs) == ("N", "D") else tuple(law.inputs)
+    for one-variable laws (and for the data-constrained law in N, D and U, compute too)."""
+    return ("C",) if tuple(law.inputs)[:2] == ("N", "D") else tuple(law.inputs)
 
 
 def holdout(post, test, cutoff: float, directions: Sequence[str]) -> Holdout:

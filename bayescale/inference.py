@@ -415,26 +415,30 @@ class ScalingFit:
                 f"divergences {d['divergences']}, converged {d['converged']}")
 
     # ---------------------------------------------------------------- questions
-    def predict(self, *, N=None, D=None, x=None, C=None, level: float = 0.95, seed: int = 0):
+    def predict(self, *, N=None, D=None, x=None, C=None, U=None, level: float = 0.95,
+                seed: int = 0):
         """Loss at new points: the law's mean and a new training run, with intervals.
 
-        ``N`` and ``D`` (parameters, tokens) pair elementwise; ``x`` for one-variable laws;
-        ``C`` alone (FLOPs) predicts at each draw's compute-optimal split. Returns a
+        ``N`` and ``D`` (parameters, tokens) pair elementwise, with ``U`` (unique tokens) for the
+        data-constrained law; ``x`` for one-variable laws; ``C`` alone (FLOPs; with ``U`` for
+        the data-constrained law) predicts at each draw's compute-optimal split. Returns a
         :class:`bayescale.predict.Prediction` (``.table()``, ``.law_draws``, ``.new_run_draws``).
         """
         from bayescale.predict import predict
 
-        return predict(self.posterior, N=N, D=D, x=x, C=C, level=level, seed=seed)
+        return predict(self.posterior, N=N, D=D, x=x, C=C, U=U, level=level, seed=seed)
 
     def compute_optimal(self, C, *, flops_per_param_token: float | None = None,
-                        warn: bool = True, max_params=None, max_tokens=None):
+                        warn: bool = True, max_params=None, max_tokens=None,
+                        unique_tokens=None):
         """Posterior of N*, D*, D*/N* and the loss at budget(s) ``C`` (FLOPs) under C = k N D,
         optionally within caps on N and D (and what they cost); warns for a budget more than
         1000x outside the data (``warn=False``: quietly)."""
         from bayescale.allocation import compute_optimal
 
         return compute_optimal(self.posterior, C, flops_per_param_token=flops_per_param_token,
-                               warn=warn, max_params=max_params, max_tokens=max_tokens)
+                               warn=warn, max_params=max_params, max_tokens=max_tokens,
+                               unique_tokens=unique_tokens)
 
     def isoflop_profile(self, C, *, N=None, n_grid: int = 60):
         """Posterior of the loss along C = k N D as a function of N (an IsoFLOP curve)."""
@@ -449,22 +453,24 @@ class ScalingFit:
         return data_sufficiency(self.posterior, N, threshold=threshold)
 
     def decide(self, C, *, objective: str = "expected", seed: int = 0, bounds=None,
-               max_params=None, max_tokens=None):
+               max_params=None, max_tokens=None, unique_tokens=None):
         """Risk-aware split of budget ``C`` (FLOPs), optionally capped: see
         :func:`bayescale.decisions.choose_allocation`."""
         from bayescale.decisions import choose_allocation
 
         return choose_allocation(self.posterior, C, objective=objective, seed=seed, bounds=bounds,
-                                 max_params=max_params, max_tokens=max_tokens)
+                                 max_params=max_params, max_tokens=max_tokens,
+                                 unique_tokens=unique_tokens)
 
     def compute_for_target(self, target: float, *, probability: float = 0.9, seed: int = 0,
-                           max_params=None, max_tokens=None):
+                           max_params=None, max_tokens=None, unique_tokens=None):
         """Least compute whose chosen split (within the caps, if any) reaches ``target`` loss
         with ``probability``."""
         from bayescale.decisions import compute_for_target
 
         return compute_for_target(self.posterior, target, probability=probability, seed=seed,
-                                  max_params=max_params, max_tokens=max_tokens)
+                                  max_params=max_params, max_tokens=max_tokens,
+                                  unique_tokens=unique_tokens)
 
     def prob_below_target(self, target: float, *, N=None, D=None, C=None, seed: int = 0):
         """P(a new run's loss <= ``target``) at (N, D), or at budget C's expected-loss split."""
@@ -489,7 +495,7 @@ class ScalingFit:
     # ---------------------------------------------------------------- persistence
     def _meta(self) -> dict[str, Any]:
         data = {k: getattr(self.data, k).tolist() for k in ("loss", "N", "D", "C", "x", "group",
-                                                            "seed")
+                                                            "seed", "U")
                 if getattr(self.data, k) is not None}
         return {"format": "bayescale-fit/1", "law": self.law.name, "noise": self.noise,
                 "repeats": self.repeats, "seed": self.seed, "options": self.options,

@@ -16,6 +16,10 @@ Laws
                 exponent changes from alpha to alpha + delta around x_b, over about f e-folds
                 (one break of Caballero et al. 2022's BNSL)
 ``log``         :math:`L(x) = a \ln x + b`: the logarithmic baseline (a < 0 for a falling loss)
+``data_constrained`` :math:`L(N, D, U) = E + A N'^{-\alpha} + B D'^{-\beta}` with effective data
+                :math:`D' = U + U R_D^* (1 - e^{-R_D/R_D^*})`, :math:`R_D = D/U - 1` repeated epochs, and
+                effective parameters :math:`N'` likewise from :math:`U_N = \min(N, N^*(U))`
+                (Muennighoff et al. 2023, eq. 5-6)
 
 Reference scale
 ---------------
@@ -28,6 +32,7 @@ the sampled amplitudes are the loss at the reference N (or D) with the other inp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,10 +53,12 @@ __all__ = [
     "chinchilla_tied",
     "broken_power",
     "log_law",
+    "data_constrained",
     "chinchilla_optimum",
     "chinchilla_form",
     "chinchilla_exponents",
     "mixture_law",
+    "fixed_input",
 ]
 
 
@@ -104,6 +111,27 @@ def log_law(log_x, *, a, b):
     loss is 1e-300 (log -690.8), so a prediction there is visibly off the scale, not NaN."""
     value = a * log_x + b
     return jnp.log(jnp.where(value > 1e-300, value, 1e-300))
+
+
+def data_constrained(log_N, log_D, log_U, *, E, A, B, alpha, beta, R_N, R_D):
+    r"""log of Muennighoff et al. 2023's data-constrained law (their eq. 5-6).
+
+    Unique tokens :math:`U_D = \min(U, D)` repeated :math:`R_D = D/U_D - 1` times beyond the first
+    epoch are worth :math:`D' = U_D + U_D R_D^* (1 - e^{-R_D/R_D^*})` tokens; parameters beyond
+    :math:`U_N = \min(N, N^*(U_D))`, the Chinchilla compute-optimal size for
+    :math:`D^* = U_D` (:math:`N^* = G^{1+\beta/\alpha} D^{*\,\beta/\alpha}`,
+    :math:`G = (\alpha A/(\beta B))^{1/(\alpha+\beta)}`), are worth
+    :math:`N' = U_N + U_N R_N^* (1 - e^{-R_N/R_N^*})` with :math:`R_N = N/U_N - 1`. Then
+    :math:`L = E + A N'^{-\alpha} + B D'^{-\beta}`. ``R_N``, ``R_D`` are :math:`R_N^*, R_D^*`:
+    the repetitions after which a repeated token (or an excess parameter) is worth 1/e of a new
+    one. One epoch (D <= U) is Chinchilla.
+    """
+    log_ud = jnp.minimum(log_U, log_D)
+    log_dp = log_ud + jnp.log1p(-R_D * jnp.expm1(-jnp.expm1(log_D - log_ud) / R_D))
+    log_g = (jnp.log(alpha * A) - jnp.log(beta * B)) / (alpha + beta)
+    log_un = jnp.minimum(log_N, log_g + beta / alpha * (log_g + log_ud))
+    log_np = log_un + jnp.log1p(-R_N * jnp.expm1(-jnp.expm1(log_N - log_un) / R_N))
+    return chinchilla(log_np, log_dp, E=E, A=A, B=B, alpha=alpha, beta=beta)
 
 
 def _logsumexp0(terms):
@@ -293,6 +321,16 @@ LAWS: dict[str, Law] = {
         _log_from_sampled,
         "L(x) = a ln x + b",
     ),
+    "data_constrained": Law(
+        "data_constrained",
+        ("N", "D", "U"),
+        ("E", "A", "B", "alpha", "beta", "R_N", "R_D"),
+        data_constrained,
+        ("E", "A_ref", "B_ref", "alpha", "beta", "R_N", "R_D"),
+        _amplitudes(A=("N", "alpha"), B=("D", "beta")),
+        "L(N, D, U) = E + A / N'^alpha + B / D'^beta, D' = U (1 + R_D (1 - exp(-(D/U - 1) / R_D))), "
+        "N' likewise from U_N = min(N, N*(U))",
+    ),
 }
 
 
@@ -323,9 +361,38 @@ def mixture_law(laws) -> Law:
                formula=" | ".join(law.formula for law in laws))
 
 
+_FIXED: dict[tuple, Law] = {}
+
+
+def fixed_input(law: str | Law, name: str, value: float) -> Law:
+    """``law`` with input ``name`` held at ``value`` (natural units): e.g. the data-constrained
+    law at U unique tokens is a law in N and D, which every allocation and decision takes.
+    Cached by (law, name, value), so the numerical optimiser compiles once per value."""
+    law = get_law(law)
+    if name not in law.inputs:
+        raise FitError(f"law {law.name!r} has no input {name!r}; its inputs are {law.inputs}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise FitError(f"{name} must be a positive number; got {value!r}")
+    key = (law.name, law.fn, name, value)
+    if key not in _FIXED:
+        where, log_v = law.inputs.index(name), math.log(value)
+
+        def fn(*log_inputs, **params):
+            args = list(log_inputs)
+            args.insert(where, log_v)
+            return law.fn(*args, **params)
+
+        _FIXED[key] = Law(f"{law.name}[{name}={value:.4g}]",
+                          tuple(i for i in law.inputs if i != name), law.params, fn, law.sampled,
+                          law.from_sampled, f"{law.formula}, at {name} = {value:.4g}")
+    return _FIXED[key]
+
+
 def get_law(law: str | Law) -> Law:
     """Look a law up by name: one of :data:`LAWS` (``"chinchilla"``, ``"chinchilla_tied"``,
-    ``"kaplan"``, ``"power"``, ``"power_pure"``, ``"broken_power"``, ``"log"``)."""
+    ``"kaplan"``, ``"power"``, ``"power_pure"``, ``"broken_power"``, ``"log"``,
+    ``"data_constrained"``)."""
     if isinstance(law, Law):
         return law
     try:

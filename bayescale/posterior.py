@@ -34,7 +34,7 @@ import numpy as np
 
 from bayescale._jax import jax, scoped
 from bayescale.errors import FitError
-from bayescale.laws import Law, get_law, mixture_law
+from bayescale.laws import Law, fixed_input, get_law, mixture_law
 
 __all__ = ["Posterior", "Domain", "as_posterior"]
 
@@ -63,8 +63,8 @@ class Domain:
 
     @classmethod
     def from_data(cls, data) -> Domain:
-        """The ranges of a :class:`~bayescale.ScalingData`'s N, D, C and x (those it has)."""
-        return cls({k: (float(np.min(v)), float(np.max(v))) for k in ("N", "D", "C", "x")
+        """The ranges of a :class:`~bayescale.ScalingData`'s N, D, C, x and U (those it has)."""
+        return cls({k: (float(np.min(v)), float(np.max(v))) for k in ("N", "D", "C", "x", "U")
                     if (v := getattr(data, k)) is not None})
 
     @classmethod
@@ -203,7 +203,8 @@ class Posterior:
                                    else self.form_scatter, size)
             if not (np.all(np.isfinite(slopes)) and np.all(np.isfinite(scatter) & (scatter >= 0))):
                 raise FitError("the form error's draws must be finite (scatter >= 0)")
-            allowed = ("N", "D", "C") if law.inputs == ("N", "D") else law.inputs
+            allowed = (("N", "D", "C", *law.inputs[2:]) if law.inputs[:2] == ("N", "D")
+                       else law.inputs)
             if self.domain is None or any(d not in allowed or d not in self.domain.ranges
                                           for d in dirs):
                 raise FitError(f"a form error needs a domain with its directions {dirs}; law "
@@ -331,6 +332,15 @@ class Posterior:
             return getattr(self, name)
         raise FitError(f"no quantity {name!r} in this posterior; have "
                        f"{', '.join([*self.params, 'sigma', 'nu'])}")
+
+    def at_unique_tokens(self, U: float) -> Posterior:
+        """The data-constrained law's posterior with U unique tokens held fixed: a posterior of
+        a law in N and D (:func:`bayescale.laws.fixed_input`), for allocations and decisions
+        with a data budget."""
+        if "U" not in self.law.inputs:
+            raise FitError(f"law {self.law.name!r} has no unique-token input U; fit "
+                           "law='data_constrained' to use unique_tokens")
+        return dataclasses.replace(self, law=fixed_input(self.law, "U", U))
 
     def without_form_error(self) -> Posterior:
         """The same draws with the law's form taken as exact (no form error)."""

@@ -172,6 +172,7 @@ def predict(
     D: Any = None,
     x: Any = None,
     C: Any = None,
+    U: Any = None,
     level: float = 0.95,
     seed: int = 0,
 ) -> Prediction:
@@ -189,6 +190,9 @@ def predict(
         :class:`~bayescale.baselines.LSQFit` is converted).
     N, D, x, C : float or array_like, optional
         Where to predict (see above); all must be positive.
+    U : float or array_like, optional
+        Unique tokens, for the ``data_constrained`` law: with N and D (elementwise), or one
+        data budget with C.
     level : float, default 0.95
         Default interval mass of the returned :class:`Prediction`.
     seed : int, default 0
@@ -209,12 +213,16 @@ def predict(
     post = as_posterior(posterior)
     law = post.law
     level = check_level(level)
-    given = [name for name, v in (("N", N), ("D", D), ("x", x), ("C", C)) if v is not None]
+    given = [name for name, v in (("N", N), ("D", D), ("x", x), ("C", C), ("U", U))
+             if v is not None]
     allocation = None
     if C is not None:
-        if given != ["C"]:
+        if given not in (["C"], ["C", "U"]):
             raise FitError(f"give C alone (the compute-optimal split) or N and D; got {given}")
-        allocation = compute_optimal(post, C, warn=False)
+        if U is not None and np.size(U) != 1:
+            raise FitError("with C, U is one data budget (unique tokens); got several")
+        allocation = compute_optimal(post, C, warn=False,
+                                     unique_tokens=None if U is None else float(np.ravel(U)[0]))
         law_draws = allocation.loss
         inputs = {
             "compute": allocation.compute,
@@ -226,11 +234,18 @@ def predict(
             raise FitError(f"law {law.name!r} predicts from N and D together, or C; got {given}")
         if law.inputs == ("x",) and given != ["x"]:
             raise FitError(f"law {law.name!r} has one input 'x': predict with x=...; got {given}")
-        sizes = [_sizes(name, v) for name, v in (("N", N), ("D", D), ("x", x)) if v is not None]
+        if law.inputs == ("N", "D", "U") and given != ["N", "D", "U"]:
+            raise FitError(f"law {law.name!r} predicts from N, D and unique tokens U together, or "
+                           f"C with U; got {given}")
+        if "U" in given and "U" not in law.inputs:
+            raise FitError(f"law {law.name!r} has no unique-token input; drop U")
+        sizes = [_sizes(name, v) for name, v in (("N", N), ("D", D), ("x", x), ("U", U))
+                 if v is not None]
         try:
             inputs = dict(zip(law.inputs, (np.array(v) for v in np.broadcast_arrays(*sizes))))
         except ValueError:
-            raise FitError("N and D pair up elementwise: give equal lengths or a scalar") from None
+            raise FitError("N and D (and U) pair up elementwise: give equal lengths or a scalar"
+                           ) from None
         law_draws = post.law_draws(inputs)
     law_draws = np.broadcast_to(law_draws, (post.size, law_draws.shape[-1])).copy()
     rng = np.random.default_rng(seed)

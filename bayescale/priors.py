@@ -20,6 +20,8 @@ site           default (``m`` = median observed loss, ``l`` = lowest observed lo
 ``f``          LogNormal(0, 0.75): ``broken_power``, the break's width in e-folds of x
 ``L_ref``      LogNormal(log m, 0.5): ``log``, the loss at the reference x
 ``a``          Normal(0, 0.2 m): ``log``, the loss's change per e-fold of x
+``R_N``        LogNormal(log 10, 1.5): ``data_constrained``, the repetitions R_N*, R_D* after
+``R_D``        which an excess parameter or a repeated token is worth 1/e of a new one
 ``sigma``      LogNormal(log(0.02 / m), 1): noise on log loss; 0.02 nats is the seed-to-seed
                spread of repeated runs (Kaplan et al. 2020), i.e. 0.02/m on log loss
 ``sigma_fit``  LogNormal(log(0.02 / m), 1): with repeated runs, the deviation of a
@@ -73,6 +75,8 @@ def default_priors(law, loss: np.ndarray, *, repeats: bool = False, noise: str =
         "f": dist.LogNormal(0.0, 0.75),
         "L_ref": dist.LogNormal(math.log(m), 0.5),
         "a": dist.Normal(0.0, 0.2 * m),
+        "R_N": dist.LogNormal(math.log(10.0), 1.5),
+        "R_D": dist.LogNormal(math.log(10.0), 1.5),
     }
     priors = {site: table[site] for site in law.sampled}
     priors["sigma"] = dist.LogNormal(math.log(0.02 / m), 1.0)

@@ -9,7 +9,9 @@ training and held-out runs. Nothing here fits; the data are bayescale's bundled 
 * Porian et al. 2024: each of the 15 configuration/corpus groups, the top two IsoFLOP budgets
   held out.
 * datablations (Muennighoff et al. 2023), the 41 single-epoch runs: train N < 1e9, predict the
-  larger models.
+  larger models; and the data-constrained law on the repeated runs: train on up to 4 epochs,
+  predict 5 to 100 epochs (past ~100 epochs the C4 loss rises with repetition, overfitting that
+  no law here describes, so those 59 runs are left out).
 * OLMo ladder (Bhagia et al. 2024), final C4 loss: train 190M-760M, predict 1B and 3B.
 * revisiting (Alabdulmohsin et al. 2022): the 10 one-variable learning curves, split by the data
   set's own ``is_train`` flag.
@@ -60,6 +62,11 @@ def real_splits(quick: bool = False) -> list[Split]:
     blat = bs.load_dataset("datablations")
     out.append(_split("datablations", "datablations N < 1e9", "chinchilla", "N", blat,
                       blat.N < 1e9))
+    every = bs.load_dataset("datablations", all=True)
+    epochs = every.D / every.U
+    keep = subset(every, epochs <= 100)
+    out.append(_split("datablations repeated", "datablations epochs <= 4 -> 5-100",
+                      "data_constrained", "D", keep, (keep.D / keep.U) <= 4))
     olmo = bs.load_dataset("olmo_ladder")
     out.append(_split("olmo", "OLMo ladder 190M-760M", "chinchilla", "N", olmo, olmo.N < 1e9))
     curves = load_frame("revisiting")

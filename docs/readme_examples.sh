@@ -24,6 +24,8 @@ run bayescale decide chinchilla.nc --compute 5.88e23 --max-params 3e10
 run bayescale decide chinchilla.nc --target-loss 2.0 --max-params 3e10
 run bayescale fit --dataset chinchilla --law chinchilla_tied --out tied.nc --no-progress
 run bayescale compare chinchilla.nc tied.nc
+run bayescale fit --dataset datablations --all-rows --law data_constrained --target-accept 0.99 --out datablations.nc --no-progress
+run bayescale decide datablations.nc --compute 1e22 --unique-tokens 1e10
 run bayescale fit --dataset chinchilla --method huber --bootstrap 1000
 run bayescale backtest --dataset chinchilla --no-progress
 run bayescale fit --dataset chinchilla --method huber --json

@@ -339,3 +339,49 @@ def test_caps_no_split_can_meet_are_a_clear_error():
                         max_params=1e10, max_tokens=1e12)
     with pytest.raises(FitError, match="max_params must be a positive"):
         compute_optimal(post("chinchilla", chinchilla_draws(n=20)), 1e20, max_params=-1.0)
+
+
+def test_data_constrained_allocation_matches_scipy_and_one_more_epoch():
+    from bayescale.allocation import one_more_epoch
+
+    rng = np.random.default_rng(4)
+    draws = {"E": 1.87 * np.exp(0.01 * rng.standard_normal(20)),
+             "A": 520.8 * np.exp(0.1 * rng.standard_normal(20)),
+             "B": 1487.7 * np.exp(0.1 * rng.standard_normal(20)),
+             "alpha": 0.35 + 0.01 * rng.standard_normal(20),
+             "beta": 0.35 + 0.01 * rng.standard_normal(20),
+             "R_N": 5.3 * np.exp(0.2 * rng.standard_normal(20)),
+             "R_D": 15.4 * np.exp(0.2 * rng.standard_normal(20))}
+    U, C = 1e10, np.array([1e21, 1e23])
+    alloc = compute_optimal(post("data_constrained", draws), C, warn=False, unique_tokens=U)
+    np.testing.assert_allclose(alloc.epochs, alloc.D_opt / U)
+    assert alloc.to_dict()["unique_tokens"] == U and "epochs" in set(alloc.summary()["quantity"])
+
+    def law(p, n, d):  # Muennighoff's eq. 5-6 in NumPy
+        G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
+        ud = min(U, d)
+        dp = ud + ud * p["R_D"] * (1 - np.exp(-(d / ud - 1) / p["R_D"]))
+        un = min(n, G * (G * ud) ** (p["beta"] / p["alpha"]))
+        np_ = un + un * p["R_N"] * (1 - np.exp(-(n / un - 1) / p["R_N"]))
+        return p["E"] + p["A"] / np_ ** p["alpha"] + p["B"] / dp ** p["beta"]
+
+    for s in (0, 7, 19):
+        p = {k: v[s] for k, v in draws.items()}
+        for j, c in enumerate(C):
+            res = minimize_scalar(lambda u: law(p, np.exp(u), c / (6 * np.exp(u))),
+                                  bounds=(np.log(1e6), np.log(c / 6 / 1e6)), method="bounded",
+                                  options={"xatol": 1e-10})
+            assert alloc.loss[s, j] <= res.fun * (1 + 1e-9)
+            assert alloc.N_opt[s, j] == pytest.approx(np.exp(res.x), rel=1e-3)
+    # one more epoch against the same compute in parameters, at 4 epochs of U
+    got = one_more_epoch(post("data_constrained", draws), 2e9, 4 * U, U)
+    epoch = np.array([law({k: v[s] for k, v in draws.items()}, 2e9, 5 * U) for s in range(20)])
+    params = np.array([law({k: v[s] for k, v in draws.items()}, 2e9 * 5 / 4, 4 * U)
+                       for s in range(20)])
+    assert got["probability"] == pytest.approx(np.mean(params > epoch))
+    assert got["gain"]["median"] == pytest.approx(np.median(params - epoch), rel=1e-9)
+    assert got["params"]["N"] == pytest.approx(2.5e9) and got["epoch"]["D"] == 5 * U
+    with pytest.raises(FitError, match="needs the unique tokens"):
+        compute_optimal(post("data_constrained", draws), 1e21, warn=False)
+    with pytest.raises(FitError, match="no unique-token input"):
+        compute_optimal(post("chinchilla", chinchilla_draws(n=5)), 1e21, unique_tokens=1e10)

@@ -253,3 +253,20 @@ def test_olmo_ladder_matches_source():
             np.testing.assert_allclose(mine[col], src["eval/" + source], rtol=OLMO_ROUNDING,
                                        err_msg=col)
     assert rows == len(frame)
+
+
+def test_unique_tokens_column_found_and_checked():
+    import pandas as pd
+
+    df = pd.DataFrame({"params": [1e8, 2e8, 4e8], "tokens": [4e9, 8e9, 8e9],
+                       "unique_tokens": [4e9, 2e9, 8e9], "loss": [3.0, 2.9, 2.8]})
+    data = ScalingData.from_frame(df)
+    np.testing.assert_array_equal(data.U, [4e9, 2e9, 8e9])
+    assert data.columns["U"] == "unique_tokens" and "U" in data.to_frame()
+    df.loc[1, "unique_tokens"] = 9e9  # more unique tokens than tokens trained
+    with pytest.raises(DataError, match=r"'unique_tokens' \(unique tokens U\) exceeds the tokens "
+                                        r"trained 'tokens' at row 2"):
+        ScalingData.from_frame(df)
+    with pytest.raises(DataError, match="needs input 'U'.*--u-col"):
+        ScalingData.from_frame(df.drop(columns="unique_tokens")).check_for(
+            ("N", "D", "U"), 7, "data_constrained")

@@ -153,3 +153,43 @@ def test_cli_offers_every_law():
     from bayescale import cli
 
     assert sorted(cli.LAWS) == sorted(LAWS)  # the CLI's copy (no JAX at parse time) is the registry
+
+
+P_DC = dict(E=1.869, A=520.8, B=1487.7, alpha=0.3527, beta=0.3527, R_N=5.31, R_D=15.39)
+
+
+def muennighoff(p, N, D, U):
+    """Muennighoff et al. 2023 eq. 5-6 written out in NumPy (natural units)."""
+    UD = np.minimum(U, D)
+    RD = D / UD - 1
+    Dp = UD + UD * p["R_D"] * (1 - np.exp(-RD / p["R_D"]))
+    G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
+    UN = np.minimum(N, G * (G * UD) ** (p["beta"] / p["alpha"]))  # Chinchilla's N* at D* = U
+    RN = N / UN - 1
+    Np = UN + UN * p["R_N"] * (1 - np.exp(-RN / p["R_N"]))
+    return p["E"] + p["A"] / Np ** p["alpha"] + p["B"] / Dp ** p["beta"]
+
+
+def test_data_constrained_matches_muennighoff_and_is_chinchilla_at_one_epoch():
+    from bayescale.laws import fixed_input
+
+    N = 10 ** RNG.uniform(7, 11, 300)
+    U = 10 ** RNG.uniform(8, 12, 300)
+    D = U * 10 ** RNG.uniform(0, 3, 300)  # 1 to 1000 epochs
+    law = LAWS["data_constrained"]
+    np.testing.assert_allclose(np.asarray(law.loss(P_DC, N=N, D=D, U=U)),
+                               muennighoff(P_DC, N, D, U), rtol=1e-12)
+    # one epoch of a model no larger than N*(U): the Chinchilla law itself
+    ch = {k: P_DC[k] for k in ("E", "A", "B", "alpha", "beta")}
+    small = N < 1e8
+    np.testing.assert_allclose(np.asarray(law.loss(P_DC, N=N[small], D=U[small] * 1e3,
+                                                   U=U[small] * 1e3)),
+                               np.asarray(LAWS["chinchilla"].loss(ch, N=N[small],
+                                                                  D=U[small] * 1e3)), rtol=1e-12)
+    # repeating the data more never raises the law's loss (its worth only saturates)
+    more = np.asarray(law.loss(P_DC, N=N, D=D * 2, U=U))
+    assert np.all(more <= np.asarray(law.loss(P_DC, N=N, D=D, U=U)) + 1e-15)
+    at = fixed_input(law, "U", 3e10)
+    assert at.inputs == ("N", "D") and at is fixed_input(law, "U", 3e10)  # cached
+    np.testing.assert_allclose(np.asarray(at.loss(P_DC, N=N, D=D)),
+                               muennighoff(P_DC, N, D, 3e10), rtol=1e-12)

@@ -168,9 +168,10 @@ def load_dataset(name: str, *, all: bool = False, config: str = "Optimizer tunin
             df = df[df["D_tokens"] <= df["U_unique_tokens"]]
         seed = df["run_name"].str.extract(r"seed(\d+)$")[0].fillna("0").to_numpy()
         data = ScalingData.from_frame(df, n_col="N_params", d_col="D_tokens", loss_col="loss_val",
-                                      name="datablations", citation=info.citation)
-        return ScalingData(loss=data.loss, N=data.N, D=data.D, seed=seed, name=data.name,
-                           citation=info.citation)
+                                      u_col="U_unique_tokens", name="datablations",
+                                      citation=info.citation)
+        return ScalingData(loss=data.loss, N=data.N, D=data.D, U=data.U, seed=seed,
+                           name=data.name, citation=info.citation)
     if name == "olmo_ladder":
         return _olmo_ladder(df, metric, checkpoints, info.citation)
     # revisiting
