@@ -289,7 +289,8 @@ def backtest(data, law: str | Law = "chinchilla", *, by: str | None = None,
     data = as_data(data)
     law = get_law(law)
     by = by or directions_of(law)[0]  # the axis the fit's own refits cut along
-    allowed = ("C", "N", "D") if law.inputs == ("N", "D") else ("x",)
+    allowed = (("C", "N", "D", *(("U", "epochs") if "U" in law.inputs else ()))
+               if law.inputs[:2] == ("N", "D") else ("x",))
     if by not in allowed:
         raise FitError(f"law {law.name!r} is backtested along {' or '.join(allowed)}, not {by!r}")
     values = _axis_values(data, by)

@@ -377,6 +377,11 @@ class ScalingData:
     def n_points(self) -> int:
         return len(self.loss)
 
+    @property
+    def epochs(self) -> np.ndarray | None:
+        """Passes over the unique tokens, D / U (None without U)."""
+        return None if self.U is None else self.D / self.U
+
     def inputs(self, law_inputs: tuple[str, ...]) -> dict[str, np.ndarray]:
         """The input arrays a law needs, e.g. ``{"N": ..., "D": ...}``."""
         return {i: getattr(self, i) for i in law_inputs}

@@ -200,7 +200,10 @@ class Evidence:
 def directions_of(law) -> tuple[str, ...]:
     """The direction a law's form-error slope follows: compute C for laws in N and D (so the
     slope is the same all along an IsoFLOP curve and no split of a budget can exploit it), x
-    for one-variable laws (and for the data-constrained law in N, D and U, compute too)."""
+    for one-variable laws, and epochs D/U for the data-constrained law (whose question is
+    repetition: its refits hold out the most repeated runs)."""
+    if "U" in law.inputs:
+        return ("epochs",)
     return ("C",) if tuple(law.inputs)[:2] == ("N", "D") else tuple(law.inputs)
 
 

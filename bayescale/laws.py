@@ -203,6 +203,8 @@ class Law:
     sampled: tuple[str, ...]
     from_sampled: Callable[..., dict[str, Any]] = field(repr=False)
     formula: str
+    #: Inputs held fixed (natural units) by :func:`fixed_input`, e.g. ``{"U": 1e10}``.
+    fixed: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def n_params(self) -> int:
@@ -385,7 +387,8 @@ def fixed_input(law: str | Law, name: str, value: float) -> Law:
 
         _FIXED[key] = Law(f"{law.name}[{name}={value:.4g}]",
                           tuple(i for i in law.inputs if i != name), law.params, fn, law.sampled,
-                          law.from_sampled, f"{law.formula}, at {name} = {value:.4g}")
+                          law.from_sampled, f"{law.formula}, at {name} = {value:.4g}",
+                          fixed={**law.fixed, name: value})
     return _FIXED[key]
 
 

@@ -63,8 +63,10 @@ class Domain:
 
     @classmethod
     def from_data(cls, data) -> Domain:
-        """The ranges of a :class:`~bayescale.ScalingData`'s N, D, C, x and U (those it has)."""
-        return cls({k: (float(np.min(v)), float(np.max(v))) for k in ("N", "D", "C", "x", "U")
+        """The ranges of a :class:`~bayescale.ScalingData`'s N, D, C, x, U and epochs D/U (those
+        it has)."""
+        return cls({k: (float(np.min(v)), float(np.max(v)))
+                    for k in ("N", "D", "C", "x", "U", "epochs")
                     if (v := getattr(data, k)) is not None})
 
     @classmethod
@@ -203,7 +205,7 @@ class Posterior:
                                    else self.form_scatter, size)
             if not (np.all(np.isfinite(slopes)) and np.all(np.isfinite(scatter) & (scatter >= 0))):
                 raise FitError("the form error's draws must be finite (scatter >= 0)")
-            allowed = (("N", "D", "C", *law.inputs[2:]) if law.inputs[:2] == ("N", "D")
+            allowed = (("N", "D", "C", "U", "epochs") if law.inputs[:2] == ("N", "D")
                        else law.inputs)
             if self.domain is None or any(d not in allowed or d not in self.domain.ranges
                                           for d in dirs):
@@ -401,9 +403,11 @@ class Posterior:
         ``C`` is added as k N D when N and D are given), and ``"max"``, the largest of them."""
         if self.domain is None:
             raise FitError("this posterior has no training domain to measure distance from")
-        values = {k: np.asarray(v, dtype=float) for k, v in inputs.items()}
+        values = {k: np.asarray(v, dtype=float) for k, v in {**self.law.fixed, **inputs}.items()}
         if "N" in values and "D" in values and "C" not in values:
             values["C"] = self.flops_per_param_token * values["N"] * values["D"]
+        if "D" in values and "U" in values and "epochs" not in values:
+            values["epochs"] = values["D"] / values["U"]
         out = {k: self.domain.distance(**{k: v}) for k, v in values.items()
                if k in self.domain.ranges}
         out["max"] = functools.reduce(np.maximum, out.values(), 0.0)
