@@ -14,10 +14,19 @@ Here every configuration gets the Chinchilla law L = E + A/N^alpha + B/D^beta (A
 15 in one :func:`bayescale.fit_many` program (4 chains x 1000 + 1000, target_accept 0.98 as README
 recommends for Porian's data), and a = beta / (alpha + beta) from each posterior draw through
 ``fit.compute_optimal``. Beside it: the Huber fit of Hoffmann's Approach 3 (Epoch AI's
-replication, no bootstrap) on the same rows. The table reports, per configuration, the published
+replication, no bootstrap) and Hoffmann's Approach 2 (:func:`bayescale.baselines.isoflop_approach`,
+400 bootstrap resamples) on the same rows. The table reports, per configuration, the published
 a with its 95% interval, the posterior median and 95% interval, whether the posterior interval
 holds the published a, and the sampler's diagnostics; then how well the two methods' a track the
 published ones across configurations (Spearman rank correlation, mean absolute difference).
+
+Approach 2's bias: a simulated study. Five IsoFLOP suites from an exact Chinchilla law with
+alpha = 0.34 != beta = 0.28 (true a = 0.452) and 0.5% noise, every budget (1e18 to 1e22 FLOPs)
+trained at the same model sizes (10^7.5 to 10^10.5 in steps of 0.25 decades), as real suites
+are: the minimum then moves across the grid, from near its small end to near its large end.
+Approach 2 with the parabola over all of a budget's runs (as Hoffmann et al. fitted it), with
+bayescale's 5-run window around the lowest run, and the posterior's a (all five suites in one
+``fit_many``), each against the truth.
 
 Timing: fit_many's wall time (one program: tracing and compiling included, in an empty cache
 folder), and the same 15 configurations fitted one after another with ``fit`` (one program per
@@ -43,7 +52,7 @@ from scipy import stats  # noqa: E402
 
 import _common as C  # noqa: E402
 import bayescale  # noqa: E402
-from bayescale.baselines import huber_approach3  # noqa: E402
+from bayescale.baselines import huber_approach3, isoflop_approach  # noqa: E402
 from bayescale.datasets import load_frame  # noqa: E402
 
 #: Budget at which a is read off (constant for the Chinchilla law: any budget gives it).
@@ -94,12 +103,19 @@ def main(argv=None) -> None:
         singles_s = time.perf_counter() - t0
 
     rows, med_bayes, med_huber, med_pub, covered = [], [], [], [], 0
+    med_a2, covered2 = [], 0
     for (name, d), key in zip(groups.items(), keys):
         a = exponent(fits[name])
         lo, hi = np.quantile(a, [0.025, 0.975])
         pub, pub_lo, pub_hi, decay = truth[key]
         h = huber_approach3(d.N, d.D, d.loss).params
         a_huber = h["beta"] / (h["alpha"] + h["beta"])
+        a2 = isoflop_approach("approach2", N=d.N, C=d.C, loss=d.loss,
+                              bootstrap=50 if args.quick else 400, seed=0).to_dict()
+        a2 = a2["exponents"]["a"]
+        a2_inside = bool(a2["lo"] <= pub <= a2["hi"])
+        covered2 += a2_inside
+        med_a2.append(a2["point"])
         diag = fits[name].diagnostics
         inside = bool(lo <= pub <= hi)
         covered += inside
@@ -112,11 +128,13 @@ def main(argv=None) -> None:
             "bayes a [95%]": f"{np.median(a):.3f} [{lo:.3f}, {hi:.3f}]",
             "holds published": "yes" if inside else "no",
             "huber a": a_huber,
+            "approach2 a [95%]": f"{a2['point']:.3f} [{a2['lo']:.3f}, {a2['hi']:.3f}]",
             "separate fit a": float(np.median(exponent(singles[name]))),
             "divergences": diag["divergences"], "max R-hat": diag["max_rhat"],
             "min bulk ESS": diag["min_ess_bulk"],
         })
-    med_bayes, med_huber, med_pub = map(np.asarray, (med_bayes, med_huber, med_pub))
+    med_bayes, med_huber, med_pub, med_a2 = map(np.asarray, (med_bayes, med_huber, med_pub,
+                                                             med_a2))
     agreement = [
         {"method": "bayes (posterior median)",
          "Spearman with published": stats.spearmanr(med_bayes, med_pub).statistic,
@@ -126,6 +144,10 @@ def main(argv=None) -> None:
          "Spearman with published": stats.spearmanr(med_huber, med_pub).statistic,
          "mean abs difference": float(np.mean(np.abs(med_huber - med_pub))),
          "95% intervals holding the published a": "no interval"},
+        {"method": "approach2 (IsoFLOP parabolas, bootstrap)",
+         "Spearman with published": stats.spearmanr(med_a2, med_pub).statistic,
+         "mean abs difference": float(np.mean(np.abs(med_a2 - med_pub))),
+         "95% intervals holding the published a": f"{covered2} of {len(rows)}"},
     ]
     timing = [
         {"how": f"fit_many, {len(groups)} groups in one program", "wall s": many_s},
@@ -160,10 +182,48 @@ def main(argv=None) -> None:
     text += "\n## Per configuration\n\n" + C.markdown_table(rows, list(rows[0]))
     text += "\n## Agreement with the published exponents\n\n" + C.markdown_table(
         agreement, list(agreement[0]))
+    bias = bias_study(settings, args.quick)
+    text += ("\n## Approach 2's bias on a fixed model-size grid (simulated, true a = "
+             f"{TRUE_A:.3f})\n\n" + C.markdown_table(bias, list(bias[0])))
     text += "\n## Time\n\n" + C.markdown_table(timing, ["how", "wall s"])
     C.write_table(args.out, "porian.md", text)
     plot(fits, {name: truth[key][:3] for name, key in zip(groups, keys)},
          args.out / "porian.png")
+
+
+#: The simulated law of the bias study: alpha != beta, so a = beta / (alpha + beta) = 0.452.
+SIM = dict(E=1.8, A=480.0, B=2100.0, alpha=0.34, beta=0.28)
+TRUE_A = SIM["beta"] / (SIM["alpha"] + SIM["beta"])
+
+
+def simulated_suite(seed: int):
+    """One IsoFLOP suite of :data:`SIM`: 9 budgets, the same 13 model sizes at each."""
+    rng = np.random.default_rng(seed)
+    sizes = 10 ** np.arange(7.5, 10.5 + 1e-9, 0.25)
+    N = np.tile(sizes, 9)
+    C = np.repeat(np.logspace(18, 22, 9), sizes.size)
+    D = C / (6 * N)
+    mean = SIM["E"] + SIM["A"] / N ** SIM["alpha"] + SIM["B"] / D ** SIM["beta"]
+    return bayescale.ScalingData.from_arrays(N=N, D=D, loss=mean * np.exp(
+        0.005 * rng.standard_normal(N.size)))
+
+
+def bias_study(settings, quick: bool) -> list[dict]:
+    """Approach 2 (all runs; 5-run window) and the posterior's a on :func:`simulated_suite`."""
+    suites = {str(s): simulated_suite(s) for s in range(2 if quick else 5)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
+        fits = bayescale.fit_many(suites, "chinchilla", progress=False, **settings)
+    est = {"approach2, parabola over all of a budget's runs": [
+               isoflop_approach("approach2", N=d.N, C=d.C, loss=d.loss, half_width=100).a
+               for d in suites.values()],
+           "approach2, 5 runs around the lowest (bayescale's default)": [
+               isoflop_approach("approach2", N=d.N, C=d.C, loss=d.loss).a
+               for d in suites.values()],
+           "bayes (posterior median of a)": [float(np.median(exponent(fits[k])))
+                                             for k in suites]}
+    return [{"method": m, "mean a": float(np.mean(v)), "bias": float(np.mean(v) - TRUE_A),
+             "sd over suites": float(np.std(v)), "suites": len(v)} for m, v in est.items()]
 
 
 def plot(fits, published_a, path) -> None:

@@ -226,10 +226,23 @@ def test_porian_quick(tmp_path):
         assert int(r["runs"]) == 132 and r["decay"] == pub.decay == "kaplan"
     agree = table(text, "method")
     assert {r["method"] for r in agree} == {"bayes (posterior median)",
-                                            "huber (Approach 3 point fit)"}
+                                            "huber (Approach 3 point fit)",
+                                            "approach2 (IsoFLOP parabolas, bootstrap)"}
     for r in agree:
         assert -1.0 <= float(r["Spearman with published"]) <= 1.0
         assert float(r["mean abs difference"]) >= 0.0
+    for r in rows:  # Approach 2 is the paper's own method: close to its published a
+        corpus, config = r["configuration"].split("/", 1)
+        pub = fits[(fits.dataset == corpus) & (fits.config_label == config)].iloc[0]
+        point = float(re.fullmatch(number, r["approach2 a [95%]"]).group(1))
+        assert point == pytest.approx(pub.a_Nopt_exponent_bs_median_weighted, abs=0.035)
+    # the simulated study: a parabola over a fixed grid's whole profile is biased upward
+    # (the truth is beta / (alpha + beta) = 0.28 / 0.62)
+    text_bias = text[text.index("## Approach 2's bias"):]
+    bias = {r["method"]: r for r in table(text_bias, "method")}
+    whole = bias["approach2, parabola over all of a budget's runs"]
+    assert float(whole["mean a"]) - 0.28 / 0.62 == pytest.approx(float(whole["bias"]), abs=1e-3)
+    assert float(whole["bias"]) > 0.05
     times = {r["how"]: float(r["wall s"]) for r in table(text, "how")}
     many, separate = times["fit_many, 2 groups in one program"], times[
         "fit, 2 calls one after another"]
