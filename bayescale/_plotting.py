@@ -18,7 +18,8 @@ __all__ = ["LABELS", "PRETTY", "LAW_COLOR", "RUN_COLOR", "CHINCHILLA_RULE", "new
 
 #: Axis labels with units.
 LABELS = {"N": "parameters N", "D": "training tokens D", "C": "training compute C (FLOPs)",
-          "x": "x", "loss": "loss (nats)"}
+          "x": "x", "loss": "loss (nats)", "U": "unique tokens U",
+          "epochs": "epochs D/U"}
 #: Names of posterior quantities as the diagnostics plots show them.
 PRETTY = {"E": "E (nats)", "alpha": "α", "beta": "β", "sigma": "σ (log loss)",
           "sigma_fit": "σ_fit (log loss)", "nu": "ν", "N_c": "N_c (parameters)",
@@ -88,12 +89,26 @@ def loss_axis(ax, label: str = LABELS["loss"], *, log: bool = True) -> None:
     ax.set_ylim(lo, hi)
 
 
-def source(fit):
+def source(fit, *, at_runs: bool = False):
     """``(posterior, data)`` of what a plot was given: a fit (its runs are drawn too) or a
-    :class:`~bayescale.Posterior` (``data`` None)."""
+    :class:`~bayescale.Posterior` (``data`` None).
+
+    The data-constrained law has a third input, the unique tokens U: curves, frontiers and
+    IsoFLOP profiles draw it at the largest U of the runs (a law in N and D,
+    :meth:`~bayescale.Posterior.at_unique_tokens`); ``at_runs=True`` keeps the full law, for
+    plots that evaluate it at each run's own inputs (residuals, posterior predictive)."""
     from bayescale.posterior import as_posterior
 
-    return as_posterior(fit), getattr(fit, "data", None)
+    post, data = as_posterior(fit), getattr(fit, "data", None)
+    if "U" in post.law.inputs and not at_runs:
+        u = getattr(data, "U", None)
+        if u is None and post.domain is not None and "U" in post.domain.ranges:
+            u = post.domain.ranges["U"]
+        if u is None:
+            raise FitError("this data-constrained posterior has no unique tokens to draw its law "
+                           "at: use post.at_unique_tokens(U)")
+        post = post.at_unique_tokens(float(np.max(u)))
+    return post, data
 
 
 def input_values(post, data, name: str) -> np.ndarray:

@@ -566,7 +566,7 @@ def plot_groups(fits: Mapping[str, ScalingFit], quantity: str = "a", *, C: float
 
 def _run_log_law(fit) -> tuple[np.ndarray, np.ndarray]:
     """Each run's observed log loss (n,) and the law's log loss there per draw (S, n)."""
-    post, data = source(fit)
+    post, data = source(fit, at_runs=True)
     if data is None:
         raise FitError("residual and posterior-predictive plots need the runs: pass a fit")
     logs = [np.log(np.asarray(getattr(data, i), dtype=float))[:, None] for i in post.law.inputs]
@@ -585,10 +585,11 @@ def plot_residuals(fit: ScalingFit, *, against: Sequence[str] | None = None, lev
     import matplotlib.pyplot as plt
 
     level = check_level(level)
-    post, data = source(fit)
+    post, data = source(fit, at_runs=True)
     y, law = _run_log_law(fit)
     resid = y - np.median(law, axis=0)
-    names = list(against or (("N", "D", "C") if post.law.inputs == ("N", "D") else ("x",)))
+    names = list(against or (("N", "D", "C") if post.law.inputs == ("N", "D") else
+                             ("N", "D", "C", "epochs") if "U" in post.law.inputs else ("x",)))
     for name in names:
         if getattr(data, name, None) is None:
             raise FitError(f"these runs have no {name!r} to draw residuals against")
@@ -617,7 +618,7 @@ def plot_ppc(fit: ScalingFit, *, level: float = 0.9, ax: Axes | None = None) -> 
     (or x). About ``level`` of the runs should fall inside; the share is in the title.
     """
     level = check_level(level)
-    post, data = source(fit)
+    post, data = source(fit, at_runs=True)
     y, law = _run_log_law(fit)
     rng = np.random.default_rng(0)
     draws = np.exp(law + post.noise(rng, shape=(law.shape[1],)))

@@ -266,3 +266,25 @@ def test_plot_ppc_share_inside_matches_an_independent_count(small_fit):
     share = np.mean((d.loss >= lo) & (d.loss <= hi))
     assert ax.get_title().startswith(f"{share:.0%} of {d.n_points} runs inside")
     assert 0.6 <= share <= 1.0  # a fit of its own simulated data holds most of its runs
+
+
+def test_data_constrained_law_is_drawn_at_the_largest_unique_tokens(tmp_path):
+    # fixed draws of the data-constrained law with a training domain in N, D, C, U and epochs:
+    # the curve is the compute-optimal loss at the domain's largest U, and the report writes
+    from bayescale import Domain, Posterior
+    from bayescale.predict import predict
+    from bayescale.report import write_report
+
+    rng = np.random.default_rng(2)
+    draws = {"E": 1.87 + 0.01 * rng.standard_normal(50), "A": np.full(50, 520.8),
+             "B": np.full(50, 1487.7), "alpha": np.full(50, 0.35), "beta": np.full(50, 0.35),
+             "R_N": np.full(50, 5.3), "R_D": np.full(50, 15.4)}
+    dom = Domain({"N": (1e7, 9e9), "D": (1e8, 9e11), "C": (1e16, 1e22), "U": (1e8, 1.8e11),
+                  "epochs": (1.0, 9000.0)})
+    post = Posterior.from_draws("data_constrained", draws, {"sigma": 0.01}, domain=dom)
+    ax = plots.plot_fit(post, level=0.9, new_run=False)
+    xs, ys = (np.asarray(a) for a in ax.lines[2].get_data())  # law edges (2), median
+    want = np.median(predict(post.at_unique_tokens(1.8e11), C=xs).law_draws, axis=0)
+    np.testing.assert_allclose(ys, want, rtol=1e-9)
+    path = write_report(post, tmp_path / "dc.html", budgets=[1e23])
+    assert path.stat().st_size > 0
