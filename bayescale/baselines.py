@@ -205,8 +205,14 @@ def _natural(law: str, logp: Sequence[float]) -> dict[str, float]:
     return {n: float(np.exp(v) if n in _LOGGED else v) for n, v in zip(_PARAMS[law], logp)}
 
 
+#: Log of the smallest amplitude a start takes: an optimum whose E (or A, B) ran off to 0
+#: (exp underflowed) restarts from e^-690, not from log 0 = -inf, which no refit can leave.
+_LOG_FLOOR = math.log(1e-300)
+
+
 def _logspace(law: str, params: Mapping[str, float]) -> np.ndarray:
-    return np.array([np.log(params[n]) if n in _LOGGED else params[n] for n in _PARAMS[law]])
+    return np.array([max(np.log(params[n]), _LOG_FLOOR) if n in _LOGGED and params[n] > 0
+                     else (_LOG_FLOOR if n in _LOGGED else params[n]) for n in _PARAMS[law]])
 
 
 def _check_rows(law: str, n: int) -> None:

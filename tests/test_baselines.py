@@ -321,3 +321,17 @@ def test_approach2_bootstrap_and_errors():
         bl.isoflop_approach("approach2", N=N[C == C[0]], C=C[C == C[0]], loss=noisy[C == C[0]])
     with pytest.raises(FitError, match="approach1 or approach2"):
         bl.isoflop_approach("approach3", N=N, C=C, loss=loss)
+
+
+def test_bootstrap_from_an_optimum_whose_E_ran_off_to_zero():
+    # Huber on Porian's RefinedWeb "Counting last layer FLOPs" below its top two budgets: the
+    # optimum's E underflows to 0.0; the bootstrap restarts from e^-690, not from log 0
+    from bayescale import load_dataset
+
+    d = load_dataset("porian2024", config="Counting last layer FLOPs", corpus="rw")
+    keep = np.round(np.log2(d.C)) < np.unique(np.round(np.log2(d.C)))[-2]
+    assert np.all(np.isfinite(bl._logspace("chinchilla", dict(CHIN, E=0.0))))
+    fit = bl.fit_lsq("huber", "chinchilla", N=d.N[keep], D=d.D[keep], loss=d.loss[keep],
+                     bootstrap=10, seed=0)
+    assert fit.params["E"] < 1e-6 and fit.draws["alpha"].size == 10
+    assert np.all(np.isfinite(fit.draws["alpha"]))
