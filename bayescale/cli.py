@@ -782,8 +782,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     g = p.add_argument_group("backtest")
     _add_law_args(g)
-    g.add_argument("--by", choices=["C", "N", "D", "x"], default=None,
-                   help="the axis to cut (default C, or x for one-variable laws)")
+    g.add_argument("--by", choices=["C", "N", "D", "x", "U", "epochs"], default=None,
+                   help="the axis to cut (default C; x for one-variable laws; epochs D/U for "
+                        "data_constrained)")
     g.add_argument("--drop", type=int, nargs="+", default=[1, 2, 3],
                    help="hold out the top K levels of the axis, one split each")
     g.add_argument("--cutoff", type=_positive, action="append", default=[],

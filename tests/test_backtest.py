@@ -80,3 +80,23 @@ def test_bad_backtests_are_refused():
         backtest(data, "chinchilla", cutoffs=[float((6 * N * D).min())], method="curve_fit")
     with pytest.raises(FitError, match="sampler options"):
         backtest(data, "chinchilla", method="curve_fit", chains=2)
+
+
+@pytest.mark.slow
+def test_data_constrained_backtest_cuts_along_epochs():
+    # the data-constrained law's default axis is repetition: the refits hold out the most
+    # repeated runs, and every held-out run has more epochs than the cutoff
+    import numpy as np
+
+    import bayescale as bs
+    from bayescale.backtesting import subset
+
+    d = bs.load_dataset("datablations", all=True)
+    d = subset(d, d.D / d.U <= 100)
+    bt = bs.backtest(d, "data_constrained", drop=[2], chains=2, warmup=100, draws=100,
+                     progress=False)
+    assert bt.by == "epochs"
+    (cut,) = np.unique(bt.points["cutoff"])
+    held = bt.points
+    assert len(held) == int(np.sum(d.D / d.U > cut))
+    assert np.all(held["ratio"] > 1)
