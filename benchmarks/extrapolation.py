@@ -87,11 +87,14 @@ def grid_scores(records):
                       for outer, sigma, evidence in records] for g in GRID])
 
 
-def learn_prior(scores, records, families, *, exclude=None):
+def learn_prior(scores, records, families, *, exclude=None, among=None):
     """The grid point that maximises the families' average per-run joint log density of the
-    held-out errors (each family weighted equally, each split by its held-out runs)."""
+    held-out errors (each family weighted equally, each split by its held-out runs); ``among``
+    limits the families learned from. :data:`PRIOR` when no family is left."""
     sizes = np.array([len(outer.error) for outer, _, _ in records])
-    fams = [f for f in dict.fromkeys(families) if f != exclude]
+    fams = [f for f in dict.fromkeys(families) if f != exclude and (among is None or f in among)]
+    if not fams:
+        return PRIOR
     total = np.zeros(len(GRID))
     for fam in fams:
         cols = [j for j, f in enumerate(families) if f == fam]
@@ -232,17 +235,24 @@ def main(argv=None):
                 else dict(chains=4, warmup=1000, draws=1000))
     n_boot = 20 if args.quick else 400
     fits = bayes_fits(splits, settings)
-    records, families = [], []
+    records, families, direction = [], [], {}
     for i, s in enumerate(splits):
         f = fits[i]
         outer = holdout(f.posterior.without_form_error(), s.test, 0.0, directions_of(f.law))
         records.append((outer, float(np.median(f.posterior.new_run_sigma)), f.evidence))
         families.append(s.family)
+        direction[s.family] = directions_of(f.law)
     fams = list(dict.fromkeys(families))
+    # The prior is learned per direction of the form error: studies extrapolated in compute
+    # (or x) teach nothing about repetition (epochs, the data-constrained law), nor the reverse.
+    same = {fam: {g for g in fams if (direction[g] == ("epochs",)) == (
+        direction[fam] == ("epochs",))} for fam in fams}
     t1 = time.perf_counter()
     scores = grid_scores(records)
-    everywhere = learn_prior(scores, records, families)
-    lofo = {fam: learn_prior(scores, records, families, exclude=fam) for fam in fams}
+    everywhere = learn_prior(scores, records, families,
+                             among={g for g in fams if direction[g] != ("epochs",)})
+    lofo = {fam: learn_prior(scores, records, families, exclude=fam, among=same[fam])
+            for fam in fams}
     print(f"  {len(GRID)} priors scored on {len(records)} splits in "
           f"{time.perf_counter() - t1:.0f} s", flush=True)
     print(f"  prior from every family: {everywhere}", flush=True)
@@ -333,10 +343,13 @@ def write(args, splits, fits, rows, everywhere, lofo, seconds):
             "weight splits by their held-out runs; `min split cov90` is over splits of 2 or "
             "more held-out runs.",
             "default: the form-error prior learned from the other families only (leave one "
-            "family out): " + "; ".join(f"{fam}: {p.log_c_mean:.2f}/{p.log_c_sd}/{p.scatter}/"
+            "family out), among the families whose form error follows the same direction "
+            "(compute or x; epochs for the data-constrained law, which has no other family and "
+            "so gets the shipped PRIOR): " + "; ".join(f"{fam}: {p.log_c_mean:.2f}/{p.log_c_sd}/{p.scatter}/"
                                         f"{p.evidence_inflation}" for fam, p in lofo.items())
             + " (log c mean / log c sd / scatter / evidence inflation).",
-            f"Learned from every family (what bayescale ships as PRIOR): log c mean "
+            f"Learned from every family extrapolated in compute or x (what bayescale ships as "
+            f"PRIOR): log c mean "
             f"{everywhere.log_c_mean:.3f} (c = {math.exp(everywhere.log_c_mean):.3g}), log c "
             f"sd {everywhere.log_c_sd}, scatter {everywhere.scatter}, evidence inflation "
             f"{everywhere.evidence_inflation}; shipped: {PRIOR.log_c_mean:.3f} / "
