@@ -707,6 +707,16 @@ BACKTEST_EXAMPLES = """examples:
 """
 
 
+def _add_plan_args(p) -> None:
+    """Caps on the split and the data budget of ``allocate`` and ``decide``."""
+    p.add_argument("--max-params", type=_positive, default=None,
+                   help="cap on parameters N (the largest model that fits or serves)")
+    p.add_argument("--max-tokens", type=_positive, default=None,
+                   help="cap on training tokens D (the data there is)")
+    p.add_argument("--unique-tokens", type=_positive, default=None,
+                   help="law data_constrained: the unique tokens U there are (D / U epochs)")
+
+
 def _add_law_args(g) -> None:
     g.add_argument("--law", default="chinchilla", choices=LAWS,
                    help="chinchilla: E + A/N^alpha + B/D^beta; chinchilla_tied: the same with "
@@ -836,12 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training budget in FLOPs (repeat for several)")
     p.add_argument("--flops-per-param-token", type=_positive, default=None,
                    help="k in C = k N D (default: the fit's, 6)")
-    p.add_argument("--max-params", type=_positive, default=None,
-                   help="cap on parameters N (the largest model that fits or serves)")
-    p.add_argument("--max-tokens", type=_positive, default=None,
-                   help="cap on training tokens D (the data there is)")
-    p.add_argument("--unique-tokens", type=_positive, default=None,
-                   help="law data_constrained: the unique tokens U there are (D / U epochs)")
+    _add_plan_args(p)
     p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
     p.add_argument("--allow-unconverged", action="store_true",
                    help="allocate even when the fit did not converge")
@@ -859,12 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-loss", type=_positive, help="find the compute that reaches this loss")
     p.add_argument("--probability", type=float, default=0.9,
                    help="required probability of reaching --target-loss")
-    p.add_argument("--max-params", type=_positive, default=None,
-                   help="cap on parameters N (the largest model that fits or serves)")
-    p.add_argument("--max-tokens", type=_positive, default=None,
-                   help="cap on training tokens D (the data there is)")
-    p.add_argument("--unique-tokens", type=_positive, default=None,
-                   help="law data_constrained: the unique tokens U there are (D / U epochs)")
+    _add_plan_args(p)
     p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
     p.add_argument("--allow-unconverged", action="store_true",
