@@ -18,7 +18,7 @@ from bayescale.allocation import _isoflop_minimum
 from bayescale.errors import FitError
 from bayescale.laws import Law, chinchilla_form, chinchilla_optimum
 from bayescale.posterior import Posterior
-from bayescale.summaries import summary_dict
+from bayescale.summaries import positive, summary_dict
 
 __all__ = [
     "LOG_INF",
@@ -120,17 +120,6 @@ def level(q, what: str) -> float:
     if isinstance(q, bool) or not isinstance(q, (int, float, np.floating)) or not 0 < q < 1:
         raise FitError(f"{what} must be a number strictly between 0 and 1 (e.g. 0.9); got {q!r}")
     return float(q)
-
-
-def positive(x, what: str) -> float:
-    """``x`` as a positive finite float, or a FitError naming ``what``."""
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        raise FitError(f"{what} must be a positive number; got {x!r}") from None
-    if not 0 < x < math.inf:
-        raise FitError(f"{what} must be a positive finite number; got {x!r}")
-    return x
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,7 +34,7 @@ from bayescale._jax import jax, jnp, scoped
 from bayescale.errors import FitError
 from bayescale.laws import Law, chinchilla_form, chinchilla_optimum, get_law
 from bayescale.posterior import Posterior, as_posterior
-from bayescale.summaries import check_level, interval, summary_dict
+from bayescale.summaries import check_level, interval, positive, summary_dict
 
 __all__ = [
     "Allocation",
@@ -384,6 +384,7 @@ def compute_optimal(
     post, law, k = _unpack(posterior, "compute-optimal allocation", flops_per_param_token,
                            unique_tokens)
     budgets = _budgets(C, k)
+    columns = {name: v[:, None] for name, v in post.params.items()}  # draws against budgets
     ch = chinchilla_form(law, post.params)
     if ch is not None:
         p = {name: v[:, None] for name, v in ch.items()}
@@ -400,8 +401,7 @@ def compute_optimal(
             n_opt, a = np.where(interior, n_opt, num.N_opt), np.where(interior, a, num.a)
             edge = np.where(interior, False, num.at_edge)
         log_n, log_d = np.log(n_opt), np.log(budgets / (k * n_opt))
-        loss = np.exp(post.log_law(log_n, log_d, params={
-            name: v[:, None] for name, v in post.params.items()}))
+        loss = np.exp(post.log_law(log_n, log_d, params=columns))
     else:
         num = numerical_optimum(post, budgets, flops_per_param_token=k)
         n_opt, a, edge, loss = num.N_opt, num.a, num.at_edge, np.exp(num.log_loss)
@@ -415,8 +415,10 @@ def compute_optimal(
     caps = uncapped_loss = None
     if max_params is not None or max_tokens is not None:
         caps = {"max_params": max_params, "max_tokens": max_tokens}
-        hi = np.full(budgets.shape, np.inf if max_params is None else _cap(max_params, "max_params"))
-        lo = budgets / (k * (np.inf if max_tokens is None else _cap(max_tokens, "max_tokens")))
+        hi = np.full(budgets.shape, np.inf if max_params is None else positive(max_params,
+                                                                               "max_params"))
+        lo = budgets / (k * (np.inf if max_tokens is None else positive(max_tokens,
+                                                                        "max_tokens")))
         if np.any(lo > hi):
             c = budgets[np.argmax(lo > hi)]
             raise FitError(f"no split of {c:.4g} FLOPs meets the caps: at most "
@@ -426,8 +428,8 @@ def compute_optimal(
         n_cap = np.clip(n_opt, lo, hi)
         a = np.where(n_opt > hi, 0.0, np.where(n_opt < lo, 1.0, a))
         uncapped_loss, n_opt = loss, n_cap
-        loss = np.exp(post.log_law(np.log(n_opt), np.log(budgets / (k * n_opt)), params={
-            name: v[:, None] for name, v in post.params.items()}))
+        loss = np.exp(post.log_law(np.log(n_opt), np.log(budgets / (k * n_opt)),
+                                   params=columns))
     d_opt = budgets / (k * n_opt)
     rng = np.random.default_rng(0)
     new_run = loss * np.exp(post.noise(rng, shape=(budgets.size,)))
@@ -461,7 +463,8 @@ def one_more_epoch(posterior: Any, N: float, D: float, unique_tokens: float, *,
     post = as_posterior(posterior)
     if "U" not in post.law.inputs:
         raise FitError(f"law {post.law.name!r} has no unique tokens; fit law='data_constrained'")
-    n, d, u = (_cap(v, name) for v, name in ((N, "N"), (D, "D"), (unique_tokens, "unique_tokens")))
+    n, d, u = (positive(v, name) for v, name in ((N, "N"), (D, "D"),
+                                                  (unique_tokens, "unique_tokens")))
     log_u = math.log(u)
     epoch = post.log_law(math.log(n), math.log(d + u), log_u)
     params = post.log_law(math.log(n * (d + u) / d), math.log(d), log_u)
@@ -472,13 +475,6 @@ def one_more_epoch(posterior: Any, N: float, D: float, unique_tokens: float, *,
             "gain": {"median": float(med), "lo": float(lo), "hi": float(hi)},
             "epoch": {"N": n, "D": d + u}, "params": {"N": n * (d + u) / d, "D": d},
             "epochs_now": d / u}
-
-
-def _cap(value, name: str) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise FitError(f"{name} must be a positive number; got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)

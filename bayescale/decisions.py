@@ -270,11 +270,10 @@ def choose_allocation(
             stacklevel=2,
         )
     log_best, best = optimal_log_n(d, log_c, lo, hi)
+    uncapped = None
     if capped:  # regret against each draw's best split within the caps
         log_best = np.clip(log_best, lo, hi)
         best = d.log_law(log_best, log_c - log_best)
-    uncapped = None
-    if capped:
         plug_free = _plugin_log_n(d, log_c, *free)
         log_free = _choose_log_n(common, obj, log_c, *free, plugin=plug_free)
         uncapped = _assess(d, common, obj, log_c, log_free, optimal_log_n(d, log_c, *free)[1])
@@ -445,17 +444,16 @@ def compute_for_target(
         return np.mean(common.log_loss(*split(log_C)) <= log_t) >= p
 
     a, b = (math.log(positive(c, "compute_range")) for c in compute_range)
-    if max_params is not None and max_tokens is not None:
-        b = min(b, math.log(k * max_params * max_tokens) - 1e-9)  # the most the caps can spend
+    caps_end = (max_params is not None and max_tokens is not None
+                and math.log(k * max_params * max_tokens) - 1e-9 < b)
+    if caps_end:  # no budget above what the caps can spend
+        b = math.log(k * max_params * max_tokens) - 1e-9
     if not reached(b):
-        within = (f"within {compute_range[1]:.3g} FLOPs" if b == math.log(compute_range[1]) else
-                  f"within the caps ({max_params:.4g} parameters x {max_tokens:.4g} tokens "
-                  f"spend at most {k * max_params * max_tokens:.4g} FLOPs)")
-        raise FitError(
-            f"target loss {target:g} nats is not reached with probability {p:g} {within}; "
-            + ("raise compute_range or the target" if within.startswith("within ") and
-               "caps" not in within else "raise the caps or the target")
-        )
+        within = (f"within the caps ({max_params:.4g} parameters x {max_tokens:.4g} tokens "
+                  f"spend at most {k * max_params * max_tokens:.4g} FLOPs); raise the caps"
+                  if caps_end else f"within {compute_range[1]:.3g} FLOPs; raise compute_range")
+        raise FitError(f"target loss {target:g} nats is not reached with probability {p:g} "
+                       f"{within} or the target")
     if reached(a):
         raise FitError(
             f"target loss {target:g} is already reached at {compute_range[0]:.3g} FLOPs; "

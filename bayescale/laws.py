@@ -41,6 +41,7 @@ import numpy as np
 
 from bayescale._jax import jnp
 from bayescale.errors import FitError
+from bayescale.summaries import positive
 
 __all__ = [
     "Law",
@@ -203,8 +204,9 @@ class Law:
     sampled: tuple[str, ...]
     from_sampled: Callable[..., dict[str, Any]] = field(repr=False)
     formula: str
-    #: Inputs held fixed (natural units) by :func:`fixed_input`, e.g. ``{"U": 1e10}``.
-    fixed: Mapping[str, float] = field(default_factory=dict)
+    #: Inputs held fixed (natural units) by :func:`fixed_input`, as ``(name, value)`` pairs
+    #: (a tuple, so a Law stays hashable), e.g. ``(("U", 1e10),)``.
+    fixed: tuple[tuple[str, float], ...] = ()
 
     @property
     def n_params(self) -> int:
@@ -373,9 +375,7 @@ def fixed_input(law: str | Law, name: str, value: float) -> Law:
     law = get_law(law)
     if name not in law.inputs:
         raise FitError(f"law {law.name!r} has no input {name!r}; its inputs are {law.inputs}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise FitError(f"{name} must be a positive number; got {value!r}")
+    value = positive(value, name)
     key = (law.name, law.fn, name, value)
     if key not in _FIXED:
         where, log_v = law.inputs.index(name), math.log(value)
@@ -388,7 +388,7 @@ def fixed_input(law: str | Law, name: str, value: float) -> Law:
         _FIXED[key] = Law(f"{law.name}[{name}={value:.4g}]",
                           tuple(i for i in law.inputs if i != name), law.params, fn, law.sampled,
                           law.from_sampled, f"{law.formula}, at {name} = {value:.4g}",
-                          fixed={**law.fixed, name: value})
+                          fixed=(*law.fixed, (name, value)))
     return _FIXED[key]
 
 

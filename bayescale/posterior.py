@@ -403,7 +403,7 @@ class Posterior:
         ``C`` is added as k N D when N and D are given), and ``"max"``, the largest of them."""
         if self.domain is None:
             raise FitError("this posterior has no training domain to measure distance from")
-        values = {k: np.asarray(v, dtype=float) for k, v in {**self.law.fixed, **inputs}.items()}
+        values = {k: np.asarray(v, dtype=float) for k, v in {**dict(self.law.fixed), **inputs}.items()}
         if "N" in values and "D" in values and "C" not in values:
             values["C"] = self.flops_per_param_token * values["N"] * values["D"]
         if "D" in values and "U" in values and "epochs" not in values:

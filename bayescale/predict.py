@@ -236,7 +236,7 @@ def predict(
             raise FitError(f"law {law.name!r} has one input 'x': predict with x=...; got {given}")
         if law.inputs == ("N", "D", "U") and given != ["N", "D", "U"]:
             raise FitError(f"law {law.name!r} predicts from N, D and unique tokens U together, or "
-                           f"C with U; got {given}")
+                           f"C with U (CLI --unique-tokens U); got {given}")
         if "U" in given and "U" not in law.inputs:
             raise FitError(f"law {law.name!r} has no unique-token input; drop U")
         sizes = [_sizes(name, v) for name, v in (("N", N), ("D", D), ("x", x), ("U", U))

@@ -7,13 +7,14 @@ a log-loss interval is the interval of the loss).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from bayescale.errors import FitError
 
-__all__ = ["check_level", "interval", "summary_dict"]
+__all__ = ["check_level", "positive", "interval", "summary_dict"]
 
 
 def check_level(level: float) -> float:
@@ -31,6 +32,17 @@ def check_level(level: float) -> float:
     if not 0.0 < value < 1.0:
         raise FitError(f"level must lie strictly in (0, 1), e.g. 0.95 (not 95); got {level!r}")
     return value
+
+
+def positive(x, what: str) -> float:
+    """``x`` as a positive finite float, or a FitError naming ``what``."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        raise FitError(f"{what} must be a positive number; got {x!r}") from None
+    if not 0 < x < math.inf:
+        raise FitError(f"{what} must be a positive finite number; got {x!r}")
+    return x
 
 
 def interval(

@@ -241,8 +241,9 @@ def test_porian_quick(tmp_path):
     text_bias = text[text.index("## Approach 2's bias"):]
     bias = {r["method"]: r for r in table(text_bias, "method")}
     whole = bias["approach2, parabola over all of a budget's runs"]
-    assert float(whole["mean a"]) - 0.28 / 0.62 == pytest.approx(float(whole["bias"]), abs=1e-3)
     assert float(whole["bias"]) > 0.05
+    # the posterior of the law the profiles come from is not biased that way
+    assert abs(float(bias["bayes (posterior median of a)"]["bias"])) < float(whole["bias"]) / 2
     times = {r["how"]: float(r["wall s"]) for r in table(text, "how")}
     many, separate = times["fit_many, 2 groups in one program"], times[
         "fit, 2 calls one after another"]

@@ -123,10 +123,15 @@ def test_data_constrained_recovers_R_star_on_the_datablations_design(tmp_path, c
     assert all(covers(fit, {"R_N": 5.31, "R_D": 15.39, "alpha": 0.3527}).values()), fit.summary()
     path = fit.save(tmp_path / "dc.nc")
     np.testing.assert_array_equal(bs.load_fit(path).data.U, d.U)
-    assert main(["allocate", str(path), "--compute", "1e22", "--unique-tokens", "1e10", "--json",
-                 "--allow-unconverged"]) == 0
-    b = json.loads(capsys.readouterr().out)["budgets"][0]
-    assert b["epochs"]["median"] == pytest.approx(b["D_opt"]["median"] / 1e10, rel=1e-9)
+    epochs = {}
+    for u in ("1e10", "1e11"):
+        assert main(["allocate", str(path), "--compute", "1e22", "--unique-tokens", u, "--json",
+                     "--allow-unconverged"]) == 0
+        epochs[u] = json.loads(capsys.readouterr().out)["budgets"][0]["epochs"]["median"]
+    # ten times the unique data: the plan repeats it less, and still more than once at 1e22
+    assert epochs["1e10"] > epochs["1e11"] > 1
+    api = fit.compute_optimal(1e22, unique_tokens=1e11, warn=False).epochs[:, 0]
+    assert epochs["1e11"] == pytest.approx(float(np.median(api)), rel=1e-9)
     assert main(["decide", str(path), "--compute", "1e22", "--unique-tokens", "1e10",
                  "--allow-unconverged"]) == 0
     assert "one more epoch" in capsys.readouterr().out
