@@ -29,6 +29,7 @@ run bayescale decide datablations.nc --compute 1e22 --unique-tokens 1e10
 run bayescale fit --dataset chinchilla --method huber --bootstrap 1000
 run bayescale backtest --dataset chinchilla --no-progress
 run bayescale fit --dataset chinchilla --method huber --json
+run bayescale fit --dataset porian2024 --config "Cosine decay" --method approach2 --bootstrap 400
 set +e
 run bayescale fit runs_missing.csv
 run bayescale decide chinchilla.nc --target-loss 1.5 --probability 0.9
