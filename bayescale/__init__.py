@@ -43,6 +43,12 @@ _EXPORTS = {
     "get_law": "bayescale.laws",
     "prior_predictive": "bayescale.checks",
     "prior_sensitivity": "bayescale.checks",
+    "load_task": "bayescale.datasets",
+    "TaskData": "bayescale.tasks",
+    "TaskFit": "bayescale.tasks",
+    "fit_task": "bayescale.tasks",
+    "fit_tasks": "bayescale.tasks",
+    "load_task_fit": "bayescale.tasks",
 }
 
 __all__ = ["__version__", *_EXPORTS]

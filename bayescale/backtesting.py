@@ -238,16 +238,7 @@ def _axis_values(data: ScalingData, by: str) -> np.ndarray:
 
 def subset(data: ScalingData, mask) -> ScalingData:
     """The runs of ``data`` under the boolean ``mask``, with its labels and units."""
-    mask = np.asarray(mask, dtype=bool)
-
-    def pick(v):
-        return None if v is None else np.asarray(v)[mask]
-
-    return ScalingData(loss=data.loss[mask], N=pick(data.N), D=pick(data.D), C=pick(data.C),
-                       x=pick(data.x), group=pick(data.group), seed=pick(data.seed),
-                       U=pick(data.U),
-                       flops_per_param_token=data.flops_per_param_token, name=data.name,
-                       citation=data.citation, columns=dict(data.columns))
+    return data.subset(np.asarray(mask, dtype=bool))
 
 
 def backtest(data, law: str | Law = "chinchilla", *, by: str | None = None,

@@ -143,7 +143,8 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
                        ("--c-col", "training FLOPs C"), ("--loss-col", "final loss"),
                        ("--x-col", "input x of a one-variable law"),
                        ("--group-col", "group label"), ("--seed-col", "seed label"),
-                       ("--u-col", "unique training tokens U (law data_constrained)")):
+                       ("--u-col", "unique training tokens U (law data_constrained)"),
+                       ("--run-col", "run label (rows of one run are its checkpoints)")):
         p.add_argument(flag, help=f"column holding {what}")
     p.add_argument("--flops-per-param-token", type=_positive, default=6.0,
                    help="k in C = k N D")
@@ -165,7 +166,7 @@ def _load_data(args: argparse.Namespace):
                             corpus=args.corpus, domain=args.domain, model=args.model,
                             split=args.split)
     cols = {k: getattr(args, k) for k in ("n_col", "d_col", "c_col", "loss_col", "x_col",
-                                           "group_col", "seed_col", "u_col")}
+                                           "group_col", "seed_col", "u_col", "run_col")}
     data = ScalingData.from_file(args.file, flops_per_param_token=args.flops_per_param_token,
                                  dropna=args.dropna, drop_duplicates=args.drop_duplicates, **cols)
     if any(k != c for k, c in data.columns.items()) or (data.D is not None
@@ -183,7 +184,7 @@ _NOTES: list[str] = []
 def _columns_text(data) -> str:
     """'N <- 'num_params', D = C / (6 N), loss <- 'eval/loss'': which column gave each input."""
     parts = []
-    for key in ("N", "D", "C", "x", "U", "loss", "group", "seed"):
+    for key in ("N", "D", "C", "x", "U", "loss", "group", "seed", "run"):
         if key in data.columns:
             parts.append(f"{key} <- {data.columns[key]!r}")
         elif key == "D" and data.D is not None and "N" in data.columns:
@@ -212,16 +213,29 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         return _fit_lsq(args, data)
     from bayescale.inference import fit
 
+    if data.has_checkpoints:
+        _checkpoints_note(data, args.checkpoints)
     result = fit(data, args.law, noise=args.noise, repeats=_repeats(args), chains=args.chains,
                  warmup=args.warmup, draws=args.draws, seed=args.seed,
                  progress=not args.no_progress, target_accept=args.target_accept,
-                 form_error=not args.no_form_error)
+                 form_error=not args.no_form_error, checkpoints=args.checkpoints)
     if args.out:
         result.save(args.out)
         print(f"bayescale: saved fit to {args.out}", file=sys.stderr)
     _report_fit(result.to_dict(args.level), args.json, formula=result.law.formula,
                 seconds=result.seconds)
     return 0
+
+
+def _checkpoints_note(data, checkpoints: str) -> None:
+    runs = len(set(data.run))
+    if checkpoints == "final":
+        print(f"bayescale: {data.n_points} rows are checkpoints of {runs} runs: fitting each "
+              "run's final checkpoint (--checkpoints all fits every checkpoint with a per-run "
+              "effect)", file=sys.stderr)
+    else:
+        print(f"bayescale: fitting all {data.n_points} checkpoints of {runs} runs, each run's "
+              "sharing a run effect", file=sys.stderr)
 
 
 def _repeats(args: argparse.Namespace) -> bool | str:
@@ -736,6 +750,223 @@ def _add_sampler_args(g) -> None:
     g.add_argument("--draws", type=_at_least_one, default=1000, help="draws kept per chain")
 
 
+TASK_EXAMPLES = """examples:
+  bayescale task fit --dataset olmo_ladder --task hellaswag_val --max-train-params 1e9 \\
+      --N 3.2e9 --D 6.3e11 --target-accuracy 0.7 --out hellaswag.nc
+  bayescale task predict hellaswag.nc --N 7e9 --D 4e12 --target-accuracy 0.75
+  bayescale task fit curves.csv --loss-col bpb_arc --acc-col acc_arc --run-col run
+"""
+
+
+def _add_targets(p) -> None:
+    p.add_argument("--N", type=_positive, action="append", default=[],
+                   help="target parameters (repeat; pairs with --D)")
+    p.add_argument("--D", type=_positive, action="append", default=[],
+                   help="target tokens (repeat)")
+    p.add_argument("--target-accuracy", type=float, default=None,
+                   help="report P(accuracy >= this) at the targets and the least compute that "
+                        "reaches it with --probability")
+    p.add_argument("--probability", type=float, default=0.9,
+                   help="required probability of reaching --target-accuracy")
+    p.add_argument("--tokens-per-param", type=_positive, default=None,
+                   help="with --target-accuracy: the D/N of the compute search (default: step "
+                        "1's compute-optimal split)")
+    p.add_argument("--level", type=float, default=0.9, help=LEVEL_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _add_task_parser(sub) -> None:
+    p = sub.add_parser("task", help="downstream accuracy: the two-step task model (task loss "
+                                    "from N, D; accuracy from task loss)",
+                       description="Fit task loss from (N, D) on each run's final checkpoint "
+                                   "and accuracy from task loss on its checkpoints, then "
+                                   "predict a target's accuracy with both steps' uncertainty.",
+                       epilog=TASK_EXAMPLES)
+    tsub = p.add_subparsers(dest="task_command", parser_class=_Parser)
+    f = tsub.add_parser("fit", help="fit a task model to training curves",
+                        epilog=TASK_EXAMPLES)
+    f.add_argument("file", nargs="?", help="table of checkpoints: one row per run and "
+                                           "checkpoint (CSV, Parquet or JSON lines)")
+    g = f.add_argument_group("data")
+    g.add_argument("--dataset", help="a bundled dataset with tasks (olmo_ladder)")
+    g.add_argument("--task", help="the task (bundled: see the error for the list; a file: a "
+                                  "label, default the accuracy column)")
+    g.add_argument("--loss-col", help="column of the task loss (bits per byte or nats)")
+    g.add_argument("--acc-col", help="column of the task accuracy (0-1)")
+    for flag, what in (("--n-col", "parameters N"), ("--d-col", "tokens seen D"),
+                       ("--run-col", "run label"), ("--final-col", "1 on each run's last "
+                                                                    "checkpoint")):
+        g.add_argument(flag, help=f"column holding {what}")
+    g.add_argument("--chance", type=float, default=None,
+                   help="chance accuracy (1 / choices): the prior centre of the floor")
+    g.add_argument("--max-train-params", type=_positive, default=None,
+                   help="fit only the runs with at most this many parameters (a backtest of "
+                        "larger ones)")
+    g = f.add_argument_group("model")
+    _add_law_args(g)
+    g.add_argument("--link", default="sigmoid", choices=["sigmoid", "exponential"],
+                   help="step 2: sigmoid (Bhagia et al. 2024) or exponential (Gadre et al. 2024)")
+    g.add_argument("--steps", type=int, default=2, choices=[1, 2],
+                   help="2: task loss then accuracy; 1: accuracy from compute (baseline)")
+    g.add_argument("--no-check", action="store_true",
+                   help="skip the predictability checks (the backtest refits cost about a fit)")
+    g = f.add_argument_group("sampler")
+    _add_sampler_args(g)
+    g.add_argument("--target-accept", type=float, default=0.95, help="NUTS target acceptance")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = f.add_argument_group("output")
+    g.add_argument("--out", help="save the task fit to this netCDF file")
+    _add_targets(g)
+    f.set_defaults(func=_cmd_task_fit)
+    q = tsub.add_parser("predict", help="accuracy at targets from a saved task fit",
+                        epilog=TASK_EXAMPLES)
+    q.add_argument("fit", help="TASK.nc written by `bayescale task fit --out`")
+    _add_targets(q)
+    q.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
+    q.set_defaults(func=_cmd_task_predict)
+    p.set_defaults(func=lambda args: _fail("say `bayescale task fit` or `bayescale task predict` "
+                                           "(see --help)"))
+
+
+def _task_args_check(args) -> None:
+    from bayescale.errors import FitError
+
+    if len(args.N) != len(args.D):
+        raise FitError(f"give as many --N as --D values (pairs); got {len(args.N)} and "
+                       f"{len(args.D)}")
+    if args.target_accuracy is not None and not 0 < args.target_accuracy < 1:
+        raise FitError(f"--target-accuracy must lie in (0, 1), e.g. 0.7; got "
+                       f"{args.target_accuracy}")
+    if not 0 < args.probability < 1:
+        raise FitError(f"--probability must lie in (0, 1), got {args.probability}")
+
+
+def _load_task_data(args):
+    import pandas as pd
+
+    from bayescale.errors import DataError
+
+    if (args.file is None) == (args.dataset is None):
+        raise DataError("give either a table of checkpoints or --dataset olmo_ladder")
+    if args.dataset is not None:
+        from bayescale.datasets import load_task
+
+        if args.task is None:
+            from bayescale.datasets import list_tasks
+
+            raise DataError(f"--task is required with --dataset {args.dataset}; choose one of: "
+                            f"{', '.join(list_tasks(args.dataset))}")
+        data = load_task(args.dataset, args.task)
+    else:
+        from pathlib import Path
+
+        from bayescale.data import _readable
+        from bayescale.tasks import TaskData
+
+        if args.loss_col is None or args.acc_col is None:
+            raise DataError("name the task's columns: --loss-col (task loss) and --acc-col "
+                            "(accuracy)")
+        path = Path(args.file)
+        _readable(path)
+        suffix = path.suffix.lower()
+        try:
+            df = (pd.read_parquet(path) if suffix in (".parquet", ".pq") else
+                  pd.read_json(path, lines=True) if suffix in (".jsonl", ".ndjson") else
+                  pd.read_csv(path, comment="#"))
+        except Exception as err:  # noqa: BLE001 - one line, whatever the reader says
+            raise DataError(f"{path} could not be read ({type(err).__name__}: "
+                            f"{' '.join(str(err).split())[:200]})") from None
+        data = TaskData.from_frame(df, loss_col=args.loss_col, accuracy_col=args.acc_col,
+                                   n_col=args.n_col, d_col=args.d_col, run_col=args.run_col,
+                                   final_col=args.final_col, task=args.task or "",
+                                   chance=args.chance)
+    if args.chance is not None and args.dataset is not None:
+        import dataclasses
+
+        data = dataclasses.replace(data, chance=args.chance)
+    if args.max_train_params is not None:
+        keep = data.N <= args.max_train_params
+        if keep.sum() == 0:
+            raise DataError(f"no run has at most --max-train-params {args.max_train_params:g} "
+                            "parameters")
+        data = data.subset(keep)
+    return data
+
+
+def _cmd_task_fit(args: argparse.Namespace) -> int:
+    _task_args_check(args)
+    if args.out:
+        _output(args, args.out)
+    data = _load_task_data(args)
+    from bayescale.tasks import fit_task
+
+    result = fit_task(data, law=args.law, link=args.link, steps=args.steps,
+                      check=not args.no_check, chains=args.chains, warmup=args.warmup,
+                      draws=args.draws, seed=args.seed, progress=not args.no_progress,
+                      target_accept=args.target_accept)
+    if args.out:
+        result.save(args.out)
+        print(f"bayescale: saved task fit to {args.out}", file=sys.stderr)
+    return _task_output(result, args)
+
+
+def _cmd_task_predict(args: argparse.Namespace) -> int:
+    _task_args_check(args)
+    from bayescale.tasks import load_task_fit
+
+    result = load_task_fit(args.fit)
+    if args.seed:
+        result.seed = args.seed
+    return _task_output(result, args)
+
+
+def _task_output(result, args) -> int:
+    out = result.to_dict()
+    if args.N:
+        pred = result.predict(args.N, args.D, level=args.level)
+        out["predictions"] = pred.to_dict(args.level)["predictions"]
+        if args.target_accuracy is not None:
+            probs = pred.prob_at_least(args.target_accuracy)
+            for row, p in zip(out["predictions"], probs):
+                row["prob_at_least_target"] = float(p)
+    if args.target_accuracy is not None:
+        out["compute_for_target"] = result.compute_for_accuracy(
+            args.target_accuracy, prob=args.probability,
+            tokens_per_param=args.tokens_per_param).to_dict()
+    if args.json:
+        _print_json(out)
+        return 0
+    how = ("task loss from N, D (" + str(out["law"]) + "), then accuracy from task loss ("
+           + result.link + ")") if result.steps == 2 else f"accuracy from compute ({result.link})"
+    print(f"task {out['task']}: {how}; {out['runs']} runs, {out['checkpoints']} checkpoints in "
+          "step 2")
+    if result.flags:
+        print("NOT PREDICTABLE: the accuracy of this task does not follow the two steps; do not "
+              "trust the bands below:")
+        for flag in result.flags:
+            print(f"  - {flag}")
+    else:
+        print("checks passed (movement over noise, monotone, backtest of the largest size)")
+    for row in out.get("predictions", []):
+        extra = ("" if "prob_at_least_target" not in row else
+                 f"; P(acc >= {args.target_accuracy:g}) = {row['prob_at_least_target']:.2f}")
+        print(f"N={row['N']:.4g}, D={row['D']:.4g}: accuracy {row['accuracy']:.3f} "
+              f"[{row['accuracy_lo']:.3f}, {row['accuracy_hi']:.3f}] ({args.level:.0%} band of a "
+              f"new run); task loss {row['task_loss']:.4g} [{row['task_loss_lo']:.4g}, "
+              f"{row['task_loss_hi']:.4g}]{extra}")
+    if "compute_for_target" in out:
+        c = out["compute_for_target"]
+        if c["reached"]:
+            print(f"compute for accuracy >= {c['target']:g} with probability {c['prob']:g}: "
+                  f"C = {c['compute']:.3g} FLOPs (N = {c['N']:.3g}, D = {c['D']:.3g}; "
+                  f"P = {c['achieved']:.2f})")
+        else:
+            print(f"accuracy >= {c['target']:g} is not reached with probability {c['prob']:g} "
+                  f"within 1e6x the training compute (best P = {c['achieved']:.2f} at "
+                  f"C = {c['compute']:.3g})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bayescale", description="Bayesian inference of neural scaling laws.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -756,6 +987,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-form-error", action="store_true",
                    help="take the law's form as exact beyond the data (no leave-future-out "
                         "refits; the bands before bayescale 0.2)")
+    g.add_argument("--checkpoints", default="final", choices=["final", "all"],
+                   help="training curves (--run-col, several rows per run): fit each run's "
+                        "final checkpoint, or all checkpoints with a per-run effect")
     g.add_argument("--method", default="bayes",
                    choices=["bayes", "huber", "curve_fit", "ols", "approach1", "approach2"],
                    help="bayes (NUTS), a least-squares baseline, or Hoffmann's IsoFLOP "
@@ -874,6 +1108,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print a tidy CSV table on stdout instead (one row per point or budget "
                         "and quantity)")
     p.set_defaults(func=_cmd_decide)
+
+    _add_task_parser(sub)
 
     p = sub.add_parser("compare", help="rank fits of the same runs by PSIS-LOO")
     p.add_argument("fits", nargs="+", help="two or more FIT.nc files")

@@ -63,6 +63,7 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
              "valid_loss", "test_loss", "eval_loss_final", "train_loss"),
     "group": ("group",),
     "seed": ("seed",),
+    "run": ("run", "run_id", "run_name", "wandb_run", "experiment", "run_label"),
 }
 
 
@@ -108,6 +109,10 @@ class ScalingData:
         them.
     group: optional labels (dataset, optimizer, task), kept with the data.
     seed: optional seed labels of repeated runs.
+    run: optional run labels: rows with one label are checkpoints of one training run (a
+        training curve: D is the tokens seen so far). :func:`bayescale.fit` fits each run's last
+        checkpoint (largest D) by default, or every checkpoint with a per-run effect
+        (``checkpoints="all"``); see :meth:`final_checkpoints`.
     flops_per_param_token: k in C = k N D (6 by default).
     name, citation: where the data came from.
     columns: the table's column behind each input (``{"N": "num_params", ...}``), when built
@@ -122,6 +127,7 @@ class ScalingData:
     group: np.ndarray | None = None
     seed: np.ndarray | None = None
     U: np.ndarray | None = None
+    run: np.ndarray | None = None
     flops_per_param_token: float = 6.0
     name: str = ""
     citation: str = field(default="", repr=False)
@@ -134,7 +140,7 @@ class ScalingData:
                             f"number of FLOPs per parameter per token (6 for dense transformers), "
                             f"got {k!r}")
         col = {k: self.columns.get(k, k)
-               for k in ("N", "D", "C", "x", "U", "loss", "group", "seed")}
+               for k in ("N", "D", "C", "x", "U", "loss", "group", "seed", "run")}
         loss = _numeric(col["loss"], self.loss)
         n = len(loss)
         if n == 0:
@@ -184,7 +190,7 @@ class ScalingData:
                                 "unique tokens than it trains on; fix those rows or the columns")
         for name, arr in arrays.items():
             object.__setattr__(self, name, arr)
-        for name in ("group", "seed"):
+        for name in ("group", "seed", "run"):
             value = getattr(self, name)
             if value is not None:
                 value = np.asarray(value).astype(str)
@@ -195,9 +201,10 @@ class ScalingData:
     # ---------------------------------------------------------------- constructors
     @classmethod
     def from_arrays(cls, *, loss, N=None, D=None, C=None, x=None, group=None, seed=None,
-                    U=None, flops_per_param_token: float = 6.0, name: str = "") -> ScalingData:
+                    U=None, run=None, flops_per_param_token: float = 6.0,
+                    name: str = "") -> ScalingData:
         """Build from arrays (any sequence of numbers); see the class attributes for units."""
-        return cls(loss=loss, N=N, D=D, C=C, x=x, group=group, seed=seed, U=U,
+        return cls(loss=loss, N=N, D=D, C=C, x=x, group=group, seed=seed, U=U, run=run,
                    flops_per_param_token=flops_per_param_token, name=name)
 
     @classmethod
@@ -205,14 +212,18 @@ class ScalingData:
                    c_col: str | None = None, loss_col: str | None = None,
                    x_col: str | None = None, group_col: str | None = None,
                    seed_col: str | None = None, u_col: str | None = None,
-                   flops_per_param_token: float = 6.0,
+                   run_col: str | None = None, flops_per_param_token: float = 6.0,
                    name: str = "", citation: str = "", dropna: bool = False,
                    drop_duplicates: bool = False) -> ScalingData:
         """Build from a DataFrame.
 
         Columns named explicitly must exist; those left as None are found among
         :data:`COLUMN_ALIASES` (``N``/``N_params``, ``D``/``D_tokens``, ``C``/``C_flops``,
-        ``loss``/``val_loss``, unique tokens ``U``/``unique_tokens``...). The loss column is required, and either N with D or C, or x.
+        ``loss``/``val_loss``, unique tokens ``U``/``unique_tokens``, ``run``/``run_id``...). The
+        loss column is required, and either N with D or C, or x.
+        A table whose rows look like checkpoints of training runs (tokens evenly spaced at
+        most model sizes) without a run column is warned about: give one
+        (``run_col``, ``--run-col``) so that a fit uses each run's final checkpoint.
         Besides the checks of every ScalingData, a table may not repeat a column name or a row
         (identical in every column), give N or D in millions or billions (largest below 1000), or
         hold an accuracy in its loss column (see the module docstring).
@@ -236,7 +247,8 @@ class ScalingData:
                             "or drop the copies so that each column has one name")
         chosen = {}
         for key, given in (("N", n_col), ("D", d_col), ("C", c_col), ("loss", loss_col),
-                           ("x", x_col), ("group", group_col), ("seed", seed_col), ("U", u_col)):
+                           ("x", x_col), ("group", group_col), ("seed", seed_col), ("U", u_col),
+                           ("run", run_col)):
             if given is not None:
                 if given not in columns:
                     raise DataError(_missing_column(given, key, columns))
@@ -273,18 +285,21 @@ class ScalingData:
                               f"earlier one ({_rows(copies)}; --drop-duplicates)", UserWarning,
                               stacklevel=2)
                 df = df.loc[~copies].reset_index(drop=True)
-        values = {k: df[c].to_numpy() for k, c in chosen.items() if k not in ("group", "seed")}
+        values = {k: df[c].to_numpy() for k, c in chosen.items()
+                  if k not in ("group", "seed", "run")}
         for key, col in chosen.items():
             if key in values:
                 values[key] = _numeric(col, values[key])
         _check_duplicate_rows(df)
         _check_units(values, chosen, flops_per_param_token)
         data = cls(**values, group=_opt(df, chosen.get("group")), seed=_opt(df, chosen.get("seed")),
-                   flops_per_param_token=flops_per_param_token, name=name, citation=citation,
+                   run=_opt(df, chosen.get("run")), flops_per_param_token=flops_per_param_token, name=name, citation=citation,
                    columns=dict(chosen))
         _check_flops(values, chosen, flops_per_param_token)
         _check_not_accuracy(data, chosen["loss"])
         _check_nats(data, chosen["loss"])
+        if "run" not in chosen:
+            _check_checkpoints(data, chosen)
         return data
 
     @classmethod
@@ -390,8 +405,39 @@ class ScalingData:
         """Mean log of each input: the reference point of the models' parameterisation."""
         return {i: float(np.mean(np.log(getattr(self, i)))) for i in law_inputs}
 
+    @property
+    def has_checkpoints(self) -> bool:
+        """True when some run (:attr:`run`) has more than one row: a training curve."""
+        return self.run is not None and len(np.unique(self.run)) < self.n_points
+
+    def final_checkpoints(self) -> ScalingData:
+        """Each run's last checkpoint (largest D, or x; the later row on a tie): the runs as
+        finished training runs. Only a run's last checkpoint has finished its learning-rate
+        schedule; an intermediate one is not a run trained to its D (its loss is higher)."""
+        if not self.has_checkpoints:
+            return self
+        size = self.D if self.D is not None else self.x
+        order = np.lexsort((np.arange(self.n_points), size, self.run))
+        last = np.r_[self.run[order][1:] != self.run[order][:-1], True]
+        return self.subset(np.sort(order[last]))
+
+    def subset(self, rows) -> ScalingData:
+        """The data of ``rows`` (indices or a boolean mask), columns and labels kept."""
+        rows = np.asarray(rows)
+        pick = (lambda v: None if v is None else np.asarray(v)[rows])
+        return ScalingData(loss=self.loss[rows], N=pick(self.N), D=pick(self.D), C=pick(self.C),
+                           x=pick(self.x), group=pick(self.group), seed=pick(self.seed),
+                           U=pick(self.U), run=pick(self.run),
+                           flops_per_param_token=self.flops_per_param_token, name=self.name,
+                           citation=self.citation, columns=dict(self.columns))
+
     def configurations(self, law_inputs: tuple[str, ...]) -> np.ndarray:
-        """Index (0..n_config-1) of each row's distinct input configuration (repeats share one)."""
+        """Index (0..n_config-1) of each row's distinct input configuration (repeats share one).
+
+        For checkpoints of training runs (:attr:`has_checkpoints`) the index is the run's: its
+        checkpoints share the run's effect in the repeated-run model."""
+        if self.has_checkpoints:
+            return np.unique(self.run, return_inverse=True)[1].reshape(-1)
         keys = np.stack([getattr(self, i) for i in law_inputs], axis=1)
         _, index = np.unique(keys, axis=0, return_inverse=True)
         return index.reshape(-1)
@@ -438,7 +484,8 @@ class ScalingData:
 
     def to_frame(self) -> pd.DataFrame:
         """The data as a DataFrame with canonical column names."""
-        cols = {k: getattr(self, k) for k in ("N", "D", "C", "x", "U", "loss", "group", "seed")}
+        cols = {k: getattr(self, k)
+                for k in ("N", "D", "C", "x", "U", "loss", "group", "seed", "run")}
         return pd.DataFrame({k: v for k, v in cols.items() if v is not None})
 
 
@@ -619,6 +666,44 @@ def _check_nats(data: ScalingData, loss_col: str) -> None:
         UserWarning, stacklevel=4)
 
 
+def _on_a_step_grid(values: np.ndarray) -> bool:
+    """Distinct values at least half of whose gaps (two or more) are one gap (within 0.5%), or
+    eight or more gaps of at most a quarter as many sizes: checkpoints logged every so many
+    steps (of one run, or of several runs of one model size). A sweep of token counts (10x,
+    20x, 40x, 100x parameters; a geometric grid) has gaps that differ."""
+    v = np.unique(values)
+    if len(v) < 3:
+        return False
+    gaps = np.diff(v)
+    same = np.abs(gaps[:, None] - gaps[None, :]) <= 0.005 * gaps[None, :]
+    modal = same.sum(axis=0).max()
+    sizes = len(np.unique(np.round(np.log(gaps) / 0.005)))
+    return bool((modal >= 2 and modal >= 0.5 * len(gaps))
+                or (len(gaps) >= 8 and sizes <= 0.25 * len(gaps)))
+
+
+def _check_checkpoints(data: ScalingData, chosen: dict[str, str]) -> None:
+    """Warn when rows look like checkpoints of training runs and no run column says which."""
+    why = None
+    if data.N is not None and data.D is not None:
+        sizes = [data.D[data.N == n] for n in np.unique(data.N)]
+        sizes = [d for d in sizes if len(np.unique(d)) >= 3]
+        spaced = sum(_on_a_step_grid(d) for d in sizes)
+        if sizes and spaced >= max(1, len(sizes) / 2):
+            why = (f"at {spaced} of {len(sizes)} model sizes with 3 or more token counts "
+                   f"the tokens ({chosen.get('D', 'D')!r}) are evenly spaced, as checkpoints "
+                   "logged every so many steps are")
+    if why is None:
+        return
+    warnings.warn(
+        f"the rows look like checkpoints of training runs ({why}), and there is no run column: "
+        "each row is fitted as a finished run, but an intermediate checkpoint has not finished "
+        "its learning-rate schedule and checkpoints of one run are not independent (this moves "
+        "the exponents). Name the run column with --run-col / run_col= so that fits use each "
+        "run's final checkpoint (or every checkpoint with a per-run effect: --checkpoints all)",
+        UserWarning, stacklevel=3)
+
+
 def _opt(df: pd.DataFrame, col: str | None):
     return None if col is None else df[col].to_numpy()
 
@@ -639,6 +724,7 @@ def _missing_column(given: str, key: str, columns: list[str]) -> str:
         close = [c for c in columns if c.lower() in close]
     hint = f"did you mean {close[0]!r}? " if close else ""
     flag = {"N": "--n-col", "D": "--d-col", "C": "--c-col", "loss": "--loss-col", "x": "--x-col",
-            "group": "--group-col", "seed": "--seed-col", "U": "--u-col"}[key]
+            "group": "--group-col", "seed": "--seed-col", "U": "--u-col",
+            "run": "--run-col"}[key]
     return (f"missing column {given!r} for {key}; the table has {columns}. {hint}"
             f"Name it with {flag} (or {flag.lstrip('-').replace('-', '_')}=...)")

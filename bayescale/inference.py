@@ -59,7 +59,8 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
         noise: str = "student_t", priors: Mapping[str, Any] | None = None,
         repeats: bool | str = "auto", chains: int = 4, warmup: int = 1000, draws: int = 1000,
         seed: int = 0, progress: bool = True, target_accept: float = 0.95,
-        dense_mass: bool = True, form_error: bool = True) -> ScalingFit:
+        dense_mass: bool = True, form_error: bool = True,
+        checkpoints: str = "final") -> ScalingFit:
     """Fit a scaling law to training runs with NUTS.
 
     Parameters
@@ -84,12 +85,18 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
         data with the Laplace approximation, and its errors on the runs above, with what the
         bundled studies say, give the form error that predictions beyond the data carry
         (:mod:`bayescale.extrapolation`). False takes the law's form as exact.
+    checkpoints: for training curves (data with run labels, several rows per run):
+        ``"final"`` (default) fits each run's last checkpoint, the only one that finished its
+        learning-rate schedule; ``"all"`` fits every checkpoint, each run's checkpoints sharing
+        a Gaussian run effect (the repeated-run model with one configuration per run: the
+        within-run noise and the run effect are learned separately). Data without run labels
+        are fitted as they are.
 
     Returns
     -------
     ScalingFit: posterior in an ``arviz.InferenceData`` with the law, priors, data and versions.
     """
-    data = as_data(data)
+    data = select_checkpoints(as_data(data), checkpoints)
     law = get_law(law)
     check_noise(noise)
     spec = sampler_spec(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
@@ -149,6 +156,19 @@ def own_evidence(groups: Mapping[str, ScalingData], law: Law, *, noise: str,
 
     return evidence_of(groups, law, noise=noise, priors=priors, repeats=repeats, seed=seed,
                        draws=max(LAPLACE_DRAWS, draws))
+
+
+#: What :func:`fit` does with several checkpoints per run (see its ``checkpoints``).
+CHECKPOINTS = ("final", "all")
+
+
+def select_checkpoints(data: ScalingData, checkpoints: str) -> ScalingData:
+    """``data`` as :func:`fit` fits it: each run's final checkpoint (``"final"``) or all of them
+    (``"all"``); data without checkpoints as they are."""
+    if checkpoints not in CHECKPOINTS:
+        raise FitError(f"checkpoints must be 'final' (each run's last checkpoint) or 'all' "
+                       f"(every checkpoint, with a per-run effect), got {checkpoints!r}")
+    return data.final_checkpoints() if checkpoints == "final" else data
 
 
 def check_noise(noise: str) -> str:
@@ -495,7 +515,7 @@ class ScalingFit:
     # ---------------------------------------------------------------- persistence
     def _meta(self) -> dict[str, Any]:
         data = {k: getattr(self.data, k).tolist() for k in ("loss", "N", "D", "C", "x", "group",
-                                                            "seed", "U")
+                                                            "seed", "U", "run")
                 if getattr(self.data, k) is not None}
         return {"format": "bayescale-fit/1", "law": self.law.name, "noise": self.noise,
                 "repeats": self.repeats, "seed": self.seed, "options": self.options,

@@ -164,7 +164,8 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
              chains: int = 4, warmup: int = 1000,
              draws: int = 1000, seed: int = 0, progress: bool = True,
              target_accept: float = 0.95, dense_mass: bool = True,
-             retries: int = 0, form_error: bool = True) -> FitGroup:
+             retries: int = 0, form_error: bool = True,
+             checkpoints: str = "final") -> FitGroup:
     """Fit one law to many data sets in one compiled program.
 
     Parameters
@@ -193,6 +194,8 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
     form_error: learn each group's form error beyond its data as :func:`bayescale.fit` does
         (every group's refits in one more program; for a hierarchical fit the refits are of
         each group alone).
+    checkpoints: ``"final"`` or ``"all"`` checkpoints of training curves, as in
+        :func:`bayescale.fit`.
 
     Returns
     -------
@@ -201,7 +204,10 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
     """
     start = time.perf_counter()
     law = get_law(law)
-    groups = _groups(datasets, by)
+    from bayescale.inference import select_checkpoints
+
+    groups = {name: select_checkpoints(d, checkpoints)
+              for name, d in _groups(datasets, by).items()}
     check_noise(noise)
     spec = sampler_spec(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
                         dense_mass=dense_mass)
@@ -315,12 +321,30 @@ def laplace_many(groups: Mapping[str, ScalingData], law: Law, *, noise: str = "s
     out = {}
     for g, name in enumerate(names):
         rows = slice(g * chains, (g + 1) * chains)
-        post = {k: np.asarray(v[rows]).reshape(-1) for k, v in result.posterior.items()}
+        post = _finite_draws({k: np.asarray(v[rows]).reshape(-1)
+                              for k, v in result.posterior.items()}, seed + g)
         out[name] = Posterior(law=law, params={p: post[p] for p in law.params},
                               sigma=post["sigma"], nu=post.get("nu", built[name].priors.get("nu")),
                               sigma_fit=post.get("sigma_fit"),
                               flops_per_param_token=groups[name].flops_per_param_token,
                               shape=(chains, draws), domain=Domain.from_data(groups[name]))
+    return out
+
+
+def _finite_draws(post: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """Laplace draws with every value finite: a direction the data leave flat has a wide
+    scale, and a draw far along it can overflow an amplitude (A = inf). Such draws are
+    replaced by finite ones picked at random (``seed``), so the shape stays."""
+    ok = np.logical_and.reduce([np.isfinite(v) for v in post.values() if v.dtype.kind == "f"])
+    if ok.all() or not ok.any():
+        return post
+    rng = np.random.default_rng(seed)
+    fill = rng.choice(np.flatnonzero(ok), size=int((~ok).sum()))
+    out = {}
+    for k, v in post.items():
+        v = v.copy()
+        v[~ok] = v[fill]
+        out[k] = v
     return out
 
 

@@ -165,27 +165,30 @@ class _StudentT(dist.StudentT):
 def config_log_likelihood(y, mu, config, n_config: int, *, sigma, sigma_fit):
     r"""Log likelihood of each configuration's runs with its Gaussian effect integrated out.
 
-    For the :math:`n_c` runs of configuration :math:`c` (mean :math:`\bar y_c`, within sum of
-    squares :math:`S_c`) with :math:`y_{ci} = \mu_c + \delta_c + \epsilon_{ci}`,
-    :math:`\delta_c \sim N(0, \tau^2)`, :math:`\epsilon \sim N(0, \sigma^2)`:
+    For the :math:`n_c` rows of configuration :math:`c` with
+    :math:`y_{ci} = \mu_{ci} + \delta_c + \epsilon_{ci}`, :math:`\delta_c \sim N(0, \tau^2)`,
+    :math:`\epsilon \sim N(0, \sigma^2)`, in the residuals :math:`r = y - \mu` (mean
+    :math:`\bar r_c`, within sum of squares :math:`S_c`):
 
     .. math::
         \log p_c = -\tfrac{n_c}{2}\log 2\pi - (n_c - 1)\log\sigma
         - \tfrac12\log(\sigma^2 + n_c\tau^2) - \frac{S_c}{2\sigma^2}
-        - \frac{n_c(\bar y_c - \mu_c)^2}{2(\sigma^2 + n_c\tau^2)}
+        - \frac{n_c \bar r_c^2}{2(\sigma^2 + n_c\tau^2)}
 
+    Repeated runs share one :math:`\mu_c`; checkpoints of one run (a configuration per run)
+    or the runs of a task's accuracy model (:mod:`bayescale.tasks`) differ in :math:`\mu`.
     Returns an array of shape (n_config,).
     """
     import jax
 
     seg = partial(jax.ops.segment_sum, segment_ids=config, num_segments=n_config)
     n = jnp.maximum(seg(jnp.ones_like(y)), 1.0)  # an index no row uses: a finite 0 term
-    ybar = seg(y) / n
-    mu_c = seg(mu) / n
-    ss = seg((y - jnp.take(ybar, config)) ** 2)
+    r = y - mu
+    rbar = seg(r) / n
+    ss = seg((r - jnp.take(rbar, config)) ** 2)
     var = sigma**2 + n * sigma_fit**2
     return (-0.5 * n * jnp.log(2 * jnp.pi) - (n - 1) * jnp.log(sigma) - 0.5 * jnp.log(var)
-            - ss / (2 * sigma**2) - n * (ybar - mu_c) ** 2 / (2 * var))
+            - ss / (2 * sigma**2) - n * rbar ** 2 / (2 * var))
 
 
 #: A thin model per law: ``MODELS["chinchilla"](log_inputs, y, priors=..., log_ref=...)``.

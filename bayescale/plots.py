@@ -66,6 +66,7 @@ __all__ = [
     "plot_groups",
     "plot_residuals",
     "plot_ppc",
+    "plot_task",
 ]
 
 
@@ -638,3 +639,69 @@ def plot_ppc(fit: ScalingFit, *, level: float = 0.9, ax: Axes | None = None) -> 
                  "interval", fontsize=10)
     ax.legend(loc="best", fontsize=8, frameon=False)
     return ax
+
+
+def plot_task(fit, *, N: Sequence[float] | None = None, D: Sequence[float] | None = None,
+              actual: Sequence[float] | None = None, level: float = 0.9) -> Figure:
+    """A task model (:func:`bayescale.tasks.fit_task`) in two panels.
+
+    Left, step 2: accuracy against task loss, every checkpoint step 2 was fitted to (coloured
+    by model size; final checkpoints ringed), the link's median with its band and the band of a
+    new run. Right, the chained prediction against compute: the training runs' final
+    accuracies and, at targets ``N``, ``D`` (pairs), the new-run band, with the ``actual``
+    accuracies when known. A flagged task says so in the title.
+    """
+    import matplotlib.pyplot as plt
+
+    level = check_level(level)
+    data = fit.data
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
+    rows = data.link_rows(fit.rows if fit.steps == 2 else "final")
+    u_all = data.loss if fit.steps == 2 else -np.log10(6 * data.N * data.D)
+    sizes = np.unique(data.N)
+    cmap = plt.get_cmap("viridis")
+    for i, n in enumerate(sizes):
+        pick = rows & (data.N == n)
+        color = cmap(i / max(len(sizes) - 1, 1))
+        left.scatter(u_all[pick], data.accuracy[pick], s=6, color=color, alpha=0.5,
+                     label=human(n))
+        fin = pick & data.final
+        left.scatter(u_all[fin], data.accuracy[fin], s=36, facecolor="none", edgecolor=color)
+    lo_u, hi_u = np.min(u_all[rows]), np.max(u_all[rows])
+    span = hi_u - lo_u
+    grid = np.linspace(lo_u - 0.6 * span, hi_u + 0.1 * span, 120)
+    mean = fit.link_at(grid)
+    rng = np.random.default_rng(0)
+    run = np.clip(mean + rng.standard_normal(mean.shape) * fit.run_noise[:, None], 0, 1)
+    band(left, grid, run, level, color=RUN_COLOR, alpha=0.18, label=f"new run {level:.0%}",
+         line=False)
+    band(left, grid, mean, level, color=LAW_COLOR, alpha=0.35, label=f"link {level:.0%}")
+    if data.chance is not None:
+        left.axhline(data.chance, color="0.5", lw=0.8, ls=":", label="chance")
+    left.set_xlabel("task loss (bits per byte)" if fit.steps == 2 else "-log10 compute")
+    left.set_ylabel(f"accuracy ({data.task})")
+    left.set_title(f"step 2: accuracy from {'task loss' if fit.steps == 2 else 'compute'} "
+                   f"({fit.link})")
+    left.legend(fontsize=7, ncol=2)
+    f = data.final
+    right.scatter(6 * data.N[f] * data.D[f], data.accuracy[f], color=RUN_COLOR, s=18,
+                  label="training runs (final)")
+    if N is not None and D is not None:
+        pred = fit.predict(N, D, level=level)
+        med, lo, hi = interval(pred.accuracy_draws, level)
+        C = 6 * np.asarray(pred.N) * np.asarray(pred.D)
+        right.errorbar(C, med, yerr=[med - lo, hi - med], fmt="o", color=LAW_COLOR, ms=4,
+                       capsize=3, label=f"prediction, new run {level:.0%}")
+        if actual is not None:
+            right.scatter(C, actual, marker="x", color="black", s=30, zorder=5, label="actual")
+    right.set_xscale("log")
+    right.set_xlabel("training compute C = 6ND (FLOPs)")
+    right.set_ylabel("accuracy")
+    title = "chained prediction (both steps' uncertainty)"
+    if fit.flags:
+        title = "NOT PREDICTABLE: " + "; ".join(fl.split(":")[0] for fl in fit.flags)
+        right.set_title(title, color="tab:red")
+    else:
+        right.set_title(title)
+    right.legend(fontsize=7)
+    return fig

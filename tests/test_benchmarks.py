@@ -273,3 +273,20 @@ def test_large_table_quick(tmp_path):
     # 2000 runs with 1% noise pin alpha (0.35) even at 1 chain of 20 + 20: padded rows
     # counted as data, or a wrong mask, would move it
     assert abs(float(rows[1]["alpha median (truth 0.35)"]) - 0.35) < 0.03
+
+
+@pytest.mark.slow
+def test_tasks_quick(tmp_path):
+    run("tasks.py", tmp_path)
+    text = (tmp_path / "tasks.md").read_text()
+    rows = table(text, "task")
+    assert [r["task"] for r in rows] == ["arc_challenge_test", "arc_challenge_val"]
+    methods = {r["method"]: r for r in table(text, "method")}
+    # the pooled coverage is the per-task counts put together (12 targets each)
+    inside = sum(int(r["two-step in 90%"].split("/")[0]) for r in rows)
+    assert float(methods["two-step (default)"]["90% coverage, all pairs"]) == pytest.approx(
+        inside / (12 * len(rows)), abs=1e-3)
+    good = sum(float(r["two-step err"]) <= 2 for r in rows)
+    assert methods["two-step (default)"]["tasks with median error <= 2 points"].startswith(
+        f"{good} of")
+    assert (tmp_path / "tasks.png").stat().st_size > 0

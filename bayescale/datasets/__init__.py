@@ -15,7 +15,8 @@ import pandas as pd
 from bayescale.data import ScalingData
 from bayescale.errors import DataError
 
-__all__ = ["load_dataset", "list_datasets", "dataset_readme", "load_frame", "DATASETS"]
+__all__ = ["load_dataset", "load_task", "list_tasks", "list_datasets", "dataset_readme",
+           "load_frame", "DATASETS"]
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,30 @@ def load_dataset(name: str, *, all: bool = False, config: str = "Optimizer tunin
     return ScalingData.from_frame(df, x_col="seen_examples", loss_col="loss",
                                   group_col=None, name=f"revisiting/{domain}/{model}",
                                   citation=info.citation)
+
+
+def list_tasks(name: str = "olmo_ladder") -> list[str]:
+    """The downstream tasks of a bundled dataset with task losses and accuracies."""
+    if name != "olmo_ladder":
+        raise DataError(f"dataset {name!r} has no downstream tasks; olmo_ladder has")
+    return [c[4:] for c in load_frame(name).columns if c.startswith("acc_")]
+
+
+def load_task(name: str = "olmo_ladder", task: str = "hellaswag_val"):
+    """A downstream task of a bundled dataset as :class:`bayescale.tasks.TaskData`: every
+    checkpoint of every run with the task's loss (``bpb_<task>``, bits per byte of the
+    correct answer) and accuracy (``acc_<task>``), the final checkpoints marked, the 1xC
+    reruns as seeds of one configuration, and the task's chance accuracy."""
+    from bayescale.tasks import TaskData
+
+    tasks = list_tasks(name)
+    if task not in tasks:
+        raise DataError(f"unknown task {task!r} of {name}; choose one of: {', '.join(tasks)}")
+    df = load_frame(name)
+    return TaskData.from_frame(df, loss_col=f"bpb_{task}", accuracy_col=f"acc_{task}",
+                               n_col="N_params", d_col="D_tokens", run_col="run",
+                               final_col="final", seed_col="rerun", task=task,
+                               name=f"{name}/{task}", citation=_get(name).citation)
 
 
 def list_datasets() -> pd.DataFrame:
