@@ -629,17 +629,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     from bayescale.inference import load_fit
+    from bayescale.io import atomic_write_text
     from bayescale.report import write_report
+    from bayescale.tasks import is_task_fit
 
     _output(args, args.out)
     if Path(args.fit).is_dir():  # the folder of `fit --by-group --out`: one page, every group
-        from bayescale.io import atomic_write_text
         from bayescale.many import load_fits
         from bayescale.report import render_group_report
 
         page = render_group_report(load_fits(args.fit), budgets=args.compute or None,
                                    level=args.level)
         path = atomic_write_text(args.out, page)
+    elif is_task_fit(args.fit):
+        from bayescale.report import render_task_report
+        from bayescale.tasks import load_task_fit
+
+        path = atomic_write_text(args.out, render_task_report(load_task_fit(args.fit),
+                                                              level=args.level))
     else:
         path = write_report(load_fit(args.fit), args.out, budgets=args.compute or None,
                             level=args.level)
@@ -940,6 +947,9 @@ def _task_output(result, args) -> int:
            + result.link + ")") if result.steps == 2 else f"accuracy from compute ({result.link})"
     print(f"task {out['task']}: {how}; {out['runs']} runs, {out['checkpoints']} checkpoints in "
           "step 2")
+    if not out["converged"]:
+        print("warning: a step's sampler did not converge: refit with more --warmup and "
+              "--draws before trusting these numbers")
     if result.flags:
         print("NOT PREDICTABLE: the accuracy of this task does not follow the two steps; do not "
               "trust the bands below:")
@@ -1117,8 +1127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("report", help="write a fit's report as one self-contained HTML file")
-    p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`, or the folder of "
-                                "`bayescale fit --by-group --out` (one page, every group)")
+    p.add_argument("fit", help="FIT.nc written by `bayescale fit --out`, the folder of "
+                                "`bayescale fit --by-group --out` (one page, every group), or "
+                                "TASK.nc of `bayescale task fit --out`")
     p.add_argument("--out", required=True, help="HTML file to write")
     p.add_argument("--compute", type=_positive, action="append", default=[],
                    help="budget in FLOPs for the allocation table (repeat; default 10x, 100x, "

@@ -282,9 +282,9 @@ class ScalingFit:
 
     @classmethod
     def from_sampler(cls, result, built: BuiltModel, data: ScalingData, spec: NutsSpec,
-                     seed: int, *, rows=None) -> ScalingFit:
+                     seed: int, *, rows=None, group: str | None = None) -> ScalingFit:
         """A fit from :func:`bayescale._nuts.run_nuts`'s arrays (``rows``: this data set's
-        chains); warns when the sampler did not converge."""
+        chains); warns when the sampler did not converge (naming ``group``, one of several)."""
         rows = slice(None) if rows is None else rows
         fit = cls(idata=None, law=built.model.law, data=data, priors=built.priors,
                   noise=built.model.noise, repeats=built.repeats, seed=seed,
@@ -293,7 +293,7 @@ class ScalingFit:
                   seconds=result.seconds, versions=_versions(),
                   arrays={group: {k: v[rows] for k, v in getattr(result, group).items()}
                           for group in ("posterior", "log_likelihood", "predictive", "stats")})
-        fit._warn_if_unconverged()
+        fit._warn_if_unconverged(group)
         return fit
 
     # ---------------------------------------------------------------- draws
@@ -386,7 +386,7 @@ class ScalingFit:
         return {"max_rhat": max_rhat, "min_ess_bulk": min_ess, "divergences": divergences,
                 "converged": converged}
 
-    def _warn_if_unconverged(self) -> None:
+    def _warn_if_unconverged(self, group: str | None = None) -> None:
         d = self.diagnostics
         if d["converged"]:
             return
@@ -398,7 +398,8 @@ class ScalingFit:
         if d["divergences"]:
             problems.append(f"{d['divergences']} divergent transitions")
         warnings.warn(
-            "the sampler did not converge (" + "; ".join(problems) + "): do not trust this "
+            "the sampler did not converge" + (f" for group {group!r}" if group else "") + " ("
+            + "; ".join(problems) + "): do not trust this "
             "posterior yet. Try more warm-up and draws (--warmup 2000 --draws 2000), a higher "
             "target_accept, stronger priors on the exponents, or look for outlying runs; a law "
             "the data cannot identify (too few runs, too narrow a range) also shows up this way",

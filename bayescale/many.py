@@ -240,8 +240,8 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
                 f.options["refits"] = attempt
             out.update(again)
     if retries:
-        for f in out.values():
-            f._warn_if_unconverged()
+        for name, f in out.items():
+            f._warn_if_unconverged(name)
     if form_error:
         from bayescale.inference import own_evidence
 
@@ -281,7 +281,8 @@ def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed
                                       "shared", rows=length * len(names))
         for g, name in enumerate(names):
             part = _group_of_joint(result, model, g, _sizes(built[name], groups[name]))
-            out[name] = ScalingFit.from_sampler(part, built[name], groups[name], spec, seed)
+            out[name] = ScalingFit.from_sampler(part, built[name], groups[name], spec, seed,
+                                                group=name)
             out[name].options["hierarchical"] = list(model.shared)
     else:
         result = run_nuts(first, _element(stacked, 0), spec, seed=seed, obs_site=OBS_SITE,
@@ -292,7 +293,8 @@ def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed
         for g, name in enumerate(names):
             rows = slice(g * spec.chains, (g + 1) * spec.chains)
             part = _Part(result, rows, _sizes(built[name], groups[name]))
-            out[name] = ScalingFit.from_sampler(part, built[name], groups[name], spec, seed)
+            out[name] = ScalingFit.from_sampler(part, built[name], groups[name], spec, seed,
+                                                group=name)
     return out
 
 

@@ -21,7 +21,8 @@ from bayescale._plotting import human, input_values, source
 from bayescale.errors import FitError
 from bayescale.summaries import check_level, interval
 
-__all__ = ["write_report", "render_report", "default_budgets", "sci_html"]
+__all__ = ["write_report", "render_report", "render_task_report", "default_budgets",
+           "sci_html"]
 
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; color: #222;
@@ -274,6 +275,74 @@ def render_group_report(fits, *, budgets: Sequence[float] | None = None,
     shared = " with shared exponents" if getattr(fits, "hierarchical", False) else ""
     return (head + "<body>\n" + f"<h1>{len(fits)} fits{shared}</h1><ul>{''.join(toc)}</ul>\n"
             + "\n".join(parts) + "\n</body></html>\n")
+
+
+def render_task_report(fit, *, level: float = 0.9) -> str:
+    """One HTML page for a task model (:func:`bayescale.tasks.fit_task`): the flags, the data,
+    step 2's posterior and checks, the step-2 and chained-prediction plot (at 10x and 100x the
+    largest training compute, 20 tokens per parameter), then step 1's report."""
+    from bayescale import __version__, plots
+
+    level = check_level(level)
+    data = fit.data
+    title = f"Task model: {data.task}" + (f" ({data.name})" if data.name != data.task else "")
+    flags = "".join(f"<li>{html.escape(f)}</li>" for f in fit.flags)
+    warn = (f"<div class=warn><b>Not predictable</b>: this task's accuracy does not follow the "
+            f"two steps; do not trust its bands.<ul>{flags}</ul></div>" if fit.flags else
+            "<p class=ok>The predictability checks passed (movement over noise, monotone, "
+            "backtest of the largest size).</p>")
+    f = data.final
+    c_max = float(np.max(6 * data.N[f] * data.D[f]))
+    C = np.array([10 * c_max, 100 * c_max])
+    N = np.sqrt(C / 120.0)
+    pred = fit.predict(N, 20 * N, level=level)
+    rows = [[human(n), human(d), f"{r.accuracy:.3f}",
+             f"[{r.accuracy_lo:.3f}, {r.accuracy_hi:.3f}]", f"{r.task_loss:.4g}"]
+            for n, d, r in zip(N, 20 * N, pred.table().itertuples())]
+    params = [[html.escape(name), f"{r['median']:.4g}", f"[{r['lo']:.4g}, {r['hi']:.4g}]"]
+              for name, r in fit.summary(level).iterrows()]
+    checks = [[html.escape(k), html.escape(json_value(v))] for k, v in fit.checks.items()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        figure = _figure(plots.plot_task(fit, N=N, D=20 * N, level=level),
+                         f"Left: step 2, accuracy against task loss with the link's and a new "
+                         f"run's {100 * level:g}% bands, the checkpoints fitted coloured by "
+                         "model size (final ones ringed). Right: the chained prediction at 10x "
+                         "and 100x the largest training compute.")
+        step1 = ""
+        if fit.step1 is not None:
+            page = render_report(fit.step1, level=level)
+            body = page.split("<body>\n", 1)[1].rsplit("\n</body>", 1)[0]
+            body = body.rsplit("<p class=muted>Written by", 1)[0]
+            step1 = ("<h2>Step 1: task loss from N and D</h2>" + body.replace(
+                "<h2>", "<h3>").replace("</h2>", "</h3>").replace("<h1>", "<h3>", 1).replace(
+                "</h1>", "</h3>", 1))
+    how = ("step 1: task loss from (N, D) on each run's final checkpoint; step 2: accuracy from "
+           f"task loss ({fit.link}) on the {fit.rows.replace('_', ' ')} of each run's "
+           "checkpoints" if fit.steps == 2 else f"accuracy from compute ({fit.link})")
+    body = [f"<h1>{html.escape(title)}</h1>", warn,
+            f"<p>{html.escape(how)}; {data.n_runs} runs, {int(data.link_rows(fit.rows).sum())} "
+            f"checkpoints in step 2. Intervals are central {100 * level:g}% credible intervals."
+            "</p>",
+            f"<p class=muted>{html.escape(data.citation)}</p>" if data.citation else "",
+            "<h2>Predictions</h2>", figure,
+            _table(rows, ["N", "D", "accuracy (median)", f"{100 * level:g}% band of a new run",
+                          "task loss"]),
+            "<h2>Step 2: the link</h2>", _table(params, ["parameter", "median", "interval"]),
+            "<h2>Checks</h2>", _table(checks, ["check", "value"]), step1,
+            f"<p class=muted>Written by bayescale {html.escape(__version__)}.</p>"]
+    return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def json_value(v) -> str:
+    """A check's value as text: numbers to 4 digits, a backtest's record as key=value pairs."""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={json_value(x)}" for k, x in v.items())
+    return str(v)
 
 
 def write_report(fit, path: str | os.PathLike, *, budgets: Sequence[float] | None = None,

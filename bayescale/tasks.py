@@ -357,6 +357,22 @@ def _link_prior(u: np.ndarray, chance: float | None) -> dict[str, np.ndarray]:
             "u0_scale": np.asarray(3.0 * max(float(np.ptp(u)), 1e-6))}
 
 
+def _diagnostics(chained: Mapping[str, np.ndarray], divergences: int) -> dict[str, np.ndarray]:
+    """Step 2's R-hat, bulk ESS and divergences (as ``_``-named one-element arrays)."""
+    from bayescale._compat import import_arviz
+    from bayescale.inference import ESS_MIN, RHAT_MAX
+
+    az = import_arviz()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rhat = max(float(az.rhat(v)) for v in chained.values()) if len(
+            next(iter(chained.values()))) > 1 else float("nan")
+        ess = min(float(az.ess(v, method="bulk")) for v in chained.values())
+    ok = (not rhat > RHAT_MAX) and ess >= ESS_MIN and divergences == 0
+    return {"_max_rhat": np.asarray([rhat]), "_min_ess_bulk": np.asarray([ess]),
+            "_divergences": np.asarray([divergences]), "_converged": np.asarray([ok])}
+
+
 def _simulation_args(a):
     return (a[0], None, *a[2:])
 
@@ -394,10 +410,11 @@ def _fit_links(parts: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, flo
                           f"{'s' if len(names) > 1 else ''} x {rows} checkpoints", rows=rows)
         for g, name in enumerate(names):
             rows_g = slice(g * spec.chains, (g + 1) * spec.chains)
-            draws_g = {k: np.asarray(v[rows_g]).reshape(-1) for k, v in result.posterior.items()
+            chained = {k: np.asarray(v[rows_g]) for k, v in result.posterior.items()
                        if np.ndim(v) == 2}
+            draws_g = {k: v.reshape(-1) for k, v in chained.items()}
             stats = {k: np.asarray(v[rows_g]) for k, v in result.stats.items()}
-            draws_g["_divergences"] = np.asarray([int(np.sum(stats.get("diverging", 0)))])
+            draws_g.update(_diagnostics(chained, int(np.sum(stats.get("diverging", 0)))))
             if link == "exponential":
                 draws_g["u_ref"] = np.full(draws_g["floor"].shape, float(np.mean(parts[name][0])))
             out[name] = draws_g
@@ -418,8 +435,8 @@ class TaskPrediction:
         (S, P) accuracy of a new run: step 1's new-run task loss, step 2's link and run noise.
     mean_draws : numpy.ndarray
         (S, P) the link at step 1's law (no noise, no form error): the expected accuracy.
-    task_loss : Prediction
-        Step 1's prediction of the task loss.
+    task_loss : Prediction or None
+        Step 1's prediction of the task loss (None for the single-step model).
     level : float
     flags : tuple of str
         Why the task is not predictable (empty: it passed every check).
@@ -445,7 +462,10 @@ class TaskPrediction:
     def table(self, level: float | None = None) -> pd.DataFrame:
         level = check_level(self.level if level is None else level)
         med, lo, hi = interval(self.accuracy_draws, level)
-        lmed, llo, lhi = interval(self.task_loss.new_run_draws, level)
+        if self.task_loss is None:  # the single-step model predicts no task loss
+            lmed = llo = lhi = np.full(len(self.N), np.nan)
+        else:
+            lmed, llo, lhi = interval(self.task_loss.new_run_draws, level)
         return pd.DataFrame({"N": self.N, "D": self.D, "task_loss": lmed,
                              "task_loss_lo": llo, "task_loss_hi": lhi, "accuracy": med,
                              "accuracy_lo": lo, "accuracy_hi": hi,
@@ -526,6 +546,18 @@ class TaskFit:
                        0.0, 1.0)
 
     @property
+    def diagnostics(self) -> dict[str, Any]:
+        """Both steps' sampler diagnostics: ``step1`` (:attr:`ScalingFit.diagnostics`),
+        ``step2`` (max R-hat, min bulk ESS, divergences), and ``converged`` for both."""
+        d = self.link_draws
+        step2 = ({"max_rhat": float(d["_max_rhat"][0]), "min_ess_bulk": float(d["_min_ess_bulk"][0]),
+                  "divergences": int(d["_divergences"][0]), "converged": bool(d["_converged"][0])}
+                 if "_converged" in d else None)
+        step1 = getattr(self.step1, "diagnostics", None)
+        ok = all(x is None or x["converged"] for x in (step1, step2))
+        return {"step1": step1, "step2": step2, "converged": ok}
+
+    @property
     def run_noise(self) -> np.ndarray:
         """(S,) sd of a new run's accuracy around the link: run effect and checkpoint noise."""
         tau = self.link_draws.get("tau", 0.0)
@@ -575,7 +607,8 @@ class TaskFit:
         """The least compute C whose new run reaches ``target`` accuracy with probability at
         least ``prob``: along the split with ``tokens_per_param`` (D/N) when given, else at
         the posterior-median compute-optimal split of step 1's law (the least task loss,
-        hence the best accuracy, for the budget). Searched on a grid from the smallest
+        hence the best accuracy, for the budget; the single-step model, which has no step 1,
+        uses 20 tokens per parameter). Searched on a grid from the smallest
         training compute to ``max_factor`` times the largest, then refined; ``reached`` is
         False (and ``achieved`` the best probability) when no budget there gets there."""
         from bayescale.allocation import compute_optimal
@@ -635,7 +668,7 @@ class TaskFit:
         return {"task": self.task, "steps": self.steps, "link": self.link, "rows": self.rows,
                 "runs": self.data.n_runs, "checkpoints": int(self.data.link_rows(self.rows).sum()),
                 "predictable": self.predictable, "flags": list(self.flags),
-                "checks": self.checks,
+                "checks": self.checks, "converged": self.diagnostics["converged"],
                 "link_parameters": self.summary().reset_index().to_dict(orient="records"),
                 "law": None if self.step1 is None else self.step1.law.name}
 
@@ -650,7 +683,9 @@ class TaskFit:
         output_path(path, what="task fit file")
         meta = {"format": "bayescale-task/1", "link": self.link, "steps": self.steps,
                 "rows": self.rows, "seed": self.seed, "flags": list(self.flags),
-                "checks": self.checks, "data": self.data.to_dict()}
+                "checks": self.checks, "data": self.data.to_dict(),
+                "diagnostics": {k: np.asarray(v).tolist() for k, v in self.link_draws.items()
+                                if k.startswith("_")}}
         link = xr.Dataset({k: ("draw", np.asarray(v)) for k, v in self.link_draws.items()
                            if not k.startswith("_")})
         link.attrs["bayescale_task"] = json.dumps(meta)
@@ -663,6 +698,17 @@ class TaskFit:
 
         atomic_write_bytes(path, DataTree.from_dict(groups).to_netcdf(engine="h5netcdf"))
         return path
+
+
+def is_task_fit(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file written by :meth:`TaskFit.save`."""
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path, group="task_link", engine="h5netcdf") as link:
+            return "bayescale_task" in link.attrs
+    except Exception:  # noqa: BLE001 - anything else is not a task fit
+        return False
 
 
 def load_task_fit(path: str | os.PathLike) -> TaskFit:
@@ -687,6 +733,7 @@ def load_task_fit(path: str | os.PathLike) -> TaskFit:
         if "task_link" in step1.idata.groups():
             del step1.idata["task_link"]
     draws = {k: np.asarray(link[k].values) for k in link.data_vars}
+    draws.update({k: np.asarray(v) for k, v in meta.get("diagnostics", {}).items()})
     return TaskFit(TaskData.from_dict(meta["data"]), step1, meta["link"], draws,
                    steps=meta["steps"], rows=meta["rows"], flags=meta["flags"],
                    checks=meta["checks"], seed=meta["seed"])
@@ -722,9 +769,10 @@ def _checks(fit: TaskFit, u: np.ndarray, acc: np.ndarray) -> tuple[list[str], di
     ratio = float(np.median(move) / np.median(noise))
     checks["movement_over_noise"] = ratio
     if ratio < FLAT_RATIO:
-        flags.append(f"flat: accuracy moves {100 * np.median(move):.1f} points across the "
-                     f"training checkpoints, under {FLAT_RATIO:g}x its run-to-run noise "
-                     f"({100 * np.median(noise):.1f} points): near chance or not yet emerging")
+        flags.append(f"flat: the fitted link moves {100 * np.median(move):.1f} points across "
+                     f"the training checkpoints' task losses, under {FLAT_RATIO:g}x a run's "
+                     f"noise around it ({100 * np.median(noise):.1f} points): the accuracy is "
+                     "near chance, not yet emerging, or not a function of task loss")
     rho = float(spearmanr(u, acc).statistic) if np.ptp(acc) > 0 else 0.0
     checks["spearman"] = rho
     if rho > MONOTONE_RHO:
@@ -796,6 +844,14 @@ def fit_tasks(tasks: Mapping[str, TaskData] | Sequence[TaskData], *, law: str = 
         u, acc, _, _ = _inputs(tasks[name], rows, steps)
         flags, checks = _checks(f, u, acc)
         f.flags, f.checks = tuple(flags), checks
+        step2 = f.diagnostics["step2"]
+        if step2 is not None and not step2["converged"]:
+            from bayescale.inference import ConvergenceWarning
+
+            warnings.warn(f"task {name!r}: step 2's sampler did not converge (max R-hat "
+                          f"{step2['max_rhat']:.3f}, min bulk ESS {step2['min_ess_bulk']:.0f}, "
+                          f"{step2['divergences']} divergent transitions): more --warmup and "
+                          "--draws, or another link", ConvergenceWarning, stacklevel=2)
     if check:
         _backtest(tasks, fits, law=law, link=link, steps=steps, rows=rows,
                   fit_options=fit_options, **opts)
@@ -845,8 +901,7 @@ def _backtest(tasks, fits, *, law, link, steps, rows, fit_options, **opts) -> No
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         refits = _fit_both(train, law=law, link=link, steps=steps, rows=rows, progress=False,
-                           fit_options={**fit_options, "form_error": fit_options.get(
-                               "form_error", True)}, **opts)
+                           fit_options=fit_options, **opts)
     for name, refit in refits.items():
         h = held[name]
         f = h.final

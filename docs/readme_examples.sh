@@ -30,6 +30,8 @@ run bayescale fit --dataset chinchilla --method huber --bootstrap 1000
 run bayescale backtest --dataset chinchilla --no-progress
 run bayescale fit --dataset chinchilla --method huber --json
 run bayescale fit --dataset porian2024 --config "Cosine decay" --method approach2 --bootstrap 400
+run bayescale task fit --dataset olmo_ladder --task hellaswag_val --max-train-params 1e9 --N 3.2e9 --D 6.3e11 --target-accuracy 0.7 --out hellaswag.nc --no-progress
+run bayescale task predict hellaswag.nc --N 7e9 --D 2e12 --target-accuracy 0.7
 set +e
 run bayescale fit runs_missing.csv
 run bayescale decide chinchilla.nc --target-loss 1.5 --probability 0.9

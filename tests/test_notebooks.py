@@ -24,7 +24,7 @@ MIN_IMAGES = {
     "03_bayes_vs_least_squares.ipynb": 3,
     "04_your_own_runs.ipynb": 3,
     "05_many_configurations_fit_many.ipynb": 2,
-    "06_downstream_tasks.ipynb": 3,
+    "06_downstream_tasks.ipynb": 4,
 }
 QUICK_BANNER = "quick mode (BAYESCALE_QUICK=1): {}"
 

@@ -40,11 +40,13 @@ def sigmoid(u, p=TRUTH2):
 def fixed_fit(sigma=1e-9, tau=0.0, S=400):
     """A TaskFit whose step 1 is the exact law (no noise, no form error) and whose step 2 is
     the exact link with run noise sd sqrt(sigma^2 + tau^2)."""
+    from bayescale import Domain
+
+    data = _ladder(seed=0)
     step1 = Posterior.from_draws("chinchilla", {k: np.full(S, v) for k, v in TRUTH1.items()},
-                                 None)
+                                 None, domain=Domain.from_data(data.finals()))
     draws = {k: np.full(S, v) for k, v in TRUTH2.items()}
     draws.update(sigma=np.full(S, sigma), tau=np.full(S, tau))
-    data = _ladder(seed=0)
     return TaskFit(data, step1, "sigmoid", draws)
 
 
@@ -208,13 +210,19 @@ def test_single_step_fit_saves_and_loads(tmp_path):
     draws = {k: np.full(10, v) for k, v in dict(floor=0.25, ceiling=0.9, k=2.0, u0=-19.0,
                                                  sigma=0.01).items()}
     fit = TaskFit(data, None, "sigmoid", draws, steps=1, rows="final", flags=("flat: x",))
+    fit.link_draws.update(_max_rhat=np.array([1.2]), _min_ess_bulk=np.array([90.0]),
+                          _divergences=np.array([3]), _converged=np.array([False]))
     path = fit.save(tmp_path / "task.nc")
     back = load_task_fit(path)
+    assert back.diagnostics["step2"] == {"max_rhat": 1.2, "min_ess_bulk": 90.0,
+                                         "divergences": 3, "converged": False}
+    assert not back.diagnostics["converged"]
     assert back.steps == 1 and back.flags == ("flat: x",) and back.task == "sim"
     assert np.array_equal(back.data.accuracy, data.accuracy)
     a = fit.predict([1e9], [2e10]).accuracy_draws
     b = back.predict([1e9], [2e10]).accuracy_draws
     assert np.array_equal(a, b)
+    assert np.isnan(back.predict([1e9], [2e10]).table()["task_loss"]).all()  # no step 1
     (tmp_path / "junk.nc").write_text("not a fit")
     with pytest.raises(FitError, match="not a bayescale task fit"):
         load_task_fit(tmp_path / "junk.nc")
@@ -380,3 +388,26 @@ def test_olmo_hellaswag_backtest(tmp_path):
     big = table[table.N > 3e9]
     assert np.all(np.diff(big.prob_at_least_target.to_numpy()) >= -0.02)
     assert res["compute_for_target"]["reached"]
+
+
+def test_task_report_shows_flags_predictions_and_step_1(tmp_path):
+    from bayescale.report import render_task_report
+
+    fit = fixed_fit()
+    page = render_task_report(fit)
+    assert "Task model: sim" in page and "checks passed" in page
+    assert page.count("data:image/png;base64,") >= 2  # plot_task and step 1's extrapolation
+    assert "Step 1: task loss from N and D" in page
+    # the table's median at 10x the largest training compute is the chained closed form
+    c = 10 * np.max(6 * fit.data.N[fit.data.final] * fit.data.D[fit.data.final])
+    n = np.sqrt(c / 120)
+    assert f"{sigmoid(law(n, 20 * n)):.3f}" in page
+    fit.flags = ("flat: accuracy moves 0.1 points",)
+    assert "Not predictable" in render_task_report(fit)
+    # and through the CLI, from a saved (single-step) task fit
+    draws = {k: np.full(10, v) for k, v in dict(floor=0.25, ceiling=0.9, k=2.0, u0=-19.0,
+                                                 sigma=0.01).items()}
+    TaskFit(_ladder(), None, "sigmoid", draws, steps=1, rows="final").save(tmp_path / "t.nc")
+    r = _cli("report", str(tmp_path / "t.nc"), "--out", str(tmp_path / "t.html"))
+    assert r.returncode == 0, r.stderr
+    assert "Task model: sim" in (tmp_path / "t.html").read_text()
