@@ -411,3 +411,16 @@ def test_task_report_shows_flags_predictions_and_step_1(tmp_path):
     r = _cli("report", str(tmp_path / "t.nc"), "--out", str(tmp_path / "t.html"))
     assert r.returncode == 0, r.stderr
     assert "Task model: sim" in (tmp_path / "t.html").read_text()
+
+
+def test_step_2_draws_are_thinned_evenly_across_chains():
+    """Step 2 keeps twice step 1's draws, stored chain after chain: a prediction pairs step 1's
+    S draws with S of step 2's spread over every chain, not the first chains only."""
+    fit = fixed_fit(S=400)
+    fit.link_draws = {k: np.concatenate([v, v]) for k, v in fit.link_draws.items()}
+    fit.link_draws["floor"] = np.repeat([0.20, 0.22, 0.24, 0.26], 200)  # four "chains"
+    picked = fit._params(400)["floor"]
+    assert len(picked) == 400 and np.allclose(np.bincount((picked * 100 - 20).astype(int) // 2),
+                                              100)
+    pred = fit.predict([1e9], [2e10])
+    assert pred.accuracy_draws.shape == (400, 1)
