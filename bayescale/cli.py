@@ -789,7 +789,8 @@ def _add_task_parser(sub) -> None:
                                    "and accuracy from task loss on its checkpoints, then "
                                    "predict a target's accuracy with both steps' uncertainty.",
                        epilog=TASK_EXAMPLES)
-    tsub = p.add_subparsers(dest="task_command", parser_class=_Parser)
+    tsub = p.add_subparsers(dest="task_command", parser_class=_Parser,
+                            help="fit: fit a task model; predict: from a saved task fit")
     f = tsub.add_parser("fit", help="fit a task model to training curves",
                         epilog=TASK_EXAMPLES)
     f.add_argument("file", nargs="?", help="table of checkpoints: one row per run and "
