@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayescale.data import ScalingData, _find_alias, _missing_column
+from bayescale.data import ScalingData, _find_alias, _missing_column, _rows
 from bayescale.errors import DataError, FitError
 from bayescale.summaries import check_level, interval
 
@@ -136,17 +136,17 @@ class TaskData:
             bad = ~np.isfinite(arr)
             if bad.any():
                 raise DataError(f"column {col[name]!r} has missing or infinite values at "
-                                f"{_rows_text(bad)}: drop those checkpoints (--dropna)")
+                                f"{_rows(bad)}: drop those checkpoints (--dropna)")
         for name in ("N", "D", "loss"):
             if (arrays[name] <= 0).any():
                 raise DataError(f"column {col[name]!r} must be positive; it is not at "
-                                f"{_rows_text(arrays[name] <= 0)}")
+                                f"{_rows(arrays[name] <= 0)}")
         acc = arrays["accuracy"]
         if ((acc < 0) | (acc > 1)).any():
             hint = (" (it looks like percent: divide by 100)" if acc.max() <= 100 and
                     acc.max() > 1 else "")
             raise DataError(f"column {col['accuracy']!r} must be an accuracy in [0, 1]{hint}; "
-                            f"it is not at {_rows_text((acc < 0) | (acc > 1))}")
+                            f"it is not at {_rows((acc < 0) | (acc > 1))}")
         run = np.asarray(self.run).astype(str).reshape(-1)
         if len(run) != n:
             raise DataError(f"column {col['run']!r} has {len(run)} values, expected {n}")
@@ -268,12 +268,6 @@ class TaskData:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaskData:
         return cls(**{k: (np.asarray(v) if isinstance(v, list) else v) for k, v in d.items()})
-
-
-def _rows_text(mask) -> str:
-    idx = np.flatnonzero(mask) + 1
-    more = f" and {len(idx) - 5} more" if len(idx) > 5 else ""
-    return f"row{'s' if len(idx) > 1 else ''} {', '.join(map(str, idx[:5]))}{more}"
 
 
 # ------------------------------------------------------------------------------- the link
