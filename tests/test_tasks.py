@@ -384,9 +384,14 @@ def test_olmo_hellaswag_backtest(tmp_path):
     inside = (actual >= table.accuracy_lo) & (actual <= table.accuracy_hi)
     assert inside.sum() >= 10, table.assign(actual=actual)
     assert np.median(np.abs(table.accuracy - actual)) < 0.025
-    # P(acc >= 0.6) rises with compute at the largest size
-    big = table[table.N > 3e9]
-    assert np.all(np.diff(big.prob_at_least_target.to_numpy()) >= -0.02)
+    # P(acc >= 0.6) rises with tokens at the largest size: no step down beyond three Monte
+    # Carlo standard errors of a difference of two independent estimates from S draws
+    big = table[table.N > 3e9].sort_values("D")
+    prob = big.prob_at_least_target.to_numpy()
+    s = SAMPLER["chains"] * SAMPLER["draws"]
+    se = np.sqrt((prob[1:] * (1 - prob[1:]) + prob[:-1] * (1 - prob[:-1])) / s)
+    assert np.all(np.diff(prob) >= -3 * se - 1e-12), prob
+    assert prob[-1] - prob[0] > 0.5, prob
     assert res["compute_for_target"]["reached"]
 
 
