@@ -850,8 +850,6 @@ def _task_args_check(args) -> None:
 
 
 def _load_task_data(args):
-    import pandas as pd
-
     from bayescale.errors import DataError
 
     if (args.file is None) == (args.dataset is None):
@@ -866,24 +864,13 @@ def _load_task_data(args):
                             f"{', '.join(list_tasks(args.dataset))}")
         data = load_task(args.dataset, args.task)
     else:
-        from pathlib import Path
-
-        from bayescale.data import _readable
+        from bayescale.data import read_table
         from bayescale.tasks import TaskData
 
         if args.loss_col is None or args.acc_col is None:
             raise DataError("name the task's columns: --loss-col (task loss) and --acc-col "
                             "(accuracy)")
-        path = Path(args.file)
-        _readable(path)
-        suffix = path.suffix.lower()
-        try:
-            df = (pd.read_parquet(path) if suffix in (".parquet", ".pq") else
-                  pd.read_json(path, lines=True) if suffix in (".jsonl", ".ndjson") else
-                  pd.read_csv(path, comment="#"))
-        except Exception as err:  # noqa: BLE001 - one line, whatever the reader says
-            raise DataError(f"{path} could not be read ({type(err).__name__}: "
-                            f"{' '.join(str(err).split())[:200]})") from None
+        df = read_table(args.file)  # the reader of `fit`: read once, comments, delimiters
         data = TaskData.from_frame(df, loss_col=args.loss_col, accuracy_col=args.acc_col,
                                    n_col=args.n_col, d_col=args.d_col, run_col=args.run_col,
                                    final_col=args.final_col, task=args.task or "",

@@ -304,85 +304,20 @@ class ScalingData:
 
     @classmethod
     def from_file(cls, path: str | Path, **columns: Any) -> ScalingData:
-        """Read a table of runs: CSV, or by its suffix Parquet (``.parquet``, ``.pq``; needs
-        pyarrow: ``pip install 'bayescale[parquet]'``) or JSON lines (``.jsonl``, ``.ndjson``,
-        ``.json``: one object per run); then :meth:`from_frame` (same keyword options)."""
+        """Read a table of runs (:func:`read_table`: CSV, or by its suffix Parquet ``.parquet``,
+        ``.pq``, needing pyarrow: ``pip install 'bayescale[parquet]'``, or JSON lines
+        ``.jsonl``, ``.ndjson``, ``.json``: one object per run); then :meth:`from_frame`
+        (same keyword options)."""
         path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in (".parquet", ".pq", ".jsonl", ".ndjson", ".json"):
-            return cls.from_csv(path, **columns)
-        _readable(path)
         columns.setdefault("name", path.stem)
-        if suffix in (".parquet", ".pq"):
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise DataError(f"reading {path} needs pyarrow: pip install 'bayescale[parquet]' "
-                                "(or save the table as CSV)") from None
-            try:
-                df = pd.read_parquet(path)
-            except Exception as err:  # noqa: BLE001 - whatever pyarrow says, one line
-                raise DataError(f"{path} could not be read as Parquet ({type(err).__name__}: "
-                                f"{' '.join(str(err).split())[:200]})") from None
-            return cls.from_frame(df, **columns)
-        raw = path.read_bytes()
-        records = raw.lstrip().startswith(b"[")  # a .json file holding one list of records
-        try:
-            df = pd.read_json(io.BytesIO(raw), lines=not records)
-        except ValueError as err:
-            raise DataError(f"{path} could not be read as JSON lines (one object per run and "
-                            f"line): {' '.join(str(err).split())[:200]}") from None
-        return cls.from_frame(df, **columns)
+        return cls.from_frame(read_table(path), **columns)
 
     @classmethod
     def from_csv(cls, path: str | Path, **columns: Any) -> ScalingData:
         """Read a CSV file and build with :meth:`from_frame` (same keyword options)."""
         path = Path(path)
-        _readable(path)
-        try:  # read once: a FIFO or `<(cat runs.csv)` can only be read once
-            raw = path.read_bytes()
-        except OSError as err:
-            raise DataError(f"cannot read {path} ({err.strerror}); check its permissions") from None
-        if b"\0" in raw[:4096]:
-            raise DataError(f"{path} is a binary file, not CSV text: export the table as "
-                            "comma-separated text with a header line")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:  # e.g. Excel's cp1252; numbers are ASCII either way
-            text = raw.decode("latin-1")
-        # Whole lines that start with '#' are comments (a '#' inside a cell is kept).
-        text = "".join(line for line in text.splitlines(keepends=True)
-                       if not line.lstrip().startswith("#"))
-        header = next((line for line in text.splitlines() if line.strip()), "")
-        sep = max([",", ";", "\t", "|"], key=header.count) if header.strip() else ","
-        names = [n.strip() for n in next(csv.reader([header], delimiter=sep), [])]
-        long_rows = (f"{path}: {{}} more cells than the header has names ({len(names)}): remove "
-                     "the extra cells or name every column")
-        try:
-            df = pd.read_csv(io.StringIO(text), sep=sep)
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{path} is empty: it needs a header line and one row per run") from None
-        except pd.errors.ParserError as err:
-            rows = _long_rows(text, sep, len(names))
-            if rows:
-                raise DataError(long_rows.format(rows)) from None
-            why = " ".join(str(err).split())  # one line, whatever pandas wrote
-            raise DataError(f"{path} could not be read as CSV ({why}); save it as comma-separated "
-                            "UTF-8 text with a header line") from None
-        if not isinstance(df.index, pd.RangeIndex):  # pandas took surplus cells as an index
-            raise DataError(long_rows.format(_long_rows(text, sep, len(names))))
-        repeated = sorted({n for n in names if n and names.count(n) > 1})
-        if repeated:
-            raise DataError(f"column {repeated[0]!r} appears more than once in the header of "
-                            f"{path}: rename or drop the copies so that each column has one name")
-        if len(df) == 0:
-            raise DataError(f"{path} has a header but no rows: add one row per finished run")
-        if df.shape[1] == 1:
-            raise DataError(f"{path} has a single column {df.columns[0]!r}{_delimiter_hint(header)}"
-                            ": separate the columns with commas (or ; tab |) and give N with D or "
-                            "C, and loss")
         columns.setdefault("name", path.stem)
-        return cls.from_frame(df, **columns)
+        return cls.from_frame(_read_csv(path), **columns)
 
     # ---------------------------------------------------------------- views
     def __len__(self) -> int:
@@ -487,6 +422,85 @@ class ScalingData:
         cols = {k: getattr(self, k)
                 for k in ("N", "D", "C", "x", "U", "loss", "group", "seed", "run")}
         return pd.DataFrame({k: v for k, v in cols.items() if v is not None})
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A table of runs as read from a file, before any column is chosen: CSV (read once, so a
+    FIFO or ``<(cat runs.csv)`` works; whole-line ``#`` comments; the delimiter found from the
+    header), or by its suffix Parquet (``.parquet``, ``.pq``; needs pyarrow) or JSON lines
+    (``.jsonl``, ``.ndjson``, ``.json``). Every fault is one :class:`DataError` line."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".jsonl", ".ndjson", ".json"):
+        return _read_csv(path)
+    _readable(path)
+    if suffix in (".parquet", ".pq"):
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise DataError(f"reading {path} needs pyarrow: pip install 'bayescale[parquet]' "
+                            "(or save the table as CSV)") from None
+        try:
+            df = pd.read_parquet(path)
+        except Exception as err:  # noqa: BLE001 - whatever pyarrow says, one line
+            raise DataError(f"{path} could not be read as Parquet ({type(err).__name__}: "
+                            f"{' '.join(str(err).split())[:200]})") from None
+        return df
+    raw = path.read_bytes()
+    records = raw.lstrip().startswith(b"[")  # a .json file holding one list of records
+    try:
+        df = pd.read_json(io.BytesIO(raw), lines=not records)
+    except ValueError as err:
+        raise DataError(f"{path} could not be read as JSON lines (one object per run and "
+                        f"line): {' '.join(str(err).split())[:200]}") from None
+    return df
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    _readable(path)
+    try:  # read once: a FIFO or `<(cat runs.csv)` can only be read once
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read {path} ({err.strerror}); check its permissions") from None
+    if b"\0" in raw[:4096]:
+        raise DataError(f"{path} is a binary file, not CSV text: export the table as "
+                        "comma-separated text with a header line")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:  # e.g. Excel's cp1252; numbers are ASCII either way
+        text = raw.decode("latin-1")
+    # Whole lines that start with '#' are comments (a '#' inside a cell is kept).
+    text = "".join(line for line in text.splitlines(keepends=True)
+                   if not line.lstrip().startswith("#"))
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    sep = max([",", ";", "\t", "|"], key=header.count) if header.strip() else ","
+    names = [n.strip() for n in next(csv.reader([header], delimiter=sep), [])]
+    long_rows = (f"{path}: {{}} more cells than the header has names ({len(names)}): remove "
+                 "the extra cells or name every column")
+    try:
+        df = pd.read_csv(io.StringIO(text), sep=sep)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty: it needs a header line and one row per run") from None
+    except pd.errors.ParserError as err:
+        rows = _long_rows(text, sep, len(names))
+        if rows:
+            raise DataError(long_rows.format(rows)) from None
+        why = " ".join(str(err).split())  # one line, whatever pandas wrote
+        raise DataError(f"{path} could not be read as CSV ({why}); save it as comma-separated "
+                        "UTF-8 text with a header line") from None
+    if not isinstance(df.index, pd.RangeIndex):  # pandas took surplus cells as an index
+        raise DataError(long_rows.format(_long_rows(text, sep, len(names))))
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        raise DataError(f"column {repeated[0]!r} appears more than once in the header of "
+                        f"{path}: rename or drop the copies so that each column has one name")
+    if len(df) == 0:
+        raise DataError(f"{path} has a header but no rows: add one row per finished run")
+    if df.shape[1] == 1:
+        raise DataError(f"{path} has a single column {df.columns[0]!r}{_delimiter_hint(header)}"
+                        ": separate the columns with commas (or ; tab |) and give N with D or "
+                        "C, and loss")
+    return df
 
 
 def _readable(path: Path) -> None:

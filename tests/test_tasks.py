@@ -87,13 +87,32 @@ def test_links_match_their_published_forms():
         link_mean(u, p, "probit")
 
 
-def test_link_prior_is_scaled_to_the_data():
-    u = np.array([0.8, 1.0, 1.2])
-    p = _link_prior(u, 0.25)
-    assert p["floor_loc"] == 0.25 and p["floor_scale"] == 0.05
-    assert np.isclose(np.exp(p["rate_loc"]), 1 / np.std(u))
-    assert np.isclose(p["u0_scale"], 3 * 0.4)
-    assert _link_prior(u, None)["floor_scale"] == 0.5
+@pytest.mark.parametrize("link", ["sigmoid", "exponential"])
+def test_link_prior_does_not_depend_on_the_units_of_task_loss(link):
+    """Task loss in bits or nats (or shifted): the prior on accuracy curves is the same.
+    Drawn with one seed, the prior's link through u and through 1/ln(2) u + 0.3 gives the
+    same accuracies at the same checkpoints; a prior not scaled to the data would not."""
+    import jax
+    from numpyro.infer import Predictive
+
+    from bayescale.tasks import LinkModel
+
+    u = np.array([0.8, 0.9, 1.0, 1.1, 1.25])
+    model = LinkModel(link, 1, "independent")
+    mus = []
+    for v in (u, u / np.log(2.0) + 0.3):
+        prior = _link_prior(v, 0.25)
+        draws = Predictive(model, num_samples=300)(jax.random.PRNGKey(0), v, None, None,
+                                                   prior)
+        p = {k: np.asarray(x)[:, None] for k, x in draws.items() if k != "obs"}
+        if link == "exponential":
+            p["u_ref"] = np.full_like(p["floor"], float(np.mean(v)))
+        mus.append(link_mean(v[None, :], p, link))
+    assert np.allclose(mus[0], mus[1], rtol=1e-5)  # float32 draws
+    assert np.std(mus[0]) > 0.01  # and the draws do vary
+    # the floor sits at chance, tightly, when chance is known
+    assert _link_prior(u, 0.25)["floor_loc"] == 0.25
+    assert _link_prior(u, None)["floor_scale"] > _link_prior(u, 0.25)["floor_scale"]
 
 
 # ------------------------------------------------------------------------------- task data
@@ -429,3 +448,18 @@ def test_step_2_draws_are_thinned_evenly_across_chains():
                                               100)
     pred = fit.predict([1e9], [2e10])
     assert pred.accuracy_draws.shape == (400, 1)
+
+
+def test_task_fit_reads_files_like_fit(tmp_path, capsys):
+    """`task fit FILE` reads with the reader of `fit`: a '#' comment line and ';' delimiters
+    give the four columns (a plain CSV reader sees one), so the error is about the run
+    column, in one line, exit 2."""
+    from bayescale.cli import main
+
+    path = tmp_path / "curves.csv"
+    path.write_text("# exported from W&B\nN;D;bpb;acc\n1e8;2e9;1.1;0.3\n2e8;4e9;1.0;0.35\n")
+    assert main(["task", "fit", str(path), "--loss-col", "bpb", "--acc-col", "acc",
+                 "--out", str(tmp_path / "t.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "['N', 'D', 'bpb', 'acc']" in err and "run column" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
