@@ -250,14 +250,16 @@ def inner_splits(data, law, drop: Sequence[int] = DROP) -> dict[float, tuple[Any
 
 def evidence_of(groups: Mapping[str, Any], law, *, noise: str = "student_t",
                 priors: Mapping[str, Any] | None = None, repeats: bool = False,
-                seed: int = 0, draws: int = LAPLACE_DRAWS) -> dict[str, Evidence]:
+                seed: int = 0, draws: int = LAPLACE_DRAWS,
+                like: Mapping[str, Any] | None = None) -> dict[str, Evidence]:
     """Each data set's :class:`Evidence`: its :func:`inner_splits` refitted with the Laplace
     approximation (2 chains of ``draws`` draws each), all in one program
     (:func:`bayescale.many.laplace_many`).
 
     The refits are padded to the rows (and configurations) of the full data sets: with two
     splits per data set, a fit of 4 chains and as many draws has the same mode-search and
-    post programs, so the form error compiles nothing more.
+    post programs, so the form error compiles nothing more. ``like``: larger data sets (of
+    which ``groups`` are parts) to pad to instead.
     """
     from bayescale.many import laplace_many
 
@@ -268,9 +270,12 @@ def evidence_of(groups: Mapping[str, Any], law, *, noise: str = "student_t",
     if not jobs:
         return out
     keys = list(jobs)
-    posts = laplace_many({f"{i}": jobs[k][0] for i, k in enumerate(keys)}, law, noise=noise,
-                         priors=priors, repeats=repeats, draws=draws, seed=seed,
-                         like=groups)
+    refits = {f"{i}": jobs[k][0] for i, k in enumerate(keys)}
+    if like:  # as many refits as the larger data sets make (copies, unused): same program
+        more = sum(len(inner_splits(data, law)) for data in like.values())
+        refits.update({f"pad{i}": jobs[keys[0]][0] for i in range(more - len(refits))})
+    posts = laplace_many(refits, law, noise=noise, priors=priors, repeats=repeats,
+                         draws=draws, seed=seed, like=like or groups)
     found: dict[str, list[Holdout]] = {name: [] for name in groups}
     for i, (name, cut) in enumerate(keys):
         found[name].append(holdout(posts[f"{i}"], jobs[name, cut][1], cut, dirs))

@@ -147,15 +147,17 @@ def large_table_note(n: int, spec: NutsSpec, rows: int, groups: int = 1) -> str 
 
 
 def own_evidence(groups: Mapping[str, ScalingData], law: Law, *, noise: str,
-                 priors: Mapping[str, Any] | None, repeats: bool, seed: int, draws: int):
+                 priors: Mapping[str, Any] | None, repeats: bool, seed: int, draws: int,
+                 like: Mapping[str, ScalingData] | None = None):
     """The form-error evidence of each data set (:func:`bayescale.extrapolation.evidence_of`):
     refits with the fit's law, noise, prior overrides and repeated-run model, with as many
     draws as each of the fit's chains when these are more than
-    :data:`~bayescale.extrapolation.LAPLACE_DRAWS` (the refits then share its programs)."""
+    :data:`~bayescale.extrapolation.LAPLACE_DRAWS` (the refits then share its programs);
+    ``like``: larger data sets whose padding to use (see :func:`bayescale.fit_many`)."""
     from bayescale.extrapolation import LAPLACE_DRAWS, evidence_of
 
     return evidence_of(groups, law, noise=noise, priors=priors, repeats=repeats, seed=seed,
-                       draws=max(LAPLACE_DRAWS, draws))
+                       draws=max(LAPLACE_DRAWS, draws), like=like)
 
 
 #: What :func:`fit` does with several checkpoints per run (see its ``checkpoints``).

@@ -165,7 +165,8 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
              draws: int = 1000, seed: int = 0, progress: bool = True,
              target_accept: float = 0.95, dense_mass: bool = True,
              retries: int = 0, form_error: bool = True,
-             checkpoints: str = "final") -> FitGroup:
+             checkpoints: str = "final",
+             pad_like: Mapping[str, ScalingData] | None = None) -> FitGroup:
     """Fit one law to many data sets in one compiled program.
 
     Parameters
@@ -196,6 +197,10 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
         each group alone).
     checkpoints: ``"final"`` or ``"all"`` checkpoints of training curves, as in
         :func:`bayescale.fit`.
+    pad_like: data sets of which ``datasets`` are parts (a backtest's refits: the full data
+        sets) whose padded number of runs to use, so that the refits run the full fit's
+        compiled programs instead of compiling their own (same law, options and number of
+        groups).
 
     Returns
     -------
@@ -225,17 +230,18 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
             warnings.warn(note, UserWarning, stacklevel=2)
     options = dict(law=law, hierarchical=bool(hierarchical), noise=noise, priors=priors,
                    repeats=bool(repeats), seed=int(seed), progress=progress)
+    least = _padding_of(pad_like, law, noise=noise, priors=priors, repeats=bool(repeats))
     with warnings.catch_warnings():
         if retries:  # warn once, at the end, for the groups still unconverged
             warnings.simplefilter("ignore", ConvergenceWarning)
-        out = _fit_groups(groups, spec=spec, **options)
+        out = _fit_groups(groups, spec=spec, least=least, **options)
         for attempt in range(1, int(retries) + 1):
             redo = [n for n, f in out.items() if not f.diagnostics["converged"]]
             if not redo:
                 break
             spec = dataclasses.replace(spec, warmup=2 * spec.warmup, draws=2 * spec.draws)
             again = _fit_groups(groups if hierarchical else {n: groups[n] for n in redo},
-                                spec=spec, **options)
+                                spec=spec, least=least, **options)
             for f in again.values():
                 f.options["refits"] = attempt
             out.update(again)
@@ -246,7 +252,7 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
         from bayescale.inference import own_evidence
 
         evidence = own_evidence(groups, law, noise=noise, priors=priors, repeats=bool(repeats),
-                                seed=int(seed), draws=spec.draws)
+                                seed=int(seed), draws=spec.draws, like=pad_like)
         for name, f in out.items():
             f.evidence = evidence[name]
     out.seconds = time.perf_counter() - start
@@ -256,8 +262,18 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
     return out
 
 
+def _padding_of(like, law, *, noise, priors, repeats) -> tuple[int, int]:
+    """The runs and configurations of the largest of the data sets ``like`` (their models'),
+    for :func:`padded`'s ``at_least``; (0, 0) without them."""
+    if not like:
+        return (0, 0)
+    full = [build_model(d, law, noise=noise, priors=priors, repeats=repeats)
+            for d in like.values()]
+    return max(b.y.size for b in full), max(b.model.n_config for b in full)
+
+
 def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed,
-                progress) -> FitGroup:
+                progress, least=(0, 0)) -> FitGroup:
     """One sampler run over ``groups`` (options already checked): :func:`fit_many`'s work."""
     built = {name: build_model(d, law, noise=noise, priors=priors, repeats=repeats)
              for name, d in groups.items()}
@@ -267,7 +283,7 @@ def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed
             raise FitError(f"group {name!r} has priors of other families than the first group; "
                            "give every group the same prior families")
     names = list(groups)
-    first, stacked, length = padded(built, names)
+    first, stacked, length = padded(built, names, at_least=least)
     most = max(d.n_points for d in groups.values())
     if (note := large_table_note(most, spec, length, len(names))) is not None:
         warnings.warn(note, UserWarning, stacklevel=3)
@@ -310,11 +326,7 @@ def laplace_many(groups: Mapping[str, ScalingData], law: Law, *, noise: str = "s
     built = {name: build_model(d, law, noise=noise, priors=priors, repeats=repeats)
              for name, d in groups.items()}
     names = list(groups)
-    least = (0, 0)
-    if like:
-        full = [build_model(d, law, noise=noise, priors=priors, repeats=repeats)
-                for d in like.values()]
-        least = (max(b.y.size for b in full), max(b.model.n_config for b in full))
+    least = _padding_of(like, law, noise=noise, priors=priors, repeats=repeats)
     first, stacked, length = padded(built, names, at_least=least)
     spec = NutsSpec(chains=chains, warmup=1, draws=draws)
     result = run_laplace(first, _element(stacked, 0), spec, seed=seed, obs_site=OBS_SITE,

@@ -304,9 +304,9 @@ class LinkModel:
 
     @property
     def key(self) -> tuple:
-        return ("task_link/2", self.link, self.n_runs, self.noise)
+        return ("task_link/3", self.link, self.n_runs, self.noise)
 
-    def __call__(self, u, acc=None, run=None, prior=None):
+    def __call__(self, u, acc=None, run=None, prior=None, mask=None):
         import numpyro
         import numpyro.distributions as dist
 
@@ -327,18 +327,21 @@ class LinkModel:
             gamma = numpyro.sample("gamma", dist.LogNormal(prior["rate_loc"], 1.0))
             mu = floor + kappa * jnp.exp(-gamma * (u - prior["u_mean"]))
         sigma = numpyro.sample("sigma", dist.HalfNormal(0.03))
+        # ``mask``: False for padding rows (they take run n_runs - 1, which no real row uses)
         if self.noise == "run_effect":
             tau = numpyro.sample("tau", dist.HalfNormal(0.03))
-            observe_repeats(mu, sigma, tau, acc, run, self.n_runs)
+            observe_repeats(mu, sigma, tau, acc, run, self.n_runs, mask)
         elif self.noise == "per_run" and acc is not None:
             # Each run's checkpoints count as one observation: weights 1 / (its checkpoints).
             import jax
 
-            count = jax.ops.segment_sum(jnp.ones_like(u), run, num_segments=self.n_runs)
-            weight = 1.0 / jnp.take(count, run)
+            real = jnp.ones_like(u) if mask is None else mask.astype(u.dtype)
+            count = jax.ops.segment_sum(real, run, num_segments=self.n_runs)
+            weight = real / jnp.maximum(jnp.take(count, run), 1.0)
             numpyro.factor(OBS_SITE, jnp.sum(weight * dist.Normal(mu, sigma).log_prob(acc)))
         else:
-            with numpyro.plate("rows", u.shape[-1]):
+            with numpyro.plate("rows", u.shape[-1]), numpyro.handlers.mask(
+                    mask=True if mask is None else mask):
                 numpyro.sample(OBS_SITE, dist.Normal(mu, sigma), obs=acc)
 
 
@@ -373,49 +376,52 @@ def _simulation_args(a):
 
 def _fit_links(parts: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, float | None]], *,
                link: str, noise: str, chains: int, warmup: int, draws: int, seed: int,
-               progress: bool) -> dict[str, dict[str, np.ndarray]]:
+               progress: bool, like: Mapping[str, tuple] | None = None
+               ) -> dict[str, dict[str, np.ndarray]]:
     """Step 2 for each named ``(u, acc, run index, chance)``: posterior draws by site, flat
-    (chains * draws,). Same-shaped parts run in one program (:func:`bayescale._nuts.run_nuts`
-    with a batch axis)."""
+    (chains * draws,). Every part runs in one program (:func:`bayescale._nuts.run_nuts` with
+    a batch axis), padded to the most rows and one run more than the most runs of ``parts``
+    and of ``like`` (parts of which ``parts`` are subsets: a backtest's refits then run the
+    full fit's program); padding rows are masked out and take that last run."""
     from bayescale._nuts import run_nuts
     from bayescale.inference import sampler_spec
     from bayescale.models import OBS_SITE
 
-    # A sigmoid whose ceiling the data do not reach has a curved ridge (ceiling, k, u0): at
-    # target_accept 0.95 it left up to 24 divergent transitions, and with 1000 draws per chain
-    # R-hat reached 1.018; 0.995 and twice the draws gave none and R-hat <= 1.006. Step 2 is
-    # cheap (seconds per task); predictions thin its draws evenly to step 1's number.
     spec = sampler_spec(chains=chains, warmup=warmup, draws=2 * draws, target_accept=0.995,
                         dense_mass=True)
-    by_shape: dict[tuple, list[str]] = {}
-    for name, (u, _, run, _) in parts.items():
-        by_shape.setdefault((len(u), int(run.max()) + 1), []).append(name)
-    out = {}
-    for (rows, n_runs), names in by_shape.items():
-        model = LinkModel(link, n_runs, noise)
-        args = []
-        for name in names:
-            u, acc, run, chance = parts[name]
-            args.append((np.asarray(u, float), np.asarray(acc, float), np.asarray(run),
-                         _link_prior(u, chance)))
-        import jax
+    every = [*parts.values(), *(like or {}).values()]
+    rows = max(len(p[0]) for p in every)
+    n_runs = max(int(np.max(p[2])) + 1 for p in every) + 1
+    names = list(parts)
+    model = LinkModel(link, n_runs, noise)
+    args = []
+    for name in names:
+        u, acc, run, chance = (np.asarray(v, float) if i < 2 else v
+                               for i, v in enumerate(parts[name]))
+        extra = rows - len(u)
+        args.append((np.r_[u, np.repeat(u[-1:], extra)], np.r_[acc, np.repeat(acc[-1:], extra)],
+                     np.r_[np.asarray(run, int), np.full(extra, n_runs - 1)],
+                     _link_prior(u, chance),
+                     np.r_[np.ones(len(u), bool), np.zeros(extra, bool)]))
+    import jax
 
-        batched = jax.tree_util.tree_map(lambda *v: np.stack(v), *args) if len(args) > 1 else None
-        result = run_nuts(model, args[0], spec, seed=int(seed), obs_site=OBS_SITE,
-                          predictive_args=_simulation_args, model_key=model.key,
-                          batched_args=batched, n_elements=len(args), progress=progress,
-                          description=f"task link ({link}), {len(names)} task"
-                          f"{'s' if len(names) > 1 else ''} x {rows} checkpoints", rows=rows)
-        for g, name in enumerate(names):
-            rows_g = slice(g * spec.chains, (g + 1) * spec.chains)
-            chained = {k: np.asarray(v[rows_g]) for k, v in result.posterior.items()
-                       if np.ndim(v) == 2}
-            draws_g = {k: v.reshape(-1) for k, v in chained.items()}
-            stats = {k: np.asarray(v[rows_g]) for k, v in result.stats.items()}
-            draws_g.update(_diagnostics(chained, int(np.sum(stats.get("diverging", 0)))))
-            if link == "exponential":
-                draws_g["u_ref"] = np.full(draws_g["floor"].shape, float(np.mean(parts[name][0])))
-            out[name] = draws_g
+    batched = jax.tree_util.tree_map(lambda *v: np.stack(v), *args) if len(args) > 1 else None
+    result = run_nuts(model, args[0], spec, seed=int(seed), obs_site=OBS_SITE,
+                      predictive_args=_simulation_args, model_key=model.key,
+                      batched_args=batched, n_elements=len(args), progress=progress,
+                      description=f"task link ({link}), {len(names)} task"
+                      f"{'s' if len(names) > 1 else ''} x {rows} checkpoints", rows=rows)
+    out = {}
+    for g, name in enumerate(names):
+        rows_g = slice(g * spec.chains, (g + 1) * spec.chains)
+        chained = {k: np.asarray(v[rows_g]) for k, v in result.posterior.items()
+                   if np.ndim(v) == 2}
+        draws_g = {k: v.reshape(-1) for k, v in chained.items()}
+        stats = {k: np.asarray(v[rows_g]) for k, v in result.stats.items()}
+        draws_g.update(_diagnostics(chained, int(np.sum(stats.get("diverging", 0)))))
+        if link == "exponential":
+            draws_g["u_ref"] = np.full(draws_g["floor"].shape, float(np.mean(parts[name][0])))
+        out[name] = draws_g
     return out
 
 
@@ -867,7 +873,9 @@ def fit_tasks(tasks: Mapping[str, TaskData] | Sequence[TaskData], *, law: str = 
 
 
 def _fit_both(tasks, *, law, link, steps, rows, progress, fit_options, chains, warmup, draws,
-              seed, link_noise="per_run") -> dict[str, TaskFit]:
+              seed, link_noise="per_run", like=None) -> dict[str, TaskFit]:
+    """Both steps of every task; ``like``: the tasks of which ``tasks`` are parts (a
+    backtest's), whose padding the refits take so they run the full fits' programs."""
     from bayescale.many import fit_many
 
     step1 = {name: None for name in tasks}
@@ -880,13 +888,15 @@ def _fit_both(tasks, *, law, link, steps, rows, progress, fit_options, chains, w
             warnings.filterwarnings("ignore", message="repeats='auto'")
             step1 = dict(fit_many({n: t.finals() for n, t in tasks.items()}, law=law,
                                   chains=chains, warmup=warmup, draws=draws, seed=seed,
-                                  progress=progress, **fit_options))
-    parts = {}
-    for name, t in tasks.items():
-        u, acc, run, _ = _inputs(t, rows, steps)
-        parts[name] = (u, acc, run, t.chance)
-    links = _fit_links(parts, link=link, noise=link_noise if steps == 2 else "independent", chains=chains, warmup=warmup,
-                       draws=draws, seed=seed, progress=progress)
+                                  progress=progress, pad_like=like and {
+                                      n: t.finals() for n, t in like.items()},
+                                  **fit_options))
+    parts = {name: (*_inputs(t, rows, steps)[:3], t.chance) for name, t in tasks.items()}
+    like_parts = like and {name: (*_inputs(t, rows, steps)[:3], t.chance)
+                           for name, t in like.items()}
+    links = _fit_links(parts, link=link, noise=link_noise if steps == 2 else "independent",
+                       chains=chains, warmup=warmup, draws=draws, seed=seed,
+                       progress=progress, like=like_parts)
     return {name: TaskFit(t, step1[name], link, links[name], steps=steps, rows=rows, seed=seed)
             for name, t in tasks.items()}
 
@@ -909,7 +919,7 @@ def _backtest(tasks, fits, *, law, link, steps, rows, fit_options, **opts) -> No
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         refits = _fit_both(train, law=law, link=link, steps=steps, rows=rows, progress=False,
-                           fit_options=fit_options, **opts)
+                           fit_options=fit_options, like=tasks, **opts)
     for name, refit in refits.items():
         h = held[name]
         f = h.final

@@ -115,6 +115,55 @@ def test_link_prior_does_not_depend_on_the_units_of_task_loss(link):
     assert _link_prior(u, None)["floor_scale"] > _link_prior(u, 0.25)["floor_scale"]
 
 
+@pytest.mark.parametrize("noise", ["per_run", "independent", "run_effect"])
+def test_padding_rows_add_nothing_to_the_link_density(noise, x64):
+    """Step 2 pads a backtest's refit to the full fit's rows and runs: at the same parameters
+    the padded model's log density equals the unpadded one's (and unmasked padding would
+    change it: the padding repeats the last checkpoint, far from the link)."""
+    from numpyro.infer.util import log_density
+
+    from bayescale.tasks import LinkModel
+
+    rng = np.random.default_rng(1)
+    u = np.linspace(0.8, 1.3, 12)
+    run = np.repeat(np.arange(4), 3)
+    acc = sigmoid(u) + rng.normal(0, 0.01, u.size)
+    prior = _link_prior(u, 0.25)
+    params = dict(floor=0.25, headroom=0.8, k=8.0, u0=0.8, sigma=0.02, tau=0.01)
+    extra = 7
+    pad = (np.r_[u, np.full(extra, u[-1])], np.r_[acc, np.full(extra, 0.99)],
+           np.r_[run, np.full(extra, 6)], prior, np.r_[np.ones(12, bool), np.zeros(extra, bool)])
+
+    def density(model, args):
+        return float(log_density(model, args, {}, params)[0])
+
+    plain = density(LinkModel("sigmoid", 4, noise), (u, acc, run, prior))
+    padded = density(LinkModel("sigmoid", 7, noise), pad)
+    assert padded == pytest.approx(plain, rel=1e-12, abs=1e-9)
+    unmasked = density(LinkModel("sigmoid", 7, noise), pad[:4])
+    assert abs(unmasked - plain) > 1.0
+
+
+def test_backtest_check_runs_the_fits_programs(monkeypatch):
+    """The backtest check refits without the largest model size, padded to the full fit's
+    runs: it asks for no sampler program the fit did not (no second compile)."""
+    from bayescale import _nuts
+
+    asked = []
+    real = _nuts._exported
+    monkeypatch.setattr(_nuts, "_exported", lambda key, *a, **k: (asked.append(key),
+                                                                  real(key, *a, **k))[1])
+    data = _ladder(seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_tasks({"sim": data}, check=False, progress=False, **SAMPLER)
+        plain = set(asked)
+        asked.clear()
+        checked = fit_tasks({"sim": data}, progress=False, **SAMPLER)["sim"]
+    assert checked.checks["backtest"] is not None and checked.checks["backtest"]["runs"] == 4
+    assert set(asked) == plain, set(asked) - plain
+
+
 # ------------------------------------------------------------------------------- task data
 def test_task_data_finds_finals_and_second_half():
     t = _ladder(checkpoints=6)
