@@ -197,8 +197,8 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
         each group alone).
     checkpoints: ``"final"`` or ``"all"`` checkpoints of training curves, as in
         :func:`bayescale.fit`.
-    pad_like: data sets of which ``datasets`` are parts (a backtest's refits: the full data
-        sets) whose padded number of runs to use, so that the refits run the full fit's
+    pad_like: data sets (in any form ``datasets`` takes) of which ``datasets`` are parts (a
+        backtest's refits: the full data sets) whose padded number of runs to use, so that the refits run the full fit's
         compiled programs instead of compiling their own (same law, options and number of
         groups).
 
@@ -213,6 +213,9 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
 
     groups = {name: select_checkpoints(d, checkpoints)
               for name, d in _groups(datasets, by).items()}
+    if pad_like is not None:  # read like the data sets themselves
+        pad_like = {name: select_checkpoints(d, checkpoints)
+                    for name, d in _groups(pad_like, by).items()}
     check_noise(noise)
     spec = sampler_spec(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
                         dense_mass=dense_mass)
