@@ -400,8 +400,8 @@ def _fit_links(parts: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, flo
     model = LinkModel(link, n_runs, noise)
     args = []
     for name in names:
-        u, acc, run, chance = (np.asarray(v, float) if i < 2 else v
-                               for i, v in enumerate(parts[name]))
+        u, acc, run, chance = parts[name]
+        u, acc = np.asarray(u, float), np.asarray(acc, float)
         extra = rows - len(u)
         args.append((np.r_[u, np.repeat(u[-1:], extra)], np.r_[acc, np.repeat(acc[-1:], extra)],
                      np.r_[np.asarray(run, int), np.full(extra, n_runs - 1)],
