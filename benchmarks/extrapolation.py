@@ -53,9 +53,10 @@ from bayescale.extrapolation import (PRIOR, FormErrorPrior, directions_of, holdo
 from bayescale.predict import predict
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
-#: Hyperparameters searched: log c mean, log c sd, scatter, evidence inflation.
+#: Hyperparameters searched: log c mean, log c sd, scatter, evidence inflation, offset.
 GRID = list(itertools.product(np.log([1.0, 2.0, 4.0, 8.0, 16.0]), [0.5, 1.0], [0.0, 1.0, 2.0],
-                              [1.0, 3.0, 10.0, 30.0]))
+                              [1.0, 3.0, 10.0, 30.0],
+                              [0.0, 1.0, 2.0, 4.0, 8.0]))
 QUICK_GRID = {"e": (0.0, 1.0), "a": (5.0, 10.0), "b": (5.0, 10.0), "alpha": (0.5,),
               "beta": (0.5,)}
 METHODS = ("default", "zero-mean", "law only", "conformal", "huber", "curve_fit", "ols")
@@ -346,14 +347,15 @@ def write(args, splits, fits, rows, everywhere, lofo, seconds):
             "family out), among the families whose form error follows the same direction "
             "(compute or x; epochs for the data-constrained law, which has no other family and "
             "so gets the shipped PRIOR): " + "; ".join(f"{fam}: {p.log_c_mean:.2f}/{p.log_c_sd}/{p.scatter}/"
-                                        f"{p.evidence_inflation}" for fam, p in lofo.items())
-            + " (log c mean / log c sd / scatter / evidence inflation).",
+                                        f"{p.evidence_inflation}/{p.offset}" for fam, p in lofo.items())
+            + " (log c mean / log c sd / scatter / evidence inflation / offset).",
             f"Learned from every family extrapolated in compute or x (what bayescale ships as "
             f"PRIOR): log c mean "
             f"{everywhere.log_c_mean:.3f} (c = {math.exp(everywhere.log_c_mean):.3g}), log c "
             f"sd {everywhere.log_c_sd}, scatter {everywhere.scatter}, evidence inflation "
-            f"{everywhere.evidence_inflation}; shipped: {PRIOR.log_c_mean:.3f} / "
-            f"{PRIOR.log_c_sd} / {PRIOR.scatter} / {PRIOR.evidence_inflation}.",
+            f"{everywhere.evidence_inflation}, offset {everywhere.offset}; shipped: "
+            f"{PRIOR.log_c_mean:.3f} / {PRIOR.log_c_sd} / {PRIOR.scatter} / "
+            f"{PRIOR.evidence_inflation} / {PRIOR.offset}.",
             "Bayes settings: " + ("2 chains x 150+150 (quick)" if args.quick else
                                   "4 chains x 1000+1000") + "; bootstrap resamples: "
             + ("20" if args.quick else "400") + ". Not converged (R-hat > 1.01, ESS < 400 or "

@@ -96,6 +96,39 @@ def test_strong_evidence_recovers_a_known_slope():
     assert np.std(slopes) < 0.003
 
 
+
+def test_offset_is_a_level_shared_by_a_refits_runs_not_a_slope():
+    # The offset is a second regression coefficient a ~ N(0, (o sigma)^2) on a column of ones of
+    # each refit, integrated out: the slope's posterior equals the b-marginal of the 2-D
+    # Bayesian regression of the errors on [R, 1] (computed here directly, per scale c).
+    prior = FormErrorPrior(math.log(3.0), 0.6, 0.5, 2.0, offset=2.0)
+    inner = holdout_at([0.1, 0.12, 0.3], [-0.02, -0.021, -0.02])
+    log_w, means, covs = slope_posterior(SIGMA, Evidence(("C",), (inner,)), prior)
+    S = prior.evidence_inflation * inner.cov(prior.scatter * SIGMA)
+    X = np.column_stack([inner.R[:, 0], np.ones(3)])
+    log_c, prior_w = prior.grid()
+    marg = []
+    for i, lc in enumerate(log_c):
+        P0 = np.diag([(math.exp(lc) * SIGMA) ** 2, (prior.offset * SIGMA) ** 2])
+        V = np.linalg.inv(np.linalg.inv(P0) + X.T @ np.linalg.solve(S, X))
+        m = V @ X.T @ np.linalg.solve(S, inner.error)
+        np.testing.assert_allclose(means[i, 0], m[0], rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(covs[i, 0, 0], V[0, 0], rtol=1e-8)
+        marg.append(stats.multivariate_normal(np.zeros(3), S + X @ P0 @ X.T).logpdf(
+            inner.error))
+    want = prior_w + np.array(marg)
+    np.testing.assert_allclose(log_w, want - np.logaddexp.reduce(want), atol=1e-9)
+    # errors of one level at every distance: with the offset they say little about a slope,
+    # without it they are read as a steep one
+    w = np.exp(log_w)
+    _, means0, _ = slope_posterior(SIGMA, Evidence(("C",), (inner,)),
+                                   FormErrorPrior(math.log(3.0), 0.6, 0.5, 2.0))
+    w0 = np.exp(slope_posterior(SIGMA, Evidence(("C",), (inner,)),
+                                FormErrorPrior(math.log(3.0), 0.6, 0.5, 2.0))[0])
+    assert abs(w @ means[:, 0]) < 0.5 * abs(w0 @ means0[:, 0])
+    with pytest.raises(FitError, match="offset >= 0"):
+        FormErrorPrior(0.0, 1.0, 0.0, offset=-1.0)
+
 def test_form_error_draws_have_the_mixture_moments():
     h = holdout_at([0.2, 0.5], [-0.01, -0.02])
     ev = Evidence(("C",), (h,))
