@@ -32,8 +32,8 @@ How big are the slopes? Two sources, combined by Bayes' rule (:func:`slope_poste
   covariance plus its noise and scatter, and :math:`a \sim N(0, (o\hat\sigma)^2)` a level
   shared by every run one refit holds out (integrated out): a refit's misfit just past its
   edge, which does not grow with distance and so is not read as slope. Without it, errors of
-  one sign right past a refit's edge (r of 0.1 decade) are read as a steep slope and
-  extrapolated tenfold; with it (o = 2, learned like the rest) the held-out runs of the bundled
+  one sign right past a refit's edge (a fraction of a decade) are read as a steep slope and
+  carried far beyond; with it (o = 2, learned like the rest) the held-out runs of the bundled
   studies are predicted better pooled (90% coverage 0.84 -> 0.89, MLPD 2.07 -> 2.44;
   ``benchmarks/results/extrapolation.md``).
 

@@ -96,7 +96,6 @@ def test_strong_evidence_recovers_a_known_slope():
     assert np.std(slopes) < 0.003
 
 
-
 def test_offset_is_a_level_shared_by_a_refits_runs_not_a_slope():
     # The offset is a second regression coefficient a ~ N(0, (o sigma)^2) on a column of ones of
     # each refit, integrated out: the slope's posterior equals the b-marginal of the 2-D
@@ -120,14 +119,12 @@ def test_offset_is_a_level_shared_by_a_refits_runs_not_a_slope():
     np.testing.assert_allclose(log_w, want - np.logaddexp.reduce(want), atol=1e-9)
     # errors of one level at every distance: with the offset they say little about a slope,
     # without it they are read as a steep one
-    w = np.exp(log_w)
-    _, means0, _ = slope_posterior(SIGMA, Evidence(("C",), (inner,)),
-                                   FormErrorPrior(math.log(3.0), 0.6, 0.5, 2.0))
-    w0 = np.exp(slope_posterior(SIGMA, Evidence(("C",), (inner,)),
-                                FormErrorPrior(math.log(3.0), 0.6, 0.5, 2.0))[0])
-    assert abs(w @ means[:, 0]) < 0.5 * abs(w0 @ means0[:, 0])
+    log_w0, means0, _ = slope_posterior(SIGMA, Evidence(("C",), (inner,)),
+                                        FormErrorPrior(math.log(3.0), 0.6, 0.5, 2.0))
+    assert abs(np.exp(log_w) @ means[:, 0]) < 0.5 * abs(np.exp(log_w0) @ means0[:, 0])
     with pytest.raises(FitError, match="offset >= 0"):
         FormErrorPrior(0.0, 1.0, 0.0, offset=-1.0)
+
 
 def test_form_error_draws_have_the_mixture_moments():
     h = holdout_at([0.2, 0.5], [-0.01, -0.02])
