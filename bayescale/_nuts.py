@@ -40,8 +40,9 @@ longest trajectory and a CPU gains no arithmetic from the wider batch
   a program must be traced. The chunk program carries NUTS's state as a flat list of arrays;
   when it is traced, the state's tree structure comes from an abstract evaluation
   (``jax.eval_shape``) of the kernel's initialisation, so tracing writes nothing outside itself.
-* **compile** (:func:`_compiled`): the three programs side by side in worker threads; JAX's
-  persistent compilation cache then skips XLA's compile in a new process. :func:`run_nuts`
+* **compile** (:func:`_compiled`): each program in a worker thread as soon as it is exported,
+  so that the next one is traced while XLA compiles the last, and the three compile side by
+  side; JAX's persistent compilation cache then skips XLA's compile in a new process. :func:`run_nuts`
   runs inside :func:`bayescale._jax.scope` (float64, the cache), and each worker enters it
   again: JAX's settings hold per thread.
 * **run** (:func:`_sample`): init, the chunks (with the progress bar between them), post.
@@ -54,7 +55,7 @@ import hashlib
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,9 @@ _LOADED: dict[str, Callable] = {}
 #: Exported (traced and lowered) programs of this process, by cache key (written only by
 #: :func:`_exported`).
 _EXPORTED: dict[str, Any] = {}
+#: XLA:CPU's options for bayescale's programs: LLVM's optimisation level 1 instead of 2 compiles
+#: them about a fifth faster and samples as fast (``benchmarks/speed.py``, (f)).
+_CPU_OPTIONS = (("xla_backend_optimization_level", 1),)
 #: How many programs of each kind a process keeps.
 _KEEP = 24
 
@@ -337,21 +341,21 @@ class _Builder:
         return _Kernels(self.model, self.one_args, self.spec, self.obs_site,
                         self.predictive_args)
 
-    def programs(self, *, chunk: bool = True) -> tuple[_Program, ...]:
+    def programs(self, *, chunk: bool = True) -> Iterator[_Program]:
         """The init, chunk and post programs, in that order (init and post without
-        ``chunk``)."""
+        ``chunk``), each yielded as soon as it is exported, so that :func:`_compiled` can
+        compile one while the next is traced."""
         lay = self.layout
         init = self._program("init", None, self._init_fn, [self.ids_aval, *self.leaf_avals])
+        yield init
         state, u_star, scale = init.out_avals()
+        if chunk:
+            yield self._program("chunk", (lay.length, lay.width), self._chunk_fn,
+                                [state, u_star, scale, *self.leaf_avals])
         z = jax.ShapeDtypeStruct((lay.padded, self.spec.draws) + u_star.shape[1:],
                                  u_star.dtype)
-        post = self._program("post", None, self._post_fn,
-                             [self.ids_aval, z, u_star, scale, *self.leaf_avals])
-        if not chunk:
-            return init, post
-        transitions = self._program("chunk", (lay.length, lay.width), self._chunk_fn,
-                                    [state, u_star, scale, *self.leaf_avals])
-        return init, transitions, post
+        yield self._program("post", None, self._post_fn,
+                            [self.ids_aval, z, u_star, scale, *self.leaf_avals])
 
     def cached(self) -> bool:
         """True when every program of the run is in this process or the cache folder (no
@@ -482,21 +486,28 @@ def _export(fn: Callable, avals: Sequence[Any], k: int):
 # ------------------------------------------------------------------------------ compile
 
 
-def _compiled(programs: Sequence[_Program]) -> list[Callable]:
-    """Compile (or fetch from JAX's persistent cache) exported programs, in parallel threads:
-    XLA releases the GIL while it compiles, so a cold start costs the longest compile, not the
-    sum."""
+def _compiled(programs: Iterable[_Program]) -> list[Callable]:
+    """Compile (or fetch from JAX's persistent cache) exported programs in worker threads,
+    each as soon as ``programs`` yields it: XLA releases the GIL while it compiles, so on a
+    cold start the next program is traced (:meth:`_Builder.programs`) while the last
+    compiles, and the programs compile side by side."""
     from concurrent.futures import ThreadPoolExecutor
 
-    missing = [p for p in programs if p.key not in _LOADED]
-    if len(missing) > 1:
-        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
-            futures = {p.key: pool.submit(_compile_in_scope, p) for p in missing}
-            for key, future in futures.items():
-                _LOADED[key] = future.result()
-    elif missing:
-        _LOADED[missing[0].key] = _compile_one(missing[0])
-    out = [_LOADED[p.key] for p in programs]
+    pool, futures, keys = None, {}, []
+    try:
+        for program in programs:
+            keys.append(program.key)
+            if program.key in _LOADED or program.key in futures:
+                continue
+            if pool is None:
+                pool = ThreadPoolExecutor(max_workers=3)
+            futures[program.key] = pool.submit(_compile_in_scope, program)
+        for key, future in futures.items():
+            _LOADED[key] = future.result()
+    finally:
+        if pool is not None:  # on an error or Ctrl-C, drop the compiles not yet started
+            pool.shutdown(wait=True, cancel_futures=True)
+    out = [_LOADED[key] for key in keys]
     while len(_LOADED) > _KEEP:
         _LOADED.pop(next(iter(_LOADED)))
     return out
@@ -522,7 +533,8 @@ def _compile_one(program: _Program) -> Callable:
                                             exported.in_shardings_jax(mesh))[0],
                      out_shardings=unflatten(exported.out_tree,
                                              exported.out_shardings_jax(mesh)))
-    return fn.lower(*avals).compile()
+    options = dict(_CPU_OPTIONS) if tuple(exported.platforms) == ("cpu",) else None
+    return fn.lower(*avals).compile(compiler_options=options)
 
 
 # ------------------------------------------------------------------------------ run

@@ -238,6 +238,63 @@ def test_chunk_program_traced_when_init_program_is_cached(tmp_path):
     assert again["fit"] == cold["fit"]
 
 
+def test_programs_compile_while_the_next_is_traced(monkeypatch):
+    # _compiled starts compiling each program as soon as its builder yields it (the next one is
+    # traced meanwhile, on the other core), compiles a program yielded twice once, and returns
+    # the executables in the order yielded.
+    import threading
+
+    from bayescale import _nuts
+
+    started = {}
+
+    def compile_one(program):
+        started[program.key] = threading.Event()
+        started[program.key].set()
+        return f"exe-{program.key}"
+
+    monkeypatch.setattr(_nuts, "_compile_one", compile_one)
+    monkeypatch.setattr(_nuts, "_LOADED", {"cached": "exe-cached"})
+
+    def programs():
+        for key in ("init", "chunk", "cached", "post", "init"):
+            if key in ("chunk", "post"):  # tracing it: the previous program is compiling
+                prev = "init" if key == "chunk" else "chunk"
+                for _ in range(500):
+                    if prev in started:
+                        break
+                    threading.Event().wait(0.01)
+                assert prev in started, f"{prev} did not compile while {key} was traced"
+            yield _nuts._Program(key, None, ())
+
+    out = _nuts._compiled(programs())
+    assert out == ["exe-init", "exe-chunk", "exe-cached", "exe-post", "exe-init"]
+    assert sorted(started) == ["chunk", "init", "post"]
+
+
+def test_cpu_programs_compile_at_llvm_level_1(monkeypatch):
+    # On a CPU the executables are compiled with XLA's backend optimisation level 1 (a fifth
+    # less compile time, the same sampling speed: benchmarks/speed.py (f)); the option reaches
+    # XLA (a misspelt option name would raise there).
+    from bayescale import _nuts
+    from bayescale._jax import jax, jnp
+
+    seen = []
+    real = jax.stages.Lowered.compile
+
+    def compile(self, compiler_options=None):
+        seen.append(compiler_options)
+        return real(self, compiler_options=compiler_options)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", compile)
+    exported = jax.export.export(jax.jit(lambda x: jnp.sin(x) * 2))(
+        jax.ShapeDtypeStruct((3,), jnp.float32))
+    exe = _nuts._compile_one(_nuts._Program("k", exported, (jax.ShapeDtypeStruct((3,),
+                                                                                 jnp.float32),)))
+    assert seen == [{"xla_backend_optimization_level": 1}]
+    np.testing.assert_allclose(exe(np.ones(3, np.float32)), 2 * np.sin(1.0), rtol=1e-6)
+
+
 def test_cache_off(tmp_path):
     # No cache folder anywhere: none in the (redirected) home, no JAX compilation cache.
     # (matplotlib and arviz still write their own caches there.)
