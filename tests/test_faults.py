@@ -205,7 +205,10 @@ def test_signal_while_writing_leaves_the_old_file(sig, files, tmp_path):
         from bayescale.cli import main
         sys.exit(main(["report", {str(files['nc'])!r}, "--out", {str(target)!r}]))
         """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal delivers it: a shell that started this run in the background (a
+    # script, nohup ... &) hands on SIGINT ignored, which the child would inherit
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stderr.readline().strip() == "writing"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # mid-write
     proc.send_signal(sig)
