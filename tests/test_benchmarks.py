@@ -273,6 +273,17 @@ def test_large_table_quick(tmp_path):
     # 2000 runs with 1% noise pin alpha (0.35) even at 1 chain of 20 + 20: padded rows
     # counted as data, or a wrong mask, would move it
     assert abs(float(rows[1]["alpha median (truth 0.35)"]) - 0.35) < 0.03
+    # where the time goes: the Chinchilla posterior has 6 latent sites (E, A_ref, B_ref,
+    # alpha, beta, sigma), so a mode search is 4 starts x 61 steps x (1 + 2 x 6) gradients;
+    # NUTS spends 1 to 2^10 - 1 leapfrog steps per transition, 2000 transitions
+    text = (tmp_path / "large_table.md").read_text()
+    costs = table(text.split("## Where the time goes")[1], "runs")
+    assert [int(r["runs"]) for r in costs] == [200, 2000]
+    for r in costs:
+        assert int(float(r["mode search: gradients per chain"])) == 4 * 61 * 13
+        assert 2000 <= float(r["NUTS (1000+1000): gradients per chain"]) <= 2000 * 1023
+        assert float(r["mode search s per chain"]) == pytest.approx(
+            float(r["one gradient ms"]) / 1e3 * 4 * 61 * 13, rel=2e-3)
 
 
 @pytest.mark.slow
