@@ -187,3 +187,39 @@ def test_evidence_round_trip_and_checks():
     with pytest.raises(FitError, match="domain"):  # distances need a domain to start from
         Posterior(law=get_law("power"), params={"E": [1.0], "A": [5.0], "alpha": [0.3]},
                   sigma=0.0, form_slopes=[[0.1]], form_directions=("x",))
+
+
+def test_a_large_held_out_set_enters_the_evidence_thinned_evenly_along_compute():
+    # A 100,000-run table holds out ~19,000 runs above its top level: their covariance would
+    # be 2.9 GB. At most MAX_HELDOUT of them enter the evidence, evenly spread in rank along
+    # compute (the first and the last kept); a smaller set is kept whole, the same Holdout.
+    from bayescale import ScalingData
+    from bayescale.extrapolation import MAX_HELDOUT, evenly_in_rank, holdout
+
+    rng = np.random.default_rng(0)
+    values = rng.permutation(2000).astype(float)
+    idx = evenly_in_rank(values, 500)
+    assert len(idx) == 500 and np.all(np.diff(idx) > 0)
+    ranks = np.sort(values[idx])  # the values are the ranks 0..1999
+    assert ranks[0] == 0 and ranks[-1] == 1999
+    assert np.all(np.abs(np.diff(ranks) - 1999 / 499) <= 1)
+    np.testing.assert_array_equal(evenly_in_rank(values[:300], 500), np.arange(300))
+
+    base = Posterior.from_draws("chinchilla", chinchilla_draws(200), {"sigma": 0.01},
+                                domain=Domain({"N": (1e8, 1e10), "D": (1e9, 1e11),
+                                               "C": (6e17, 6e21)}))
+    n = MAX_HELDOUT + 1500
+    N = np.exp(rng.uniform(np.log(1e10), np.log(1e11), n))
+    D = 20 * N
+    big = ScalingData.from_arrays(N=N, D=D, loss=2.0 + 0.01 * rng.standard_normal(n))
+    h = holdout(base, big, 6e21, ("C",))
+    assert h.error.shape == (MAX_HELDOUT,) and h.law_cov.shape == (MAX_HELDOUT, MAX_HELDOUT)
+    kept = np.sort(h.R[:, 0])
+    r = np.log10(6 * N * D / 6e21)
+    assert kept[0] == pytest.approx(r.min()) and kept[-1] == pytest.approx(r.max())
+    keep = np.zeros(n, dtype=bool)
+    keep[evenly_in_rank(6 * N * D)] = True
+    small = big.subset(keep)
+    whole = holdout(base, small, 6e21, ("C",))
+    np.testing.assert_allclose(whole.error, h.error)
+    np.testing.assert_allclose(whole.law_cov, h.law_cov)
