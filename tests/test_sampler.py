@@ -63,19 +63,29 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def run_script(task, **env_changes):
-    """Run SCRIPT in a new Python process with ``os.environ`` changed (None: unset)."""
+def start_script(task, **env_changes) -> subprocess.Popen:
+    """Start SCRIPT in a new Python process with ``os.environ`` changed (None: unset)."""
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     for key, value in env_changes.items():
         if value is None:
             env.pop(key, None)
         else:
             env[key] = value
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(TESTS), json.dumps(task)],
-                          env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(s for s in proc.stdout.splitlines() if s.startswith("RESULT "))
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(TESTS), json.dumps(task)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def script_result(proc: subprocess.Popen):
+    """The RESULT of a process :func:`start_script` started."""
+    stdout, stderr = proc.communicate(timeout=400)
+    assert proc.returncode == 0, stderr[-3000:]
+    line = next(s for s in stdout.splitlines() if s.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
+
+
+def run_script(task, **env_changes):
+    """Run SCRIPT in a new Python process with ``os.environ`` changed (None: unset)."""
+    return script_result(start_script(task, **env_changes))
 
 
 # ------------------------------------------------------------------------------ sharding
@@ -85,18 +95,27 @@ SPLIT_FIT = dict(chains=4, warmup=300, draws=300)
 
 
 @pytest.fixture(scope="module")
-def four_devices():
-    """4 chains on 4 emulated CPU devices (one each), then fit_many of 2 groups x 2 chains."""
-    return run_script({"n_side": 6, "fit": SPLIT_FIT,
-                       "many": dict(chains=2, warmup=300, draws=300)},
-                      XLA_FLAGS="--xla_force_host_platform_device_count=4",
-                      BAYESCALE_CPU_DEVICES=None)
+def device_layouts():
+    """Both layouts' processes, run at the same time (each compiles programs of its own)."""
+    four = start_script({"n_side": 6, "fit": SPLIT_FIT,
+                         "many": dict(chains=2, warmup=300, draws=300)},
+                        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+                        BAYESCALE_CPU_DEVICES=None)
+    one = start_script({"n_side": 6, "fit": SPLIT_FIT}, XLA_FLAGS=None,
+                       BAYESCALE_CPU_DEVICES="1")
+    return script_result(four), script_result(one)
 
 
 @pytest.fixture(scope="module")
-def one_device():
+def four_devices(device_layouts):
+    """4 chains on 4 emulated CPU devices (one each), then fit_many of 2 groups x 2 chains."""
+    return device_layouts[0]
+
+
+@pytest.fixture(scope="module")
+def one_device(device_layouts):
     """The same 4 chains batched on 1 CPU device."""
-    return run_script({"n_side": 6, "fit": SPLIT_FIT}, XLA_FLAGS=None, BAYESCALE_CPU_DEVICES="1")
+    return device_layouts[1]
 
 
 def test_chains_split_across_devices_agree_with_one_device(four_devices, one_device):
