@@ -73,7 +73,8 @@ _LOADED: dict[str, Callable] = {}
 #: :func:`_exported`).
 _EXPORTED: dict[str, Any] = {}
 #: XLA:CPU's options for bayescale's programs: LLVM's optimisation level 1 instead of 2 compiles
-#: them about a fifth faster and samples as fast (``benchmarks/speed.py``, (f)).
+#: them faster (the cold first run of ``benchmarks/speed.py`` (f) is measured with it); their
+#: loops of small kernels sampled as fast when this was chosen.
 _CPU_OPTIONS = (("xla_backend_optimization_level", 1),)
 #: How many programs of each kind a process keeps.
 _KEEP = 24

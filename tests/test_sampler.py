@@ -292,9 +292,8 @@ def test_programs_compile_while_the_next_is_traced(monkeypatch):
 
 
 def test_cpu_programs_compile_at_llvm_level_1(monkeypatch):
-    # On a CPU the executables are compiled with XLA's backend optimisation level 1 (a fifth
-    # less compile time, the same sampling speed: benchmarks/speed.py (f)); the option reaches
-    # XLA (a misspelt option name would raise there).
+    # On a CPU the executables are compiled with XLA's backend optimisation level 1 (faster to
+    # compile); the option reaches XLA (a misspelt option name would raise there).
     from bayescale import _nuts
     from bayescale._jax import jax, jnp
 
