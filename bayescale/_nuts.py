@@ -72,10 +72,6 @@ _LOADED: dict[str, Callable] = {}
 #: Exported (traced and lowered) programs of this process, by cache key (written only by
 #: :func:`_exported`).
 _EXPORTED: dict[str, Any] = {}
-#: XLA:CPU's options for bayescale's programs: LLVM's optimisation level 1 instead of 2 compiles
-#: them faster (the cold first run of ``benchmarks/speed.py`` (f) is measured with it); their
-#: loops of small kernels sampled as fast when this was chosen.
-_CPU_OPTIONS = (("xla_backend_optimization_level", 1),)
 #: How many programs of each kind a process keeps.
 _KEEP = 24
 
@@ -534,8 +530,7 @@ def _compile_one(program: _Program) -> Callable:
                                             exported.in_shardings_jax(mesh))[0],
                      out_shardings=unflatten(exported.out_tree,
                                              exported.out_shardings_jax(mesh)))
-    options = dict(_CPU_OPTIONS) if tuple(exported.platforms) == ("cpu",) else None
-    return fn.lower(*avals).compile(compiler_options=options)
+    return fn.lower(*avals).compile()
 
 
 # ------------------------------------------------------------------------------ run

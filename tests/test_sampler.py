@@ -291,28 +291,6 @@ def test_programs_compile_while_the_next_is_traced(monkeypatch):
     assert sorted(started) == ["chunk", "init", "post"]
 
 
-def test_cpu_programs_compile_at_llvm_level_1(monkeypatch):
-    # On a CPU the executables are compiled with XLA's backend optimisation level 1 (faster to
-    # compile); the option reaches XLA (a misspelt option name would raise there).
-    from bayescale import _nuts
-    from bayescale._jax import jax, jnp
-
-    seen = []
-    real = jax.stages.Lowered.compile
-
-    def compile(self, compiler_options=None):
-        seen.append(compiler_options)
-        return real(self, compiler_options=compiler_options)
-
-    monkeypatch.setattr(jax.stages.Lowered, "compile", compile)
-    exported = jax.export.export(jax.jit(lambda x: jnp.sin(x) * 2))(
-        jax.ShapeDtypeStruct((3,), jnp.float32))
-    exe = _nuts._compile_one(_nuts._Program("k", exported, (jax.ShapeDtypeStruct((3,),
-                                                                                 jnp.float32),)))
-    assert seen == [{"xla_backend_optimization_level": 1}]
-    np.testing.assert_allclose(exe(np.ones(3, np.float32)), 2 * np.sin(1.0), rtol=1e-6)
-
-
 def test_cache_off(tmp_path):
     # No cache folder anywhere: none in the (redirected) home, no JAX compilation cache.
     # (matplotlib and arviz still write their own caches there.)
