@@ -65,8 +65,8 @@ DROP = (1, 2)
 LAPLACE_DRAWS = 500
 #: At most this many held-out runs of a refit enter its evidence (spread evenly in rank along
 #: the form error's direction): the evidence carries their covariance, runs x runs, which for
-#: the 19,000 runs above the top level of a 100,000-run table would be 2.9 GB (and crashed
-#: NumPy). Every bundled data set holds out fewer, so none of their results depends on it.
+#: the thousands of runs above the top levels of a 100,000-run table took gigabytes and crashed
+#: NumPy. Every bundled data set holds out fewer, so none of their results depends on it.
 MAX_HELDOUT = 500
 #: Beyond this many decades (1000x) past the data a prediction warns: the backtests behind the
 #: form error reach about 2 decades.

@@ -190,8 +190,8 @@ def test_evidence_round_trip_and_checks():
 
 
 def test_a_large_held_out_set_enters_the_evidence_thinned_evenly_along_compute():
-    # A 100,000-run table holds out ~19,000 runs above its top level: their covariance would
-    # be 2.9 GB. At most MAX_HELDOUT of them enter the evidence, evenly spread in rank along
+    # A 100,000-run table holds out thousands of runs above its top levels: their covariance
+    # takes gigabytes. At most MAX_HELDOUT of them enter the evidence, evenly spread in rank along
     # compute (the first and the last kept); a smaller set is kept whole, the same Holdout.
     from bayescale import ScalingData
     from bayescale.extrapolation import MAX_HELDOUT, evenly_in_rank, holdout
