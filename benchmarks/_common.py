@@ -57,12 +57,23 @@ def _command() -> str:
 
 def timed(cmd: list[str], env: dict) -> float:
     """Seconds of one process running ``cmd``; a failure raises with the end of its stderr."""
+    return timed_cpu(cmd, env)[0]
+
+
+def timed_cpu(cmd: list[str], env: dict) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system, all its threads and children) of one process
+    running ``cmd``; a failure raises with the end of its stderr."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
 
 
 def now() -> str:

@@ -203,17 +203,19 @@ def run_worker(kind: str, quick: bool, cache: str, *, sequential: bool = True,
 NEW_SIZE = 200
 
 
-def run_cli(args: list[str], cache: str, quick: bool, out: Path) -> float:
-    """Seconds of one ``bayescale fit`` process (the installed module, as a user runs it)."""
+def run_cli(args: list[str], cache: str, quick: bool, out: Path) -> tuple[float, float]:
+    """Wall-clock and CPU seconds of one ``bayescale fit`` process (the installed module, as a
+    user runs it)."""
     env = {**os.environ, "BAYESCALE_CACHE_DIR": cache, "MPLBACKEND": "Agg"}
     small = ["--chains", "2", "--warmup", "100", "--draws", "100"] if quick else []
     cmd = [sys.executable, "-m", "bayescale.cli", "fit", *args, "--out", str(out), "--no-progress",
            *small]
-    return C.timed(cmd, env)
+    return C.timed_cpu(cmd, env)
 
 
 def first_runs(quick: bool) -> dict:
-    """(f): the command line's cold, warm and new-size processes, in seconds."""
+    """(f): the command line's cold, warm and new-size processes, in seconds (and, under
+    ``"cpu"``, the CPU seconds each used)."""
     import numpy as np
 
     from bayescale.datasets import load_dataset
@@ -223,12 +225,26 @@ def first_runs(quick: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="bayescale-first-") as tmp:
         cache, csv = str(Path(tmp, "cache")), Path(tmp, "runs.csv")
         data.to_frame().iloc[rows].to_csv(csv, index=False)
-        out = {}
+        out, cpu = {}, {}
         for name, args in (("cold", ["--dataset", "chinchilla"]),
                            ("warm", ["--dataset", "chinchilla"]), ("new_size", [str(csv)])):
-            out[name] = run_cli(args, cache, quick, Path(tmp, f"{name}.nc"))
-            print(f"  first run, {name}: {out[name]:.2f} s", flush=True)
-    return out
+            out[name], cpu[name] = run_cli(args, cache, quick, Path(tmp, f"{name}.nc"))
+            print(f"  first run, {name}: {out[name]:.2f} s ({cpu[name]:.1f} CPU s)", flush=True)
+    return {**out, "cpu": cpu}
+
+
+def _cpu_note(first: dict) -> str:
+    """What the cold run's extra work allows on this machine's cores: the floor of its ratio."""
+    cpu = first.get("cpu")
+    if not cpu:
+        return ""
+    cores = os.cpu_count() or 1
+    extra = cpu["cold"] - cpu["warm"]
+    floor = (first["warm"] + extra / cores) / first["warm"]
+    return (f" CPU time (user + system, every thread): cold {cpu['cold']:.1f} s, warm "
+            f"{cpu['warm']:.1f} s; the cold run's {extra:.1f} CPU seconds of tracing and "
+            f"compiling cannot take less than {extra / cores:.1f} s on these {cores} cores, so "
+            f"no scheduling of the same programs brings cold / warm below {floor:.2f} here.")
 
 
 def _versions() -> dict:
@@ -401,7 +417,7 @@ def main(argv=None):
             f"processes: cold {first['cold']:.1f} s (empty cache: traces and compiles the "
             f"sampler's 3 programs; the refits share them), warm {first['warm']:.1f} s, "
             f"{NEW_SIZE} of the 240 runs {first['new_size']:.1f} s (padded to the 256 rows "
-            "of the 240, so the cached programs serve).")
+            "of the 240, so the cached programs serve)." + _cpu_note(first))
     notes.append("GPU: none seen by JAX in this run, so these are CPU figures; the same command "
                  "on a host where JAX sees a GPU measures it there (the device line names it)."
                  if not bayes or "cpu" in bayes.lower() else

@@ -46,6 +46,22 @@ def table(text: str, first_column: str) -> list[dict[str, str]]:
     return rows
 
 
+def test_timed_cpu_counts_the_child_process_cpu_not_its_wall_time():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _common as C
+    finally:
+        sys.path.remove(str(BENCH))
+    env = dict(os.environ)
+    busy = "import time\nwhile time.process_time() < 0.6: pass"
+    wall, cpu = C.timed_cpu([sys.executable, "-c", busy], env)
+    assert cpu >= 0.6 and wall >= 0.6  # the child burned 0.6 CPU seconds of its own
+    wall, cpu = C.timed_cpu([sys.executable, "-c", "import time; time.sleep(0.8)"], env)
+    assert wall >= 0.8 and cpu < 0.6  # asleep: wall-clock time, next to no CPU
+    with pytest.raises(RuntimeError, match="boom"):
+        C.timed_cpu([sys.executable, "-c", "raise SystemExit('boom')"], env)
+
+
 @pytest.mark.slow
 def test_extrapolation_quick(tmp_path):
     run("extrapolation.py", tmp_path)
@@ -139,6 +155,10 @@ def test_speed_quick(tmp_path):
         first["cold"] / first["warm"], rel=0.01)
     assert measured["a data set of a new size (200 runs) / warm process (f)"] == pytest.approx(
         first["new_size"] / first["warm"], rel=0.01)
+    # the cold process traced and compiled what the warm one loaded: more CPU time
+    cpu = first["cpu"]
+    assert cpu["cold"] > cpu["warm"] > 0.0
+    assert f"cold {cpu['cold']:.1f} s, warm {cpu['warm']:.1f} s" in text
 
 
 @pytest.mark.slow
