@@ -21,7 +21,7 @@ after the other in this one run, so cold and warm are real and the ratios compar
     at its defaults (form-error refits included) in a new process with an empty cache folder,
     the same command again (warm), and a data set of a new size (200 of the 240 runs, drawn
     at random, from a CSV file) with the cache of the first two: whole processes, as a user
-    waits for them.
+    waits for them; the median of three rounds, each with a new empty cache.
 
 A study too long for one sitting (on a GPU the reference alone runs minutes) can be run in two
 parts on the same machine: ``--part fits`` runs (a), (b) and (e), ``--part references`` runs (c)
@@ -201,6 +201,8 @@ def run_worker(kind: str, quick: bool, cache: str, *, sequential: bool = True,
 
 #: Runs in (f)'s data set of a new size.
 NEW_SIZE = 200
+#: Rounds of (f) (one with --quick); the table gives their medians.
+FIRST_REPEATS = 3
 
 
 def run_cli(args: list[str], cache: str, quick: bool, out: Path) -> tuple[float, float]:
@@ -214,37 +216,48 @@ def run_cli(args: list[str], cache: str, quick: bool, out: Path) -> tuple[float,
 
 
 def first_runs(quick: bool) -> dict:
-    """(f): the command line's cold, warm and new-size processes, in seconds (and, under
-    ``"cpu"``, the CPU seconds each used)."""
+    """(f): the command line's cold, warm and new-size processes, in seconds: the median of
+    :data:`FIRST_REPEATS` rounds, each with a new empty cache (a single cold process varies by
+    seconds on a shared machine); ``"each"`` keeps every round's, ``"cpu"`` the median CPU
+    seconds."""
     import numpy as np
 
     from bayescale.datasets import load_dataset
 
     data = load_dataset("chinchilla")
     rows = np.sort(np.random.default_rng(0).choice(data.n_points, NEW_SIZE, replace=False))
-    with tempfile.TemporaryDirectory(prefix="bayescale-first-") as tmp:
-        cache, csv = str(Path(tmp, "cache")), Path(tmp, "runs.csv")
-        data.to_frame().iloc[rows].to_csv(csv, index=False)
-        out, cpu = {}, {}
-        for name, args in (("cold", ["--dataset", "chinchilla"]),
-                           ("warm", ["--dataset", "chinchilla"]), ("new_size", [str(csv)])):
-            out[name], cpu[name] = run_cli(args, cache, quick, Path(tmp, f"{name}.nc"))
-            print(f"  first run, {name}: {out[name]:.2f} s ({cpu[name]:.1f} CPU s)", flush=True)
-    return {**out, "cpu": cpu}
+    names = ("cold", "warm", "new_size")
+    wall, cpu = {n: [] for n in names}, {n: [] for n in names}
+    for round_ in range(1 if quick else FIRST_REPEATS):
+        with tempfile.TemporaryDirectory(prefix="bayescale-first-") as tmp:
+            cache, csv = str(Path(tmp, "cache")), Path(tmp, "runs.csv")
+            data.to_frame().iloc[rows].to_csv(csv, index=False)
+            for name, args in (("cold", ["--dataset", "chinchilla"]),
+                               ("warm", ["--dataset", "chinchilla"]), ("new_size", [str(csv)])):
+                w, c = run_cli(args, cache, quick, Path(tmp, f"{name}.nc"))
+                wall[name].append(w)
+                cpu[name].append(c)
+                print(f"  first run {round_ + 1}, {name}: {w:.2f} s ({c:.1f} CPU s)", flush=True)
+    return {**{n: float(np.median(wall[n])) for n in names}, "each": wall,
+            "cpu": {n: float(np.median(cpu[n])) for n in names}}
 
 
 def _cpu_note(first: dict) -> str:
-    """What the cold run's extra work allows on this machine's cores: the floor of its ratio."""
+    """Each round's times, and how busy the cores were for the cold run's extra time."""
     cpu = first.get("cpu")
     if not cpu:
         return ""
     cores = os.cpu_count() or 1
-    extra = cpu["cold"] - cpu["warm"]
-    floor = (first["warm"] + extra / cores) / first["warm"]
-    return (f" CPU time (user + system, every thread): cold {cpu['cold']:.1f} s, warm "
-            f"{cpu['warm']:.1f} s; the cold run's {extra:.1f} CPU seconds of tracing and "
-            f"compiling cannot take less than {extra / cores:.1f} s on these {cores} cores, so "
-            f"no scheduling of the same programs brings cold / warm below {floor:.2f} here.")
+    each = first.get("each", {})
+    rounds = len(each.get("cold", [])) or 1
+    extra_wall, extra_cpu = first["cold"] - first["warm"], cpu["cold"] - cpu["warm"]
+    listed = "; ".join(f"{n} " + ", ".join(f"{v:.1f}" for v in each[n]) for n in each)
+    return (f" Medians of {rounds} rounds, each with a new empty cache ({listed} s). CPU time "
+            f"(user + system, every thread; medians): cold {cpu['cold']:.1f} s, warm "
+            f"{cpu['warm']:.1f} s: the cold run's {extra_wall:.1f} s more took "
+            f"{extra_cpu:.1f} CPU seconds more (tracing, compiling and XLA's threads waiting "
+            f"on each other), {extra_cpu / max(extra_wall, 1e-9) / cores:.0%} of the "
+            f"{cores} cores' time.")
 
 
 def _versions() -> dict:

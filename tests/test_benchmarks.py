@@ -88,6 +88,27 @@ def test_extrapolation_quick(tmp_path):
         assert float(by[name, "default"]["width90"]) > float(by[name, "law only"]["width90"])
         assert by[name, "zero-mean"]["width90"] == by[name, "default"]["width90"]
     assert (tmp_path / "extrapolation.png").stat().st_size > 0
+    bar = {r["method"]: r for r in table(text, "method") if "splits" in r}
+    assert set(bar) == {"default", "zero-mean", "law only", "huber", "curve_fit", "ols"}
+
+
+def test_error_bar_for_scale_holds_each_method_to_the_other_least_squares_methods():
+    sys.path.insert(0, str(BENCH))
+    try:
+        from extrapolation import error_bar_for_scale
+    finally:
+        sys.path.remove(str(BENCH))
+    mae = {"default": [1.0, 2.0, 3.1, 9.0], "huber": [1.0, 1.0, 3.5, None],
+           "curve_fit": [2.0, 1.04, 2.9, 1.0], "conformal": [1.0, 2.0, 3.0, 9.0]}
+    rows = {m: [{"split": f"s{i}", "mae": v} for i, v in enumerate(vals) if v is not None]
+            for m, vals in mae.items()}
+    bar, splits = error_bar_for_scale(rows)
+    assert splits == ["s0", "s1", "s2"]  # s3 has one least-squares method only
+    got = {r["method"]: (r["splits"], r[list(r)[2]]) for r in bar}
+    # default against min(huber, curve_fit): 1 <= 1.05, 2 > 1.05, 3.1 > 3.045
+    # huber against curve_fit alone: 1 <= 2.1, 1 <= 1.092, 3.5 > 3.045
+    # curve_fit against huber alone: 2 > 1.05, 1.04 <= 1.05, 2.9 <= 3.675
+    assert got == {"default": (3, 1), "huber": (3, 2), "curve_fit": (3, 2)}
 
 
 @pytest.mark.slow
@@ -159,6 +180,7 @@ def test_speed_quick(tmp_path):
     cpu = first["cpu"]
     assert cpu["cold"] > cpu["warm"] > 0.0
     assert f"cold {cpu['cold']:.1f} s, warm {cpu['warm']:.1f} s" in text
+    assert first["each"]["cold"] == [first["cold"]]  # --quick: one round, its median itself
 
 
 @pytest.mark.slow
