@@ -67,7 +67,8 @@ def test_extrapolation_quick(tmp_path):
     run("extrapolation.py", tmp_path)
     text = (tmp_path / "extrapolation.md").read_text()
     assert "Command: `python" in text and "--quick" in text and "## Targets" in text
-    pooled = {r["method"]: r for r in table(text, "method")}
+    pooled = {r["method"]: r for r in table(text.split("## Pooled over every split")[1],
+                                            "method")}
     splits = table(text, "split")
     assert set(pooled) == {"default", "zero-mean", "law only", "conformal", "huber",
                            "curve_fit", "ols"}
@@ -88,7 +89,7 @@ def test_extrapolation_quick(tmp_path):
         assert float(by[name, "default"]["width90"]) > float(by[name, "law only"]["width90"])
         assert by[name, "zero-mean"]["width90"] == by[name, "default"]["width90"]
     assert (tmp_path / "extrapolation.png").stat().st_size > 0
-    bar = {r["method"]: r for r in table(text, "method") if "splits" in r}
+    bar = {r["method"]: r for r in table(text.split("error target, for scale")[1], "method")}
     assert set(bar) == {"default", "zero-mean", "law only", "huber", "curve_fit", "ols"}
 
 
