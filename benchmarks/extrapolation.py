@@ -59,7 +59,8 @@ GRID = list(itertools.product(np.log([1.0, 2.0, 4.0, 8.0, 16.0]), [0.5, 1.0], [0
                               [0.0, 1.0, 2.0, 4.0, 8.0]))
 QUICK_GRID = {"e": (0.0, 1.0), "a": (5.0, 10.0), "b": (5.0, 10.0), "alpha": (0.5,),
               "beta": (0.5,)}
-METHODS = ("default", "zero-mean", "law only", "conformal", "huber", "curve_fit", "ols")
+LEAST_SQUARES = ("huber", "curve_fit", "ols")
+METHODS = ("default", "zero-mean", "law only", "conformal", *LEAST_SQUARES)
 #: The least-squares baselines of each law (none for the data-constrained law).
 LSQ_METHODS = {"chinchilla": ("huber", "curve_fit"), "power": ("curve_fit", "ols")}
 
@@ -282,7 +283,7 @@ def targets(rows):
     """The checks of the issue, on the default: pooled coverage, per-split coverage, error."""
     d = rows["default"]
     p = pooled(d)
-    lsq = [m for m in ("huber", "curve_fit", "ols") if m in rows]
+    lsq = [m for m in LEAST_SQUARES if m in rows]
     out = [("pooled 90% coverage in [0.85, 0.95]", f"{p['cov90']:.3f}",
             0.85 <= p["cov90"] <= 0.95),
            ("pooled 50% coverage in [0.40, 0.60]", f"{p['cov50']:.3f}",
@@ -321,7 +322,7 @@ def error_bar_for_scale(rows):
     """The per-split error target applied to every method, least-squares ones included: on the
     splits where two or more least-squares methods ran, the share on which a method's median
     absolute error is at most 1.05x the best of the least-squares methods other than itself."""
-    lsq = [m for m in ("huber", "curve_fit", "ols") if m in rows]
+    lsq = [m for m in LEAST_SQUARES if m in rows]
     mae = {(m, r["split"]): r["mae"] for m in rows for r in rows[m]}
     splits = [r["split"] for r in rows["default"]
               if sum((m, r["split"]) in mae for m in lsq) >= 2]
@@ -384,8 +385,8 @@ def write(args, splits, fits, rows, everywhere, lofo, seconds):
     text += "\n## Targets (the default)\n\n" + C.markdown_table(
         [{"target": t, "measured": v, "met": "yes" if ok else "NO"} for t, v, ok in
          targets(rows)], ["target", "measured", "met"])
-    if sum(m in rows for m in ("huber", "curve_fit", "ols")) >= 2:
-        bar, bar_splits = error_bar_for_scale(rows)
+    bar, bar_splits = error_bar_for_scale(rows)
+    if bar_splits:
         text += ("\n## The per-split error target, for scale\n\nThe target above asks the "
                  "default to be within 1.05x of whichever least-squares method did best on each "
                  "split. Here every method is held to the same bar against the least-squares "
