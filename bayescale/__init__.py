@@ -36,6 +36,7 @@ _EXPORTS = {
     "load_fits": "bayescale.many",
     "ConvergenceWarning": "bayescale.inference",
     "compare": "bayescale.comparison",
+    "lfo_stacking": "bayescale.comparison",
     "backtest": "bayescale.backtesting",
     "Backtest": "bayescale.backtesting",
     "ExtrapolationWarning": "bayescale.predict",

@@ -611,16 +611,24 @@ def _output(args: argparse.Namespace, path: str, *, what: str = "--out",
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from bayescale.comparison import compare
+    from bayescale.comparison import compare, lfo_stacking
     from bayescale.inference import load_fit
 
     fits = [load_fit(p) for p in args.fits]
     table = compare(fits, names=args.fits)
+    lfo = lfo_stacking(fits, names=args.fits) if args.lfo else None
     if args.json:
-        _print_json({"models": table.reset_index().to_dict(orient="records")})
+        out = {"models": table.reset_index().to_dict(orient="records")}
+        if lfo is not None:
+            out["lfo_stacking"] = lfo.reset_index().to_dict(orient="records")
+        _print_json(out)
         return 0
     cols = ["rank", "elpd_loo", "p_loo", "elpd_diff", "dse", "weight", "max_pareto_k", "warning"]
     print(table[cols].to_string(float_format=lambda v: f"{v:.4g}"))
+    if lfo is not None:
+        print("\nleave-future-out stacking (each fit's own refits below its top compute levels, "
+              "scored on the runs above)")
+        print(lfo.to_string(float_format=lambda v: f"{v:.4g}"))
     return 0
 
 
@@ -1111,6 +1119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="rank fits of the same runs by PSIS-LOO")
     p.add_argument("fits", nargs="+", help="two or more FIT.nc files")
+    p.add_argument("--lfo", action="store_true",
+                   help="also weigh the laws by how their own leave-future-out refits predicted "
+                        "the runs beyond (stacking; needs fits made with their form error)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_cmd_compare)
 

@@ -15,7 +15,7 @@ run bayescale predict chinchilla.nc --N 2e12 --D 4e13
 run bayescale allocate chinchilla.nc --compute 5.88e23 --compute 1e25
 run bayescale allocate chinchilla.nc --compute 5.88e23 --json
 run bayescale fit --dataset chinchilla --law kaplan --out kaplan.nc --no-progress
-run bayescale compare chinchilla.nc kaplan.nc
+run bayescale compare chinchilla.nc kaplan.nc --lfo
 run bayescale decide chinchilla.nc --compute 5.88e23 --objective quantile:0.9
 run bayescale decide chinchilla.nc --compute 5.88e23 --objective cvar:0.9 --json
 run bayescale decide chinchilla.nc --target-loss 2.0 --probability 0.9
@@ -23,7 +23,7 @@ run bayescale allocate chinchilla.nc --compute 5.88e23 --max-params 3e10
 run bayescale decide chinchilla.nc --compute 5.88e23 --max-params 3e10
 run bayescale decide chinchilla.nc --target-loss 2.0 --max-params 3e10
 run bayescale fit --dataset chinchilla --law chinchilla_tied --out tied.nc --no-progress
-run bayescale compare chinchilla.nc tied.nc
+run bayescale compare chinchilla.nc tied.nc --lfo
 run bayescale fit --dataset datablations --all-rows --law data_constrained --target-accept 0.99 --out datablations.nc --no-progress
 run bayescale decide datablations.nc --compute 1e22 --unique-tokens 1e10
 run bayescale fit --dataset chinchilla --method huber --bootstrap 1000

@@ -76,6 +76,17 @@ def test_compare_ranks_true_law_first(fits):
         bs.compare([ch])
 
 
+def test_lfo_stacking_prefers_the_true_law_beyond_the_refits(fits):
+    ch, ka = fits[0], fits[1]
+    table = bs.lfo_stacking([ka, ch])
+    assert list(table.index) == ["kaplan", "chinchilla"]  # in the order given
+    assert table["elpd_lfo"].idxmax() == "chinchilla"  # the data were simulated from it
+    assert table.loc["chinchilla", "weight"] > 0.5
+    mixed = bs.Posterior.mixture([ka, ch], weights=table["weight"])
+    assert np.mean(mixed.params["component"] == 1) == pytest.approx(
+        table.loc["chinchilla", "weight"], abs=1 / mixed.size)
+
+
 def test_cli_predict_allocate_compare(fits, capsys):
     ch, _, ch_nc, ka_nc = fits
     assert main(["predict", str(ch_nc), "--N", "7e10", "--D", "1.4e12", "--N", "1e9", "--D",
@@ -98,6 +109,13 @@ def test_cli_predict_allocate_compare(fits, capsys):
     assert main(["compare", str(ch_nc), str(ka_nc), "--json"]) == 0
     models = json.loads(capsys.readouterr().out)["models"]
     assert models[0]["model"] == str(ch_nc)
+    # the saved fits keep their refits: the CLI's stacking is the API's on the loaded fits
+    assert main(["compare", str(ch_nc), str(ka_nc), "--lfo", "--json"]) == 0
+    lfo = {m["model"]: m for m in json.loads(capsys.readouterr().out)["lfo_stacking"]}
+    api = bs.lfo_stacking(fits[:2], names=[str(ch_nc), str(ka_nc)])
+    for name, row in api.iterrows():
+        assert lfo[name]["weight"] == pytest.approx(row["weight"], rel=1e-9)
+        assert lfo[name]["elpd_lfo"] == pytest.approx(row["elpd_lfo"], rel=1e-9)
     assert main(["predict", str(ch_nc), "--N", "7e10"]) == 2
     assert "as many --N as --D" in capsys.readouterr().err
 
