@@ -54,23 +54,30 @@ from bayescale.predict import predict
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 #: Hyperparameters searched: log c mean, log c sd, scatter, evidence inflation, offset.
-GRID = list(itertools.product(np.log([1.0, 2.0, 4.0, 8.0, 16.0]), [0.5, 1.0], [0.0, 1.0, 2.0],
+#: c reaches past the 16 learned on 2026-12-02, which sat at the edge of a grid ending there.
+GRID = list(itertools.product(np.log([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]), [0.5, 1.0],
+                              [0.0, 1.0, 2.0],
                               [1.0, 3.0, 10.0, 30.0],
                               [0.0, 1.0, 2.0, 4.0, 8.0]))
 QUICK_GRID = {"e": (0.0, 1.0), "a": (5.0, 10.0), "b": (5.0, 10.0), "alpha": (0.5,),
               "beta": (0.5,)}
 LEAST_SQUARES = ("huber", "curve_fit", "ols")
-METHODS = ("default", "zero-mean", "law only", "conformal", *LEAST_SQUARES)
+METHODS = ("default", "zero-mean", "law only", "conformal", "stacked", *LEAST_SQUARES)
+#: The laws stacked by leave-future-out density on the splits of each law (the first is the
+#: split's own; none for the data-constrained law, whose split keeps the default).
+STACKED = {"chinchilla": ("chinchilla", "chinchilla_tied", "kaplan"),
+           "power": ("power", "broken_power")}
 #: The least-squares baselines of each law (none for the data-constrained law).
 LSQ_METHODS = {"chinchilla": ("huber", "curve_fit"), "power": ("curve_fit", "ols")}
 
 
 # ------------------------------------------------------------------------------ Bayes fits
-def bayes_fits(splits, settings):
-    """The default fit of every split's training runs, one ``fit_many`` program per law."""
+def bayes_fits(splits, settings, law_of=lambda s: s.law):
+    """The default fit of every split's training runs, one ``fit_many`` program per law
+    (``law_of(split)``; None skips the split)."""
     fits = {}
-    for law in dict.fromkeys(s.law for s in splits):
-        idx = [i for i, s in enumerate(splits) if s.law == law]
+    for law in dict.fromkeys(law_of(s) for s in splits if law_of(s) is not None):
+        idx = [i for i, s in enumerate(splits) if law_of(s) == law]
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", bs.ConvergenceWarning)
@@ -80,6 +87,31 @@ def bayes_fits(splits, settings):
               flush=True)
         fits.update({i: group[str(i)] for i in idx})
     return fits
+
+
+def records_of(splits, fits):
+    """What the form-error prior is scored on: each split's (held-out errors of its law-only
+    fit, the fit's noise scale, the fit's own refits), its family, and each family's
+    form-error direction."""
+    records, families, direction = [], [], {}
+    for i, s in enumerate(splits):
+        f = fits[i]
+        outer = holdout(f.posterior.without_form_error(), s.test, 0.0, directions_of(f.law))
+        records.append((outer, float(np.median(f.posterior.new_run_sigma)), f.evidence))
+        families.append(s.family)
+        direction[s.family] = directions_of(f.law)
+    return records, families, direction
+
+
+def family_average(scores, records, families, fams):
+    """The families' average per-run joint log density of the held-out errors (each family
+    weighted equally, each split by its held-out runs): one value per row of ``scores``."""
+    sizes = np.array([len(outer.error) for outer, _, _ in records])
+    total = np.zeros(len(scores))
+    for fam in fams:
+        cols = [j for j, f in enumerate(families) if f == fam]
+        total += scores[:, cols].sum(axis=1) / sizes[cols].sum()
+    return total / len(fams)
 
 
 def grid_scores(records):
@@ -93,15 +125,11 @@ def learn_prior(scores, records, families, *, exclude=None, among=None):
     """The grid point that maximises the families' average per-run joint log density of the
     held-out errors (each family weighted equally, each split by its held-out runs); ``among``
     limits the families learned from. :data:`PRIOR` when no family is left."""
-    sizes = np.array([len(outer.error) for outer, _, _ in records])
     fams = [f for f in dict.fromkeys(families) if f != exclude and (among is None or f in among)]
     if not fams:
         return PRIOR
-    total = np.zeros(len(GRID))
-    for fam in fams:
-        cols = [j for j, f in enumerate(families) if f == fam]
-        total += scores[:, cols].sum(axis=1) / sizes[cols].sum()
-    return FormErrorPrior(*GRID[int(np.argmax(total))])
+    return FormErrorPrior(*GRID[int(np.argmax(family_average(scores, records, families,
+                                                             fams)))])
 
 
 # ------------------------------------------------------------------------------ methods
@@ -130,6 +158,25 @@ def bayes_methods(split, fit, prior, seed=0):
                      "lpd": pred.log_density(split.test.loss)}
     out["conformal"] = conformal(fit, law_only, y)
     return out
+
+
+def stacked(split, fits, prior, seed=0):
+    """The split's laws (:data:`STACKED`) mixed by their leave-future-out stacking weights
+    (:func:`bayescale.lfo_stacking` on each fit's own refits), each with its form error; and
+    the weights. The default alone where the laws share no refit."""
+    inputs = {k: getattr(split.test, k) for k in fits[0].law.inputs}
+    try:
+        table = bs.lfo_stacking(fits)
+    except bs.FitError:
+        table = None
+    weights = ([1.0] + [0.0] * (len(fits) - 1) if table is None
+               else table["weight"].reindex([f.law.name for f in fits]).to_numpy())
+    parts = [with_form_error(f.posterior.without_form_error(), f.evidence, prior, seed=seed)
+             for f in fits]
+    post = bs.Posterior.mixture(parts, weights=weights, seed=seed)
+    pred = predict(post, **inputs, seed=seed)
+    return ({**bands(np.log(pred.new_run_draws)), "lpd": pred.log_density(split.test.loss)},
+            dict(zip((f.law.name for f in fits), weights)))
 
 
 def conformal(fit, law_only, y):
@@ -233,17 +280,21 @@ def main(argv=None):
                             help="print the prior learned from every family"))])
     t0 = time.perf_counter()
     splits = real_splits(quick=args.quick)
+    # A fit that does not converge is refitted with twice the warm-up and draws, once,
+    # as README tells users to (fit_many's retries): a study is not scored on chains that
+    # disagree. The smoke run's tiny chains never converge, so it does not retry.
     settings = (dict(chains=2, warmup=150, draws=150) if args.quick
-                else dict(chains=4, warmup=1000, draws=1000))
+                else dict(chains=4, warmup=1000, draws=1000, retries=1))
     n_boot = 20 if args.quick else 400
     fits = bayes_fits(splits, settings)
-    records, families, direction = [], [], {}
-    for i, s in enumerate(splits):
-        f = fits[i]
-        outer = holdout(f.posterior.without_form_error(), s.test, 0.0, directions_of(f.law))
-        records.append((outer, float(np.median(f.posterior.new_run_sigma)), f.evidence))
-        families.append(s.family)
-        direction[s.family] = directions_of(f.law)
+    others = {}  # the other laws stacked with each split's own: law -> split index -> fit
+    for k in range(1, max(len(v) for v in STACKED.values())):
+        def law_of(s, k=k):
+            laws = STACKED.get(s.law, ())
+            return laws[k] if k < len(laws) else None
+        for i, f in bayes_fits(splits, settings, law_of).items():
+            others.setdefault(i, []).append(f)
+    records, families, direction = records_of(splits, fits)
     fams = list(dict.fromkeys(families))
     # The prior is learned per direction of the form error: studies extrapolated in compute
     # (or x) teach nothing about repetition (epochs, the data-constrained law), nor the reverse.
@@ -259,9 +310,15 @@ def main(argv=None):
           f"{time.perf_counter() - t1:.0f} s", flush=True)
     print(f"  prior from every family: {everywhere}", flush=True)
     rows = {m: [] for m in METHODS}
+    weights = {}
     for i, s in enumerate(splits):
         y = np.log(s.test.loss)
         results = bayes_methods(s, fits[i], lofo[s.family])
+        if i in others:
+            results["stacked"], weights[s.name] = stacked(s, [fits[i], *others[i]],
+                                                          lofo[s.family])
+        else:
+            results["stacked"] = results["default"]
         for method in LSQ_METHODS.get(s.law, ()):
             results[method] = lsq_method(s, method, n_boot=n_boot, quick=args.quick)
         for method, res in results.items():
@@ -274,7 +331,7 @@ def main(argv=None):
               f"{'' if d['converged'] else '(not converged)'}", flush=True)
     rows = {m: r for m, r in rows.items() if r}
     seconds = time.perf_counter() - t0
-    write(args, splits, fits, rows, everywhere, lofo, seconds)
+    write(args, splits, fits, rows, everywhere, lofo, seconds, weights, others)
     if args.learn:
         print(f"learned from every family: {everywhere}\nshipped: {PRIOR}")
 
@@ -338,7 +395,7 @@ def error_bar_for_scale(rows):
     return out, splits
 
 
-def write(args, splits, fits, rows, everywhere, lofo, seconds):
+def write(args, splits, fits, rows, everywhere, lofo, seconds, weights, others):
     cols = ["method", "n_test", "mae", "rmse", "bias", "cov50", "cov80", "cov90", "cov95",
             "width90", "mlpd", "min split cov90"]
     pooled_rows = [{"method": m, **pooled(r)} for m, r in rows.items()]
@@ -352,6 +409,10 @@ def write(args, splits, fits, rows, everywhere, lofo, seconds):
                   "mlpd"]
     split_rows = [r for s in splits for m in rows for r in rows[m] if r["split"] == s.name]
     unconverged = [s.name for i, s in enumerate(splits) if not fits[i].diagnostics["converged"]]
+    unconverged_others = [f"{s.name} ({f.law.name})" for i, s in enumerate(splits)
+                          for f in others.get(i, ()) if not f.diagnostics["converged"]]
+    refitted = [f"{s.name} ({fits[i].options['refits']}x)" for i, s in enumerate(splits)
+                if fits[i].options.get("refits")]
     text = C.header(
         "Extrapolation to held-out larger runs of real studies" + (
             " (QUICK smoke run)" if args.quick else ""), seconds=seconds,
@@ -379,8 +440,16 @@ def write(args, splits, fits, rows, everywhere, lofo, seconds):
             f"{PRIOR.evidence_inflation} / {PRIOR.offset}.",
             "Bayes settings: " + ("2 chains x 150+150 (quick)" if args.quick else
                                   "4 chains x 1000+1000") + "; bootstrap resamples: "
-            + ("20" if args.quick else "400") + ". Not converged (R-hat > 1.01, ESS < 400 or "
-            "divergences): " + (", ".join(unconverged) or "none") + ".",
+            + ("20" if args.quick else "400") + ". Refitted with twice the warm-up and draws "
+            "because the first fit did not converge: " + (", ".join(refitted) or "none")
+            + ". Not converged at the end (R-hat > 1.01, ESS < 400 or divergences): "
+            + (", ".join(unconverged) or "none") + "; of the other laws stacked: "
+            + (", ".join(unconverged_others) or "none") + ".",
+            "stacked: the laws " + "; ".join(f"{', '.join(v)} (splits of the {k} law)"
+                                             for k, v in STACKED.items())
+            + " fitted as the default is, each with its form error, mixed by their stacking "
+            "weights on the leave-future-out density of their own refits' held-out runs "
+            "(bayescale.lfo_stacking); the data-constrained split keeps the default.",
         ])
     text += "\n## Targets (the default)\n\n" + C.markdown_table(
         [{"target": t, "measured": v, "met": "yes" if ok else "NO"} for t, v, ok in
@@ -394,6 +463,12 @@ def write(args, splits, fits, rows, everywhere, lofo, seconds):
                  "of them ran (a least-squares method that meets it on every split would be the "
                  "one to beat):\n\n" + C.markdown_table(bar, list(bar[0])))
     text += "\n## Pooled over every split\n\n" + C.markdown_table(pooled_rows, cols)
+    if weights:
+        laws = list(dict.fromkeys(law for w in weights.values() for law in w))
+        text += ("\n## Stacking weights\n\nEach split's laws weighted by the leave-future-out "
+                 "density of their own refits (blank: not a law of that split):\n\n"
+                 + C.markdown_table([{"split": sp, **{law: w.get(law, "") for law in laws}}
+                                     for sp, w in weights.items()], ["split", *laws]))
     text += "\n## Per family\n\n" + C.markdown_table(fam_rows, ["family"] + cols)
     text += "\n## Per split\n\n" + C.markdown_table(split_rows, split_cols)
     C.write_table(args.out, "extrapolation.md", text)

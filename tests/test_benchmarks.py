@@ -69,8 +69,8 @@ def test_extrapolation_quick(tmp_path):
     assert "Command: `python" in text and "--quick" in text and "## Targets" in text
     pooled = {r["method"]: r for r in table(text.split("## Pooled over every split")[1],
                                             "method")}
-    splits = table(text, "split")
-    assert set(pooled) == {"default", "zero-mean", "law only", "conformal", "huber",
+    splits = table(text.split("## Per split")[1], "split")
+    assert set(pooled) == {"default", "zero-mean", "law only", "conformal", "stacked", "huber",
                            "curve_fit", "ols"}
     # Pooled rows are the per-split rows put together: held-out runs add up, and the pooled
     # 90% coverage is the runs-weighted mean of the splits' (to the tables' rounding).
@@ -90,7 +90,15 @@ def test_extrapolation_quick(tmp_path):
         assert by[name, "zero-mean"]["width90"] == by[name, "default"]["width90"]
     assert (tmp_path / "extrapolation.png").stat().st_size > 0
     bar = {r["method"]: r for r in table(text.split("error target, for scale")[1], "method")}
-    assert set(bar) == {"default", "zero-mean", "law only", "huber", "curve_fit", "ols"}
+    assert set(bar) == {"default", "zero-mean", "law only", "stacked", "huber", "curve_fit",
+                        "ols"}
+    # Stacking weights: each split's laws (3 for the Chinchilla law, 2 for the power law) get
+    # weights that make a distribution.
+    weights = table(text.split("## Stacking weights")[1], "split")
+    assert {w["split"] for w in weights} == {r["split"] for r in splits}
+    for w in weights:
+        shares = [float(v) for k, v in w.items() if k != "split" and v]
+        assert len(shares) in (2, 3) and sum(shares) == pytest.approx(1.0, abs=2e-3)
 
 
 def test_error_bar_for_scale_holds_each_method_to_the_other_least_squares_methods():
