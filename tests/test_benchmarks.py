@@ -101,6 +101,20 @@ def test_extrapolation_quick(tmp_path):
         assert len(shares) in (2, 3) and sum(shares) == pytest.approx(1.0, abs=2e-3)
 
 
+@pytest.mark.slow
+def test_prior_surface_quick(tmp_path):
+    run("prior_surface.py", tmp_path)
+    rows = table((tmp_path / "prior_surface.md").read_text(), "changed")
+    assert [r["value"] for r in rows if r["changed"] == "c"] == ["2", "4", "8", "16", "32", "64"]
+    assert [r["changed"] for r in rows if r["shipped"] == "yes"] == ["c"]  # c = 16, as shipped
+    families = [k for k in rows[0] if k not in ("changed", "value", "shipped",
+                                                 "average over families")]
+    assert len(families) == 2  # the quick run's Chinchilla split and learning curve
+    for r in rows:  # each family weighted equally
+        mean = np.mean([float(r[f]) for f in families])
+        assert float(r["average over families"]) == pytest.approx(mean, abs=2e-3)
+
+
 def test_error_bar_for_scale_holds_each_method_to_the_other_least_squares_methods():
     sys.path.insert(0, str(BENCH))
     try:
