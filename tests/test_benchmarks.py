@@ -24,7 +24,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 def run(script: str, out: Path, *extra: str, ok: bool = True) -> str:
     env = {**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--out", str(out),
-                           *extra], capture_output=True, text=True, env=env, timeout=1200,
+                           *extra], capture_output=True, text=True, env=env, timeout=2400,
                           check=False)
     if not ok:
         assert proc.returncode != 0
