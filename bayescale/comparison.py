@@ -31,6 +31,18 @@ def _same_runs(fits: Sequence, who: str) -> list:
     return fits
 
 
+def _names(fits: list, names: Sequence[str] | None) -> list[str]:
+    """One distinct name per fit: ``names``, or each fit's law (with its noise and position
+    where two fits share a law)."""
+    if names is None:
+        names = [f.law.name if [g.law.name for g in fits].count(f.law.name) == 1
+                 else f"{f.law.name}/{f.noise}/{i}" for i, f in enumerate(fits)]
+    names = list(names)
+    if len(set(names)) != len(names) or len(names) != len(fits):
+        raise FitError(f"names must be {len(fits)} distinct names, got {names}")
+    return names
+
+
 def compare(fits: Sequence, *, names: Sequence[str] | None = None) -> pd.DataFrame:
     """Rank fits of the same data by PSIS-LOO (``arviz.compare``), best first.
 
@@ -58,11 +70,7 @@ def compare(fits: Sequence, *, names: Sequence[str] | None = None) -> pd.DataFra
                        "model repeated runs (one likelihood term per configuration) while others "
                        f"do not (one per run): {which}; refit them all with the same repeats= "
                        "(--repeats yes or no)")
-    if names is None:
-        names = [f.law.name if [g.law.name for g in fits].count(f.law.name) == 1
-                 else f"{f.law.name}/{f.noise}/{i}" for i, f in enumerate(fits)]
-    if len(set(names)) != len(names):
-        raise FitError(f"names must be distinct, got {list(names)}")
+    names = _names(fits, names)
     ks = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -137,11 +145,7 @@ def lfo_stacking(fits: Sequence, *, names: Sequence[str] | None = None) -> pd.Da
     from scipy import stats
 
     fits = _same_runs(fits, "lfo_stacking")
-    if names is None:
-        names = [f.law.name if [g.law.name for g in fits].count(f.law.name) == 1
-                 else f"{f.law.name}/{i}" for i, f in enumerate(fits)]
-    if len(set(names)) != len(names) or len(names) != len(fits):
-        raise FitError(f"names must be {len(fits)} distinct names, got {list(names)}")
+    names = _names(fits, names)
     by_cut = []
     for name, f in zip(names, fits):
         holdouts = getattr(f, "evidence", None)

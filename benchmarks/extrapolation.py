@@ -72,6 +72,15 @@ LSQ_METHODS = {"chinchilla": ("huber", "curve_fit"), "power": ("curve_fit", "ols
 
 
 # ------------------------------------------------------------------------------ Bayes fits
+def fit_settings(quick):
+    """The Bayesian fits' settings. A fit that does not converge is refitted with twice the
+    warm-up and draws, once, as README tells users to (fit_many's retries): a study is not
+    scored on chains that disagree. The smoke run's tiny chains never converge, so it does
+    not retry."""
+    return (dict(chains=2, warmup=150, draws=150) if quick
+            else dict(chains=4, warmup=1000, draws=1000, retries=1))
+
+
 def bayes_fits(splits, settings, law_of=lambda s: s.law):
     """The default fit of every split's training runs, one ``fit_many`` program per law
     (``law_of(split)``; None skips the split)."""
@@ -280,14 +289,10 @@ def main(argv=None):
                             help="print the prior learned from every family"))])
     t0 = time.perf_counter()
     splits = real_splits(quick=args.quick)
-    # A fit that does not converge is refitted with twice the warm-up and draws, once,
-    # as README tells users to (fit_many's retries): a study is not scored on chains that
-    # disagree. The smoke run's tiny chains never converge, so it does not retry.
-    settings = (dict(chains=2, warmup=150, draws=150) if args.quick
-                else dict(chains=4, warmup=1000, draws=1000, retries=1))
+    settings = fit_settings(args.quick)
     n_boot = 20 if args.quick else 400
     fits = bayes_fits(splits, settings)
-    others = {}  # the other laws stacked with each split's own: law -> split index -> fit
+    others = {}  # split index -> fits of the other laws stacked with the split's own
     for k in range(1, max(len(v) for v in STACKED.values())):
         def law_of(s, k=k):
             laws = STACKED.get(s.law, ())

@@ -23,7 +23,7 @@ import numpy as np
 import _common as C
 from _splits import real_splits
 from bayescale.extrapolation import PRIOR, holdout_log_density
-from extrapolation import bayes_fits, family_average, records_of
+from extrapolation import bayes_fits, family_average, fit_settings, records_of
 
 #: Each prior scored: the shipped one with one number changed.
 VARIANTS = ([("c", c, dataclasses.replace(PRIOR, log_c_mean=math.log(c)))
@@ -36,9 +36,7 @@ def main(argv=None):
     args = C.parse_args(__doc__.splitlines()[0], argv)
     t0 = time.perf_counter()
     splits = real_splits(quick=args.quick)
-    settings = (dict(chains=2, warmup=150, draws=150) if args.quick
-                else dict(chains=4, warmup=1000, draws=1000, retries=1))
-    fits = bayes_fits(splits, settings)
+    fits = bayes_fits(splits, fit_settings(args.quick))
     records, families, direction = records_of(splits, fits)
     fams = [f for f in dict.fromkeys(families) if direction[f] != ("epochs",)]
     rows = []
