@@ -57,7 +57,7 @@ from bayescale.errors import DataError, FitError
 
 __all__ = ["FormErrorPrior", "PRIOR", "Holdout", "Evidence", "directions_of", "holdout",
            "inner_splits", "evidence_of", "slope_posterior", "draw_form_error", "with_form_error",
-           "holdout_log_density", "FAR", "ExtrapolationWarning", "beyond_data"]
+           "holdout_log_density", "holdout_pit", "FAR", "ExtrapolationWarning", "beyond_data"]
 
 #: Levels of compute (or x) the refits of a fit's own data hold out.
 DROP = (1, 2)
@@ -396,3 +396,21 @@ def holdout_log_density(outer: Holdout, sigma: float, evidence: Evidence | None,
         out.append(lw + stats.multivariate_normal(mean, base + outer.R @ extra @ outer.R.T,
                                                   allow_singular=True).logpdf(outer.error))
     return float(logsumexp(out))
+
+
+def holdout_pit(outer: Holdout, sigma: float, evidence: Evidence | None,
+                prior: FormErrorPrior = PRIOR) -> np.ndarray:
+    """Each held-out run's probability integral transform under the form-error model that
+    :func:`holdout_log_density` scores: the predictive probability that the run's error is
+    below the one observed (a mixture over the prior's grid of c of Gaussians, each with the
+    law's and the noise's variance, the scatter's and the slopes'). A central band of mass q
+    holds the run when ``abs(pit - 0.5) <= q / 2``; calibrated bands give uniform PITs."""
+    from scipy import stats
+
+    log_w, means, covs = slope_posterior(sigma, evidence, prior)
+    base = np.diag(outer.cov(prior.scatter * sigma))
+    pit = np.zeros(len(outer.error))
+    for w, m, V in zip(np.exp(log_w), means, covs):
+        sd = np.sqrt(base + np.einsum("pi,ij,pj->p", outer.R, V, outer.R))
+        pit += w * stats.norm.cdf(outer.error, loc=outer.R @ m, scale=sd)
+    return pit

@@ -26,7 +26,7 @@ from bayescale.io import atomic_write_text
 
 __all__ = ["RESULTS", "LEVELS", "parse_args", "now", "header", "markdown_table", "write_table",
            "write_text", "save_png", "residual_sigma", "heldout_points", "aggregate",
-           "log_pred_density", "coverage_cell"]
+           "log_pred_density", "coverage_cell", "form_error_variants"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Central interval masses whose coverage the studies report.
@@ -226,3 +226,26 @@ def coverage_cell(hits: np.ndarray) -> str:
     hits = np.asarray(hits, bool)
     p = hits.mean()
     return f"{p:.2f} ± {np.sqrt(p * (1 - p) / hits.size):.2f}"
+
+
+def form_error_variants() -> list[tuple[str, object]]:
+    """The form-error priors whose trade-off two studies measure on the same list: the shipped
+    :data:`bayescale.extrapolation.PRIOR` and narrower ones (smaller slope scale c, smaller
+    run-to-run scatter, and a wider log c sd that lets a study's own refits pick c).
+    ``calibration.py`` measures each one's width and coverage where the law is exactly right,
+    ``prior_surface.py`` its held-out density and coverage on the real splits. Label, prior."""
+    import dataclasses
+    import math
+
+    from bayescale.extrapolation import PRIOR
+
+    def variant(c, scatter, sd=PRIOR.log_c_sd):
+        return dataclasses.replace(PRIOR, log_c_mean=math.log(c), scatter=scatter, log_c_sd=sd)
+
+    out = [("c 16, scatter 1 (shipped)", PRIOR)]
+    out += [(f"c {c:g}, scatter {s:g}", variant(c, s))
+            for c, s in ((8, 1), (4, 1), (2, 1), (16, 0.5), (16, 0), (8, 0.5), (4, 0.5),
+                         (4, 0), (2, 0.5), (2, 0), (1, 0))]
+    out += [("c 4, scatter 0.5, log c sd 1.5", variant(4, 0.5, 1.5)),
+            ("c 2, scatter 0, log c sd 1.5", variant(2, 0.0, 1.5))]
+    return out

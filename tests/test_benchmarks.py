@@ -46,6 +46,16 @@ def table(text: str, first_column: str) -> list[dict[str, str]]:
     return rows
 
 
+def variant_labels() -> list[str]:
+    """The labels of ``_common.form_error_variants`` (the trade-off's priors), in order."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(BENCH))
+    return [label for label, _ in _common.form_error_variants()]
+
+
 def test_timed_cpu_counts_the_child_process_cpu_not_its_wall_time():
     sys.path.insert(0, str(BENCH))
     try:
@@ -104,7 +114,8 @@ def test_extrapolation_quick(tmp_path):
 @pytest.mark.slow
 def test_prior_surface_quick(tmp_path):
     run("prior_surface.py", tmp_path)
-    rows = table((tmp_path / "prior_surface.md").read_text(), "changed")
+    text = (tmp_path / "prior_surface.md").read_text()
+    rows = table(text, "changed")
     assert [r["value"] for r in rows if r["changed"] == "c"] == ["2", "4", "8", "16", "32", "64"]
     assert [r["changed"] for r in rows if r["shipped"] == "yes"] == ["c"]  # c = 16, as shipped
     families = [k for k in rows[0] if k not in ("changed", "value", "shipped",
@@ -113,6 +124,14 @@ def test_prior_surface_quick(tmp_path):
     for r in rows:  # each family weighted equally
         mean = np.mean([float(r[f]) for f in families])
         assert float(r["average over families"]) == pytest.approx(mean, abs=2e-3)
+    # The trade-off table scores the same list calibration.py measures; its shipped row is the
+    # first table's shipped row (same prior, same splits).
+    trade = table(text.split("## Narrower priors")[1], "prior")
+    assert [r["prior"] for r in trade] == variant_labels()
+    shipped = next(r for r in rows if r["shipped"] == "yes")
+    assert trade[0]["average over families"] == shipped["average over families"]
+    for r in trade:
+        assert 0 <= float(r["worst split, 90%"]) <= float(r["90% coverage"]) <= 1
 
 
 def test_error_bar_for_scale_holds_each_method_to_the_other_least_squares_methods():
@@ -165,6 +184,13 @@ def test_calibration_quick(tmp_path):
                                                       values="w")
     assert (width["bayes"] > width["bayes law-only"]).all()
     assert (tmp_path / "calibration.png").exists()
+    # The trade-off: the shipped prior's row redraws the default's bands exactly, and no form
+    # error to speak of (c = 1, no scatter) is narrower at 100x than the shipped one.
+    assert "redraws the default's bands: identical" in text
+    trade = {r["prior"]: r for r in table(text.split("## Narrower form-error")[1], "prior")}
+    assert list(trade) == variant_labels()
+    col = "width at 100x / form exact, median"
+    assert float(trade["c 1, scatter 0"][col]) < float(trade["c 16, scatter 1 (shipped)"][col])
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from bayescale import Domain, Posterior
 from bayescale.errors import FitError
 from bayescale.laws import get_law
 from bayescale.extrapolation import (Evidence, FormErrorPrior, Holdout, draw_form_error,
-                                     holdout_log_density, slope_posterior, with_form_error)
+                                     holdout_log_density, holdout_pit, slope_posterior, with_form_error)
 from bayescale.predict import predict
 from conftest import chinchilla_draws
 
@@ -80,6 +80,32 @@ def test_held_out_density_equals_numerical_integration_over_the_slope():
     den = sum(np.exp(w) * integrate.quad(evidence, -0.5, 0.5, args=(lc,), points=[0.05])[0]
               for lc, w in zip(log_c, prior_w))
     assert got == pytest.approx(math.log(num / den), abs=1e-5)
+
+
+def test_held_out_pit_is_the_models_own_cdf_by_simulation():
+    # Simulate the model forward, independently of its algebra: c from the prior, b given c
+    # and the refit's errors by importance weights (the refit's likelihood), then each held-out
+    # run's error from the law's, the noise's and the scatter's variance. The PIT of an
+    # observed error is the share of simulated errors below it.
+    inner = holdout_at([0.2, 0.4], [0.01, 0.015])
+    outer = holdout_at([0.6, 1.2, 1.5], [0.03, -0.01, 0.08])
+    ev = Evidence(("C",), (inner,))
+    got = holdout_pit(outer, SIGMA, ev, PRIOR)
+    rng = np.random.default_rng(3)
+    n = 400_000
+    c = np.exp(PRIOR.log_c_mean + PRIOR.log_c_sd * rng.standard_normal(n))
+    b = c * SIGMA * rng.standard_normal(n)
+    S_in = PRIOR.evidence_inflation * inner.cov(PRIOR.scatter * SIGMA)
+    resid = inner.error[None, :] - b[:, None] * inner.R[:, 0][None, :]
+    logw = -0.5 * np.einsum("ni,ij,nj->n", resid, np.linalg.inv(S_in), resid)
+    w = np.exp(logw - logw.max())
+    w /= w.sum()
+    sd = np.sqrt(np.diag(outer.cov(PRIOR.scatter * SIGMA)))
+    z = rng.standard_normal((n, 3))
+    sims = b[:, None] * outer.R[:, 0][None, :] + sd * z
+    want = np.array([np.sum(w * (sims[:, j] <= outer.error[j])) for j in range(3)])
+    np.testing.assert_allclose(got, want, atol=0.01)
+    assert got[2] > 0.5 > got[1]  # the far, high error sits in the upper tail; -0.01 below
 
 
 def test_strong_evidence_recovers_a_known_slope():
