@@ -180,9 +180,11 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
     hierarchical: share the exponents across groups (see the module docstring); otherwise
         the groups are independent fits run side by side.
     repeats: learn the seed-to-seed noise from repeated configurations (see
-        :func:`bayescale.fit`). One model serves every group, so ``"auto"`` models repeats in all
-        groups when any group repeats a configuration; each group's posterior is then the one
-        ``fit(group, repeats=True)`` targets.
+        :func:`bayescale.fit`). ``"auto"`` gives each group the model ``fit(group)`` would: when
+        some groups repeat a configuration and others do not, the two kinds are fitted in two
+        programs (chain streams numbered within each). A hierarchical fit is one model, so
+        there ``"auto"`` models repeats in all groups when any group repeats a configuration,
+        and each group's posterior is the one ``fit(group, repeats=True)`` targets.
     seed: chain ``c`` of group ``g`` uses stream ``g * chains + c``.
     progress: show one progress bar for all groups.
     retries: fit the groups that did not converge again, together, with twice the warm-up and
@@ -227,6 +229,15 @@ def fit_many(datasets: Any, law: str | Law = "chinchilla", *, by: str | None = N
             data.check_for(law.inputs, law.n_params, law.name)
         except DataError as err:
             raise DataError(f"group {name!r}: {err}") from None
+    if check_repeats(repeats) == "auto" and not hierarchical:
+        flags = {name: d.has_repeats(law.inputs) for name, d in groups.items()}
+        if len(set(flags.values())) > 1:  # mixed: each group gets the model fit gives it
+            return _fit_by_model(groups, flags, law, pad_like=pad_like, start=start,
+                                 noise=noise, priors=priors, chains=chains, warmup=warmup,
+                                 draws=draws, seed=seed, progress=progress,
+                                 target_accept=target_accept, dense_mass=dense_mass,
+                                 retries=retries, form_error=form_error,
+                                 checkpoints=checkpoints)
     if check_repeats(repeats) == "auto":
         repeats = any(d.has_repeats(law.inputs) for d in groups.values())
         if (note := repeats_note(groups, law, noise)) is not None:
@@ -273,6 +284,31 @@ def _padding_of(like, law, *, noise, priors, repeats) -> tuple[int, int]:
     full = [build_model(d, law, noise=noise, priors=priors, repeats=repeats)
             for d in like.values()]
     return max(b.y.size for b in full), max(b.model.n_config for b in full)
+
+
+def _fit_by_model(groups, flags, law, *, pad_like, start, **options) -> FitGroup:
+    """``fit_many`` of groups some of which repeat a configuration and some not: the groups
+    without repeats in one program with per-run noise, the others in one with the
+    repeated-run model, so that each group gets the model ``fit(group)`` would (one model for
+    all would give every group the repeated-run model, whose misfit is Gaussian: the
+    Student-t noise's robustness gone for groups that never repeat a run). In the order
+    given; chain streams are numbered within each program."""
+    out = FitGroup()
+    parts = {}
+    for repeats in (False, True):
+        names = [n for n in groups if flags[n] == repeats]
+        like = None if pad_like is None else {n: pad_like[n] for n in names if n in pad_like}
+        if repeats and (note := repeats_note({n: groups[n] for n in names}, law,
+                                             options["noise"])) is not None:
+            warnings.warn(note, UserWarning, stacklevel=3)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="repeats='auto'")
+            parts.update(fit_many({n: groups[n] for n in names}, law, repeats=repeats,
+                                  pad_like=like or None, **options))
+    out.update({n: parts[n] for n in groups})
+    out.seconds = time.perf_counter() - start
+    out.hierarchical = False
+    return out
 
 
 def _fit_groups(groups, *, law, hierarchical, noise, priors, repeats, spec, seed,

@@ -291,10 +291,10 @@ FEW_REPEATED = 3
 def repeats_note(groups, law: Law, noise: str) -> str | None:
     """What ``repeats="auto"`` gives up when a few repeated configurations switch the model.
 
-    ``groups`` maps names to data sets: one for :func:`bayescale.fit`, every group of
-    :func:`bayescale.fit_many` (one repeated configuration in any group switches them all). The
-    repeated-run model integrates out Gaussian configuration effects, so the law's misfit is
-    Gaussian there: the Student-t noise's robustness to an outlying run is gone for every run,
+    ``groups`` maps names to data sets: one for :func:`bayescale.fit`, the groups of
+    :func:`bayescale.fit_many` (of a hierarchical one, one repeated configuration in any
+    group switches them all). The repeated-run model integrates out Gaussian configuration
+    effects, so the law's misfit is Gaussian there: the Student-t noise's robustness to an outlying run is gone for every run,
     decided by as little as one configuration run twice. None when nothing is worth saying.
     """
     counts = [np.bincount(d.configurations(law.inputs)) for d in groups.values()]
@@ -308,9 +308,9 @@ def repeats_note(groups, law: Law, noise: str) -> str | None:
                 f"fit learns the seed noise from {repeated} configuration"
                 f"{'s' if repeated > 1 else ''} and models")
     else:
-        what = (f"{repeated} configuration{'s' if repeated > 1 else ''} of all {len(groups)} "
-                "groups were run more than once, which switches every group to the repeated-run "
-                "model: it models")
+        what = (f"{repeated} configuration{'s' if repeated > 1 else ''} of the {len(groups)} "
+                "groups were run more than once, so the groups that repeat one (every group of a "
+                "hierarchical fit) get the repeated-run model: it models")
     return (f"repeats='auto': {what} the law's misfit as Gaussian configuration effects{robust}; "
             "pass repeats=False (--repeats no) to keep per-run noise, or repeats=True to "
             "silence this")

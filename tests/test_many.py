@@ -381,6 +381,32 @@ def test_repeated_groups_match_separate_fits():
         assert lo <= 0.01 <= hi, (name, lo, hi)
 
 
+def test_mixed_groups_each_get_the_model_fit_gives_them():
+    # One group repeats every configuration, the other none: with repeats="auto" each group
+    # gets what fit(group) gives it (the repeated-run model for one, per-run Student-t noise
+    # for the other), in the order given; one model for both would have given the per-run
+    # group Gaussian configuration effects (its likelihood: one term per configuration).
+    from bayescale.backtesting import subset
+
+    rep = repeated_groups()["big"]
+    first = np.zeros(rep.n_points, dtype=bool)
+    first[np.unique(rep.configurations(("N", "D")), return_index=True)[1]] = True
+    single = subset(rep, first)  # one seed per configuration: 16 runs, no repeats
+    assert not single.has_repeats(("N", "D"))
+    many = quiet(bs.fit_many, {"single": single, "rep": rep}, "chinchilla", **SMALL)
+    assert list(many) == ["single", "rep"]
+    alone = quiet(bs.fit, single, "chinchilla", **SMALL)
+    assert not many["single"].repeats and not alone.repeats and many["rep"].repeats
+    assert "nu" in many["single"].priors and "sigma_fit" not in many["single"].priors
+    assert many["single"].idata.log_likelihood["log_loss"].shape[-1] == 16  # one per run
+    assert many["rep"].idata.log_likelihood["log_loss"].shape[-1] == 16  # one per config
+    for p in ("E", "alpha", "sigma"):
+        mcse = np.hypot(az.mcse(many["single"]._chain_draws(p), method="median"),
+                        az.mcse(alone._chain_draws(p), method="median"))
+        diff = np.median(many["single"].draws(p)) - np.median(alone.draws(p))
+        assert abs(diff) < 4 * mcse, (p, diff, mcse)
+
+
 @pytest.mark.slow
 def test_porian_ends_match_published_exponents():
     # Porian et al. 2024 (arXiv:2406.19146, their repository's fits) report a = 0.835
