@@ -295,12 +295,12 @@ def _fit_by_model(groups, flags, law, *, pad_like, start, **options) -> FitGroup
     given; chain streams are numbered within each program."""
     out = FitGroup()
     parts = {}
+    if (note := repeats_note({n: d for n, d in groups.items() if flags[n]}, law,
+                             options["noise"])) is not None:  # before sampling, as fit_many's
+        warnings.warn(note, UserWarning, stacklevel=4)
     for repeats in (False, True):
         names = [n for n in groups if flags[n] == repeats]
         like = None if pad_like is None else {n: pad_like[n] for n in names if n in pad_like}
-        if repeats and (note := repeats_note({n: groups[n] for n in names}, law,
-                                             options["noise"])) is not None:
-            warnings.warn(note, UserWarning, stacklevel=3)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="repeats='auto'")
             parts.update(fit_many({n: groups[n] for n in names}, law, repeats=repeats,

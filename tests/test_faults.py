@@ -460,9 +460,15 @@ def test_fit_many_auto_repeats_on_one_repeated_configuration_warns(monkeypatch):
         raise Stop
 
     monkeypatch.setattr("bayescale.many._fit_groups", stop)
-    with pytest.warns(UserWarning, match="1 configuration of all 2 groups were run more than"):
+    # mixed groups: only "a" gets the repeated-run model (1 of its 16 configurations repeated)
+    with pytest.warns(UserWarning, match="1 of 16 configurations were run more than once"):
         with pytest.raises(Stop):
             bs.fit_many({"a": once, "b": plain}, "chinchilla", progress=False)
+    # a hierarchical fit is one model: the repeat switches both groups
+    with pytest.warns(UserWarning, match="1 configuration of the 2 groups were run more than"):
+        with pytest.raises(Stop):
+            bs.fit_many({"a": once, "b": plain}, "chinchilla", progress=False,
+                        hierarchical=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(Stop):  # no repeats, or repeats named explicitly: nothing to say
