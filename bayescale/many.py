@@ -301,10 +301,8 @@ def _fit_by_model(groups, flags, law, *, pad_like, start, **options) -> FitGroup
     for repeats in (False, True):
         names = [n for n in groups if flags[n] == repeats]
         like = None if pad_like is None else {n: pad_like[n] for n in names if n in pad_like}
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="repeats='auto'")
-            parts.update(fit_many({n: groups[n] for n in names}, law, repeats=repeats,
-                                  pad_like=like or None, **options))
+        parts.update(fit_many({n: groups[n] for n in names}, law, repeats=repeats,
+                              pad_like=like or None, **options))
     out.update({n: parts[n] for n in groups})
     out.seconds = time.perf_counter() - start
     out.hierarchical = False

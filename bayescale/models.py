@@ -294,8 +294,9 @@ def repeats_note(groups, law: Law, noise: str) -> str | None:
     ``groups`` maps names to data sets: one for :func:`bayescale.fit`, the groups of
     :func:`bayescale.fit_many` (of a hierarchical one, one repeated configuration in any
     group switches them all). The repeated-run model integrates out Gaussian configuration
-    effects, so the law's misfit is Gaussian there: the Student-t noise's robustness to an outlying run is gone for every run,
-    decided by as little as one configuration run twice. None when nothing is worth saying.
+    effects, so the law's misfit is Gaussian there: the Student-t noise's robustness to an
+    outlying run is gone for every run, decided by as little as one configuration run twice.
+    None when nothing is worth saying.
     """
     counts = [np.bincount(d.configurations(law.inputs)) for d in groups.values()]
     repeated = sum(int((c > 1).sum()) for c in counts)

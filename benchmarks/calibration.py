@@ -223,21 +223,13 @@ def tables(df, n_sets):
                   f"{ratio.quantile(0.9):.3f}; target at most 1.3) "
                   f"{'ok' if ratio.median() <= 1.3 else '**ABOVE 1.3**'}")
     verdict = [ratio_line]
-
-    def far_width(method):
-        g = new_run[(new_run["point"] == 3) & (new_run["method"] == method)]
-        return (g["hi"] - g["lo"]).to_numpy(), g["dataset"].to_numpy()
-
-    law_w, law_sets = far_width("bayes law-only")
-    law_w = pd.Series(law_w, index=law_sets)
     trade = []
     for label, _ in C.form_error_variants():
         method = f"prior: {label}"
         g = new_run[new_run["method"] == method]
         if g.empty:
             continue
-        w, sets = far_width(method)
-        r = pd.Series(w, index=sets) / law_w
+        r = far[method] / far["bayes law-only"]  # width at 100x, data set by data set
         trade.append({"prior": label, "new-run 90% coverage": g["hit"].mean(),
                       "at 100x": g.loc[g["point"] == 3, "hit"].mean(),
                       "width at 100x / form exact, median": r.median(),

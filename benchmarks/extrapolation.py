@@ -50,7 +50,6 @@ from _splits import real_splits
 from bayescale import baselines as bl
 from bayescale.extrapolation import (PRIOR, FormErrorPrior, directions_of, holdout,
                                      holdout_log_density, with_form_error)
-from bayescale.laws import get_law
 from bayescale.predict import predict
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -83,27 +82,21 @@ def fit_settings(quick):
 
 
 def bayes_fits(splits, settings, law_of=lambda s: s.law):
-    """The default fit of every split's training runs, one ``fit_many`` program per law
-    (``law_of(split)``; None skips the split) and noise model: each split gets the model
-    ``bs.fit(split.train)`` would give it (the repeated-run model exactly when its own runs
-    repeat a configuration), not the one another split in its program needs (``fit_many``
-    switches every group to the repeated-run model when any one repeats)."""
+    """The default fit of every split's training runs, one ``fit_many`` call per law
+    (``law_of(split)``; None skips the split). ``fit_many(repeats="auto")`` gives each split
+    the model ``bs.fit(split.train)`` would: the repeated-run model exactly when its own runs
+    repeat a configuration (the OLMo split's do; no Chinchilla-law split's other runs do)."""
     fits = {}
     for law in dict.fromkeys(law_of(s) for s in splits if law_of(s) is not None):
-        inputs = get_law(law).inputs
-        for repeats in (False, True):
-            idx = [i for i, s in enumerate(splits)
-                   if law_of(s) == law and splits[i].train.has_repeats(inputs) == repeats]
-            if not idx:
-                continue
-            t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", bs.ConvergenceWarning)
-                group = bs.fit_many({str(i): splits[i].train for i in idx}, law,
-                                    progress=False, repeats=repeats, **settings)
-            print(f"  {len(idx)} {law} fits{' (repeated runs)' if repeats else ''} with their "
-                  f"refits in {time.perf_counter() - t0:.0f} s", flush=True)
-            fits.update({i: group[str(i)] for i in idx})
+        idx = [i for i, s in enumerate(splits) if law_of(s) == law]
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bs.ConvergenceWarning)
+            group = bs.fit_many({str(i): splits[i].train for i in idx}, law, progress=False,
+                                **settings)
+        print(f"  {len(idx)} {law} fits with their refits in {time.perf_counter() - t0:.0f} s",
+              flush=True)
+        fits.update({i: group[str(i)] for i in idx})
     return fits
 
 

@@ -62,15 +62,14 @@ def main(argv=None):
                             for o, sigma, ev in records]])
         pits = [np.abs(holdout_pit(o, sigma, ev, prior) - 0.5) for o, sigma, ev in records]
         pooled = np.concatenate(pits)
+        worst, which = min((float(np.mean(p <= 0.45)), s.name)
+                           for p, s in zip(pits, splits) if p.size >= 2)
         trade.append({"prior": label,
                       "average over families": family_average(scores, records, families,
                                                               fams)[0],
                       "50% coverage": float(np.mean(pooled <= 0.25)),
                       "90% coverage": float(np.mean(pooled <= 0.45)),
-                      "worst split, 90%": min(float(np.mean(p <= 0.45)) for p in pits
-                                              if p.size >= 2),
-                      "which": min((float(np.mean(p <= 0.45)), s.name)
-                                   for p, s in zip(pits, splits) if p.size >= 2)[1]})
+                      "worst split, 90%": worst, "which": which})
     text = C.header("Held-out log density of the real splits under priors near the shipped "
                     "one" + (" (QUICK smoke run)" if args.quick else ""),
                     seconds=time.perf_counter() - t0, notes=[

@@ -13,7 +13,8 @@ from bayescale import Domain, Posterior
 from bayescale.errors import FitError
 from bayescale.laws import get_law
 from bayescale.extrapolation import (Evidence, FormErrorPrior, Holdout, draw_form_error,
-                                     holdout_log_density, holdout_pit, slope_posterior, with_form_error)
+                                     holdout_log_density, holdout_pit, slope_posterior,
+                                     with_form_error)
 from bayescale.predict import predict
 from conftest import chinchilla_draws
 
