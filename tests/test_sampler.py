@@ -201,6 +201,33 @@ def test_whitened_posterior_needs_short_trajectories(chin_data):
     assert not stats["diverging"].any()
 
 
+def test_post_program_at_level_1_gives_the_bits_of_level_3(chin_data, monkeypatch):
+    # The post program is compiled at XLA's optimisation level 1 on a CPU (half the compile
+    # time); it must give exactly what level 3 gives: parameters, log likelihoods and the
+    # simulated runs. The Student-t data set exercises the likelihood's special functions.
+    import jax
+
+    from bayescale import _nuts
+
+    seen = []
+    compile_ = jax.stages.Lowered.compile
+
+    def spy(self, compiler_options=None):
+        seen.append(compiler_options)
+        return compile_(self, compiler_options=compiler_options)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
+    monkeypatch.setattr(_nuts, "_LOADED", {})
+    level1 = quiet_fit(chin_data, seed=8, form_error=False)
+    assert {"xla_backend_optimization_level": 1} in seen  # post's options reached XLA
+    monkeypatch.setattr(_nuts, "_CPU_OPTIONS", {})
+    monkeypatch.setattr(_nuts, "_LOADED", {})
+    seen.clear()
+    level3 = quiet_fit(chin_data, seed=8, form_error=False)
+    assert seen and not any(seen)
+    assert_same_arrays(level1, level3)
+
+
 def test_large_table_keeps_every_kth_pointwise_draw(chin_data, monkeypatch):
     # Past POINTWISE_CAP values a fit's pointwise outputs keep every k-th draw (here the cap is
     # lowered so that 49 runs x 2 chains x 300 draws need k = 3): the posterior keeps every
