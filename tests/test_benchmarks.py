@@ -112,6 +112,23 @@ def test_extrapolation_quick(tmp_path):
 
 
 @pytest.mark.slow
+def test_noise_quick(tmp_path):
+    run("noise.py", tmp_path)
+    text = (tmp_path / "noise.md").read_text()
+    models = ["nu = 4", "nu = 2"]
+    assert list(table(text, "target")[0]) == ["target", *models]
+    pooled = {r["noise"]: r for r in table(text, "noise")}
+    splits = table(text, "split")
+    assert list(pooled) == models and len(splits) == 2  # the quick run's two splits
+    n = np.array([float(r["n_test"]) for r in splits])
+    for m in models:  # the pooled row summarises the per-split rows it is made of
+        cov = np.array([float(r[f"cov90 {m}"]) for r in splits])
+        assert float(pooled[m]["cov90"]) == pytest.approx(np.sum(n * cov) / n.sum(), abs=2e-3)
+        assert float(pooled[m]["min split cov90"]) == pytest.approx(cov[n > 1].min(), abs=1e-3)
+        assert float(pooled[m]["n_test"]) == n.sum()
+
+
+@pytest.mark.slow
 def test_prior_surface_quick(tmp_path):
     run("prior_surface.py", tmp_path)
     text = (tmp_path / "prior_surface.md").read_text()
