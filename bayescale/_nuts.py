@@ -58,6 +58,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -78,7 +79,7 @@ _KEEP = 24
 #: LLVM's optimisation level 1 it compiles in less time and, on the CPUs measured, to
 #: the same bits (tests/test_sampler.py checks it); init and chunk keep level 3 (level 1 there
 #: changes the last bits of the mode, so every draw).
-_CPU_OPTIONS: dict[str, dict[str, Any]] = {"post": {"xla_backend_optimization_level": 1}}
+_CPU_OPTIONS = MappingProxyType({"post": {"xla_backend_optimization_level": 1}})  # read-only
 
 
 @dataclass(frozen=True)
