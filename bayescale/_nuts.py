@@ -75,11 +75,11 @@ _LOADED: dict[str, Callable] = {}
 _EXPORTED: dict[str, Any] = {}
 #: How many programs of each kind a process keeps.
 _KEEP = 24
-#: XLA options of a program, by name, on a CPU. ``post`` runs once per fit, after sampling: at
-#: LLVM's optimisation level 1 it compiles in less time and, on the CPUs measured, to
-#: the same bits (tests/test_sampler.py checks it); init and chunk keep level 3 (level 1 there
-#: changes the last bits of the mode, so every draw).
-_CPU_OPTIONS = MappingProxyType({"post": {"xla_backend_optimization_level": 1}})  # read-only
+#: XLA options of a program, by name, on a CPU (not to be changed at run time). ``post`` runs
+#: once per fit, after sampling: level 1 skips LLVM's heavier optimisations, which it does not
+#: need, and gives the same bits (tests/test_sampler.py checks it); init and chunk keep level 3
+#: (level 1 there changes the last bits of the mode, so every draw).
+_CPU_OPTIONS = MappingProxyType({"post": MappingProxyType({"xla_backend_optimization_level": 1})})
 
 
 @dataclass(frozen=True)
@@ -537,8 +537,8 @@ def _compile_one(program: _Program) -> Callable:
                      out_shardings=unflatten(exported.out_tree,
                                              exported.out_shardings_jax(mesh)))
     name = program.key.split("-", 1)[0]
-    options = _CPU_OPTIONS.get(name) if jax.default_backend() == "cpu" else None
-    return fn.lower(*avals).compile(compiler_options=options)
+    options = dict(_CPU_OPTIONS.get(name, {})) if jax.default_backend() == "cpu" else None
+    return fn.lower(*avals).compile(compiler_options=options or None)
 
 
 # ------------------------------------------------------------------------------ run

@@ -21,9 +21,9 @@ bar against the best least-squares baseline, Huber's pooled error).
   model had not finished their first 100 of 2000 NUTS transitions after 40 minutes (nu = 2 took
   12 minutes for every split), so it is left out by default.
 
-The OLMo split and the data-constrained split repeat configurations, so their fits learn the seed
-noise (Gaussian effects) under every noise model. The least-squares baselines are fitted once (their point fits do not depend
-on the noise model; their bands are not scored here).
+The OLMo split and the data-constrained split repeat configurations, so their fits learn the
+seed noise (Gaussian effects) under every noise model. The least-squares baselines are fitted
+once (their point fits do not depend on the noise model; their bands are not scored here).
 """
 
 from __future__ import annotations

@@ -202,19 +202,20 @@ def test_whitened_posterior_needs_short_trajectories(chin_data):
 
 
 def test_post_program_at_level_1_gives_the_bits_of_level_3(chin_data, monkeypatch):
-    # The post program is compiled at XLA's optimisation level 1 on a CPU (half the compile
-    # time); it must give exactly what level 3 gives: parameters, log likelihoods and the
-    # simulated runs. The Student-t data set exercises the likelihood's special functions.
+    # The post program is compiled at XLA's optimisation level 1 on a CPU; it must give
+    # exactly what level 3 gives: parameters, log likelihoods and the simulated runs.
     import jax
 
     from bayescale import _nuts
 
+    if jax.default_backend() != "cpu":
+        pytest.skip("the level-1 post program is a CPU option")
     seen = []
     compile_ = jax.stages.Lowered.compile
 
-    def spy(self, compiler_options=None):
+    def spy(self, compiler_options=None, **kwargs):
         seen.append(compiler_options)
-        return compile_(self, compiler_options=compiler_options)
+        return compile_(self, compiler_options=compiler_options, **kwargs)
 
     monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
     monkeypatch.setattr(_nuts, "_LOADED", {})
