@@ -44,7 +44,8 @@ longest trajectory and a CPU gains no arithmetic from the wider batch
   so that the next one is traced while XLA compiles the last, and the three compile side by
   side; JAX's persistent compilation cache then skips XLA's compile in a new process. :func:`run_nuts`
   runs inside :func:`bayescale._jax.scope` (float64, the cache), and each worker enters it
-  again: JAX's settings hold per thread.
+  again: JAX's settings hold per thread. On a CPU, post is compiled at XLA's optimisation
+  level 1 (:data:`_CPU_OPTIONS`; same bits, less to compile).
 * **run** (:func:`_sample`): init, the chunks (with the progress bar between them), post.
 """
 
