@@ -143,6 +143,19 @@ def learn_prior(scores, records, families, *, exclude=None, among=None):
                                                              fams)))])
 
 
+def lofo_priors(records, families, direction):
+    """The grid's scores (:func:`grid_scores`) and, for each family, the prior learned with
+    it left out, from the families whose form error follows the same direction: studies
+    extrapolated in compute (or x) teach nothing about repetition (epochs, the
+    data-constrained law), nor the reverse."""
+    fams = list(dict.fromkeys(families))
+    same = {fam: {g for g in fams if (direction[g] == ("epochs",)) == (
+        direction[fam] == ("epochs",))} for fam in fams}
+    scores = grid_scores(records)
+    return scores, {fam: learn_prior(scores, records, families, exclude=fam, among=same[fam])
+                    for fam in fams}
+
+
 # ------------------------------------------------------------------------------ methods
 def bands(log_draws):
     """Median and central bands of (S, P) log-loss draws."""
@@ -303,16 +316,10 @@ def main(argv=None):
             others.setdefault(i, []).append(f)
     records, families, direction = records_of(splits, fits)
     fams = list(dict.fromkeys(families))
-    # The prior is learned per direction of the form error: studies extrapolated in compute
-    # (or x) teach nothing about repetition (epochs, the data-constrained law), nor the reverse.
-    same = {fam: {g for g in fams if (direction[g] == ("epochs",)) == (
-        direction[fam] == ("epochs",))} for fam in fams}
     t1 = time.perf_counter()
-    scores = grid_scores(records)
+    scores, lofo = lofo_priors(records, families, direction)
     everywhere = learn_prior(scores, records, families,
                              among={g for g in fams if direction[g] != ("epochs",)})
-    lofo = {fam: learn_prior(scores, records, families, exclude=fam, among=same[fam])
-            for fam in fams}
     print(f"  {len(GRID)} priors scored on {len(records)} splits in "
           f"{time.perf_counter() - t1:.0f} s", flush=True)
     print(f"  prior from every family: {everywhere}", flush=True)

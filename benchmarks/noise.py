@@ -36,8 +36,8 @@ import numpy as np
 import _common as C
 import bayescale as bs
 from _splits import real_splits
-from extrapolation import (LSQ_METHODS, bayes_methods, fit_settings, grid_scores, learn_prior,
-                           lsq_method, pooled, records_of, score, targets)
+from extrapolation import (LSQ_METHODS, bayes_methods, fit_settings, lofo_priors, lsq_method,
+                           pooled, records_of, score, targets)
 
 
 def noise_models(learned=False):
@@ -73,13 +73,7 @@ def fits_with(splits, settings, priors):
 def default_rows(splits, fits):
     """The default's scored rows on every split, with the form-error prior learned from the
     other families (extrapolation.py's leave one family out)."""
-    records, families, direction = records_of(splits, fits)
-    fams = list(dict.fromkeys(families))
-    same = {fam: {g for g in fams if (direction[g] == ("epochs",)) == (
-        direction[fam] == ("epochs",))} for fam in fams}
-    scores = grid_scores(records)
-    lofo = {fam: learn_prior(scores, records, families, exclude=fam, among=same[fam])
-            for fam in fams}
+    _, lofo = lofo_priors(*records_of(splits, fits))
     rows = []
     for i, s in enumerate(splits):
         y = np.log(s.test.loss)
