@@ -219,15 +219,18 @@ def lockstep_width(chains: int, per_device: int) -> int | None:
     return chains
 
 
-def _serial_solves(dim: int, k: int) -> bool:
+def _serial_solves(k: int) -> bool:
     """Whether the mode search solves its linear systems one chain and one start at a time.
 
-    On a CPU whose chains are split over several devices, jaxlib's batched LAPACK LU (behind
-    ``jnp.linalg.solve``) deadlocks once the systems are large enough (34 unknowns did, 6 never
-    did): it queues the batch on the CPU thread pool and waits, while every pool thread runs a
-    device program (seen in a native stack, jax 0.10.2). Unbatched solves do not queue.
+    On a CPU whose chains are split over several devices, jaxlib's batched LAPACK kernels
+    (LU behind ``jnp.linalg.solve``, the eigendecomposition behind ``eigh``) can deadlock: they
+    queue the batch on the CPU thread pool and wait, while every pool thread runs a device
+    program (seen in native stacks, jax 0.10.2). Whether they do depends on the batch, not only
+    on the systems' size: 34 unknowns did in 2 chains; 7 (the Chinchilla law with a learned
+    Student-t nu) did with 18 data sets' chains at once, and 6 did not. Unbatched calls do not
+    queue, so a split CPU always solves one at a time.
     """
-    return jax.default_backend() == "cpu" and k > 1 and dim > 8
+    return jax.default_backend() == "cpu" and k > 1
 
 
 def _batched(f: Callable, width: int | None) -> Callable:
@@ -385,7 +388,7 @@ class _Builder:
         kern, k = self.kernels, self.layout.k
         # Every chain at once (the mode search has no trajectories to wait for), so that the
         # program depends on the number of chains only, not on how they split into data sets.
-        if _serial_solves(kern.dim, k):
+        if _serial_solves(k):
             one, width = functools.partial(kern.init_one, serial=True), 1
         else:
             one, width = kern.init_one, None
