@@ -1,6 +1,6 @@
 """Calibration on simulated data with a known truth: do 90% intervals hold 90% of the time?
 
-    python benchmarks/calibration.py [--quick] [--out DIR] [--datasets K] [--jobs J]
+    python benchmarks/calibration.py [--quick] [--out DIR] [--datasets K] [--jobs J] [--nu NU]
 
 Writes ``calibration.md``, ``calibration.png`` and the per-interval records
 ``calibration_raw.csv`` to ``benchmarks/results/``.
@@ -160,11 +160,39 @@ def run_lsq(sim, method, n_boot):
                     f"sigma={sigma:.5f}")
 
 
-def one_dataset(i, quick):
+def nu_prior(nu):
+    """The Bayesian fit's ``nu`` for ``--nu``: None (bayescale's default), a number, or
+    ``"learned"``: a parameter with the Gamma(2, 0.1) prior of Juarez and Steel (2010)."""
+    if nu is None:
+        return None
+    if nu == "learned":
+        import numpyro.distributions as dist
+
+        return dist.Gamma(2.0, 0.1)
+    return float(nu)
+
+
+def nu_arg(text):
+    """``--nu``'s value: ``"learned"`` or a number above 0 (checked here, not in a worker)."""
+    import argparse
+
+    if text == "learned":
+        return text
+    try:
+        if float(text) > 0:
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a number above 0 or 'learned', got {text!r}")
+
+
+def one_dataset(i, quick, nu=None):
     """Every method on data set ``i``; records of all intervals."""
     sim = simulate(i)
     settings = (dict(chains=1, warmup=150, draws=150) if quick
                 else dict(chains=2, warmup=500, draws=500))
+    if nu is not None:
+        settings["priors"] = {"nu": nu_prior(nu)}
     n_boot = 20 if quick else 200
     recs = run_bayes(sim, settings)
     recs += run_lsq(sim, "huber", n_boot)
@@ -284,6 +312,9 @@ def main(argv=None):
         (("--datasets",), dict(type=int, default=None,
                                help="number of simulated data sets (default 100; quick 2)")),
         (("--jobs",), dict(type=int, default=1, help="worker processes (default 1)")),
+        (("--nu",), dict(default=None, type=nu_arg, help="the Bayesian fit's Student-t degrees of freedom: "
+                                            "a number, or 'learned' (Gamma(2, 0.1)); default: "
+                                            "bayescale's")),
     ])
     n_sets = args.datasets or (2 if args.quick else 100)
     t0 = time.perf_counter()
@@ -294,12 +325,12 @@ def main(argv=None):
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
             for k, recs in enumerate(pool.map(one_dataset, range(n_sets),
-                                              [args.quick] * n_sets)):
+                                              [args.quick] * n_sets, [args.nu] * n_sets)):
                 records += recs
                 print(f"  data set {k + 1}/{n_sets} done", flush=True)
     else:
         for i in range(n_sets):
-            records += one_dataset(i, args.quick)
+            records += one_dataset(i, args.quick, args.nu)
             print(f"  data set {i + 1}/{n_sets} done ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
     n_check = 0 if args.quick else 3
@@ -320,7 +351,10 @@ def main(argv=None):
             "training budget). loss_new_run: 3 held-out runs at (N, D) = (3e10, 6e11), (2e10, "
             "2e12), (7e10, 1.4e12) with the data set's noise, against the new-run interval; "
             "loss_law: the law's mean there, against the law interval.",
-            "Bayes: default priors, Student-t(4) noise, " + (
+            "Bayes: default priors, " + (
+                "Student-t(4) noise" if args.nu is None else
+                "Student-t noise with nu learned (Gamma(2, 0.1))" if args.nu == "learned" else
+                f"Student-t({float(args.nu):g}) noise (--nu)") + ", " + (
                 "1 chain 150+150 (quick)" if args.quick else "2 chains x 500+500") + ". "
             "Least squares: " + ("20" if args.quick else "200") + " bootstrap resamples; "
             "Huber from the 243-start sub-grid (every other value of Epoch's axes): "

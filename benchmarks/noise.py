@@ -106,22 +106,21 @@ def main(argv=None):
             y = np.log(s.test.loss)
             lsq.setdefault(method, []).append({"split": s.name, "family": s.family,
                                                **score(y, res), "_abs": np.abs(y - res["pred"])})
-    results, learned = {}, {}
+    results, unconverged, learned = {}, {}, {}
     for name, priors in noise_models(args.learned).items():
         t1 = time.perf_counter()
         fits = fits_with(splits, settings, priors)
         results[name] = default_rows(splits, fits)
         if priors and not isinstance(priors["nu"], float):
             learned = {s.name: nu_summary(fits[i]) for i, s in enumerate(splits)}
-        unconverged = [s.name for i, s in enumerate(splits)
-                       if not fits[i].diagnostics["converged"]]
-        results[name + " unconverged"] = unconverged
+        unconverged[name] = [s.name for i, s in enumerate(splits)
+                             if not fits[i].diagnostics["converged"]]
         print(f"  {name}: {len(splits)} splits in {time.perf_counter() - t1:.0f} s; pooled "
               f"cov90 {pooled(results[name])['cov90']:.3f}", flush=True)
-    write(args, splits, results, lsq, learned, time.perf_counter() - t0)
+    write(args, splits, results, unconverged, lsq, learned, time.perf_counter() - t0)
 
 
-def write(args, splits, results, lsq, learned, seconds):
+def write(args, splits, results, unconverged, lsq, learned, seconds):
     names = list(noise_models(args.learned))
     checks = {n: targets({"default": results[n], **lsq}) for n in names}
     target_rows = [{"target": t, **{n: f"{checks[n][k][1]} ({'yes' if checks[n][k][2] else 'NO'})"
@@ -159,7 +158,7 @@ def write(args, splits, results, lsq, learned, seconds):
                 s.name for s in splits if s.train.has_repeats(bs.get_law(s.law).inputs))
             + ".",
             "Not converged at the end: " + "; ".join(
-                f"{n}: {', '.join(results[n + ' unconverged']) or 'none'}" for n in names) + ".",
+                f"{n}: {', '.join(unconverged[n]) or 'none'}" for n in names) + ".",
             "Not measured here: the well-specified simulation (calibration.py), where the noise "
             "is Gaussian and heavier tails widen the new-run band.",
         ])

@@ -170,6 +170,25 @@ def test_error_bar_for_scale_holds_each_method_to_the_other_least_squares_method
     assert got == {"default": (3, 1), "huber": (3, 2), "curve_fit": (3, 2)}
 
 
+def test_calibration_nu_option_checks_its_value_and_builds_the_prior():
+    import argparse
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        from calibration import nu_arg, nu_prior
+    finally:
+        sys.path.remove(str(BENCH))
+    for bad in ("0", "-2", "abc", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError, match="above 0 or 'learned'"):
+            nu_arg(bad)
+    assert nu_arg("2") == "2" and nu_arg("learned") == "learned"
+    assert nu_prior(None) is None and nu_prior("2") == 2.0
+    learned = nu_prior("learned")
+    # Juarez and Steel's Gamma(2, 0.1): mean 20, variance 200
+    assert float(learned.mean) == pytest.approx(20.0)
+    assert float(learned.variance) == pytest.approx(200.0)
+
+
 @pytest.mark.slow
 def test_calibration_quick(tmp_path):
     run("calibration.py", tmp_path)
