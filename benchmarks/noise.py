@@ -17,9 +17,9 @@ bar against the best least-squares baseline, Huber's pooled error).
 * ``nu = 4``: what ``bayescale.fit`` ships (its rows are extrapolation.py's default);
 * ``nu = 2``: heavier tails (a Student-t with no variance);
 * ``nu learned`` (only with ``--learned``): ``nu`` a parameter with the Gamma(2, 0.1) prior of
-  Juarez and Steel (2010). Slow: on 2 cores, 2026-12-07, the 18 Chinchilla-law fits of that
-  model had not finished their first 100 of 2000 NUTS transitions after 40 minutes (nu = 2 took
-  12 minutes for every split), so it is left out by default.
+  Juarez and Steel (2010). Its fits take a little longer (2026-12-07, 2 cores: 908 s for every
+  split against 737 s for nu = 2). Before commit 52b6393 its 18 Chinchilla-law fits hung: the
+  mode search's batched LAPACK calls deadlocked on a split CPU (see ``_nuts._serial_solves``).
 
 The OLMo split and the data-constrained split repeat configurations, so their fits learn the
 seed noise (Gaussian effects) under every noise model. The least-squares baselines are fitted
