@@ -38,6 +38,12 @@ from bayescale.laws import Law, fixed_input, get_law, mixture_law
 
 __all__ = ["Posterior", "Domain", "as_posterior"]
 
+#: A new run's log-loss noise is clipped to +-this many nats (a factor e^100 on the loss). Only a
+#: Student-t with nu near or below 1 draws that far (nu = 2 at a noise scale of 0.04, the
+#: largest of the bundled fits: about one draw in six million); unclipped, exp() of such a draw
+#: overflows to inf and the densities computed from the loss draws become nan.
+NOISE_CAP = 100.0
+
 
 @dataclass(frozen=True)
 class Domain:
@@ -382,7 +388,8 @@ class Posterior:
         """The log-loss noise of new runs: one draw per posterior draw in ``idx`` (all by
         default) and per element of ``shape``; returns an array of shape ``idx.shape + shape``.
 
-        Normals first, then Student-t draws for the draws with finite ``nu``, from ``rng``.
+        Normals first, then Student-t draws for the draws with finite ``nu``, from ``rng``;
+        clipped to +-:data:`NOISE_CAP`.
         """
         scale, nu = self.new_run_sigma, self.nu
         if idx is not None:
@@ -396,7 +403,7 @@ class Posterior:
             z = rng.standard_t(nu[column], size=full)
         elif heavy.any():
             z[heavy] = rng.standard_t(nu[heavy][column], size=(int(heavy.sum()), *shape))
-        return scale[column] * z
+        return np.clip(scale[column] * z, -NOISE_CAP, NOISE_CAP)
 
     def distances(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Decades beyond the training domain along each input of ``inputs`` (natural units;

@@ -93,6 +93,31 @@ def test_new_run_noise_scale_and_tails():
                                rtol=1e-9, atol=1e-15)
 
 
+def test_new_run_noise_of_tails_heavier_than_a_cauchy_is_clipped_not_infinite():
+    # A learned nu can sit below 1 (it did on four Porian groups): t draws then reach 1e30 and
+    # beyond, exp() of them overflowed, and the new-run density came out nan.
+    from bayescale.posterior import NOISE_CAP
+
+    n = 20_000
+    p = {"E": np.ones(n), "A": np.ones(n), "alpha": np.full(n, 0.3)}
+    post = Posterior.from_draws("power", p, {"sigma": 0.04, "nu": 0.5})
+    eps = post.noise(np.random.default_rng(0), shape=(3,))
+    rng = np.random.default_rng(0)
+    rng.standard_normal((n, 3))  # noise() draws the normals first (see its docstring)
+    raw = 0.04 * rng.standard_t(np.full((n, 1), 0.5), size=(n, 3))
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.exp(raw)).any()  # what overflowed before
+    assert np.all(np.abs(eps) <= NOISE_CAP) and np.any(np.abs(eps) == NOISE_CAP)
+    inside = np.abs(raw) < NOISE_CAP
+    np.testing.assert_array_equal(eps[inside], raw[inside])
+    pred = predict(post, x=[10.0, 20.0, 40.0], seed=0)
+    assert np.all(np.isfinite(pred.new_run_draws))
+    y = np.array([2.0, 1.5, 1.9])
+    law = pred.law_draws[0]  # every draw has the same law
+    expected = stats.t.logpdf(np.log(y), 0.5, loc=np.log(law), scale=0.04)
+    np.testing.assert_allclose(pred.log_density(y), expected, rtol=1e-9)
+
+
 def test_log_lik_is_the_student_t_density():
     p = {"E": np.ones(3), "A": np.ones(3), "alpha": np.full(3, 0.3)}
     post = Posterior.from_draws("power", p, {"sigma": [0.01, 0.02, 0.03], "nu": 4.0})
