@@ -54,6 +54,17 @@ def _positive(text: str) -> float:
     return value
 
 
+def _nu(text: str) -> float | str:
+    """``--nu``: the Student-t noise's degrees of freedom, a finite number > 0 or ``learned``."""
+    if text == "learned":
+        return text
+    try:
+        return _positive(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a number above 0 or 'learned', got {text!r}"
+                                         ) from None
+
+
 def _whole(what: str, low: int, high: int | None = None):
     """An argparse type for a whole number >= ``low`` (and < ``high``)."""
     def parse(text: str) -> int:
@@ -204,6 +215,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise DataError("--bootstrap resamples least-squares fits (--method huber, curve_fit, "
                         "ols, approach1 or approach2); the Bayesian fit's intervals come from "
                         "its posterior")
+    if args.nu is not None and args.method != "bayes":
+        raise DataError(f"--nu sets the Bayesian fit's Student-t noise; --method {args.method} "
+                        "has none: drop --nu")
+    if args.nu is not None and args.noise == "normal":
+        raise DataError("--nu sets the Student-t noise's tails: drop it, or drop --noise normal")
     if args.out:  # not an input, a folder we can write, a name that fits
         _output(args, args.out, folder=args.by_group or args.hierarchical)
     data = _load_data(args)
@@ -216,7 +232,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if data.has_checkpoints:
         _checkpoints_note(data, args.checkpoints)
     result = fit(data, args.law, noise=args.noise, repeats=_repeats(args), chains=args.chains,
-                 warmup=args.warmup, draws=args.draws, seed=args.seed,
+                 priors=_nu_prior(args), warmup=args.warmup, draws=args.draws, seed=args.seed,
                  progress=not args.no_progress, target_accept=args.target_accept,
                  form_error=not args.no_form_error, checkpoints=args.checkpoints)
     if args.out:
@@ -236,6 +252,17 @@ def _checkpoints_note(data, checkpoints: str) -> None:
     else:
         print(f"bayescale: fitting all {data.n_points} checkpoints of {runs} runs, each run's "
               "sharing a run effect", file=sys.stderr)
+
+
+def _nu_prior(args: argparse.Namespace) -> dict | None:
+    """The priors override ``--nu`` asks for (None without it)."""
+    if args.nu is None:
+        return None
+    if args.nu == "learned":
+        import numpyro.distributions as dist
+
+        return {"nu": dist.Gamma(2.0, 0.1)}
+    return {"nu": args.nu}
 
 
 def _repeats(args: argparse.Namespace) -> bool | str:
@@ -260,7 +287,7 @@ def _fit_groups(args: argparse.Namespace, data) -> int:
         raise DataError("--by-group needs group labels: name their column with --group-col")
     out_dir = Path(args.out) if args.out else None
     fits = fit_many(data, args.law, hierarchical=args.hierarchical, noise=args.noise,
-                    repeats=_repeats(args),
+                    repeats=_repeats(args), priors=_nu_prior(args),
                     chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed,
                     progress=not args.no_progress, target_accept=args.target_accept,
                     retries=args.retries, form_error=not args.no_form_error)
@@ -987,6 +1014,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_law_args(g)
     g.add_argument("--noise", default="student_t", choices=["student_t", "normal"],
                    help="noise on log loss: student_t (robust to outlying runs, nu 4) or normal")
+    g.add_argument("--nu", type=_nu, default=None,
+                   help="the Student-t noise's degrees of freedom: a number fixes it (default 4; "
+                        "2 gives heavier tails), 'learned' samples it under a Gamma(2, 0.1) "
+                        "prior")
     g.add_argument("--repeats", default="auto", choices=["auto", "yes", "no"],
                    help="model repeated runs of a configuration (seeds) with a configuration "
                         "effect and seed noise: auto does when some N, D repeat")

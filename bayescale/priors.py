@@ -92,6 +92,11 @@ def resolve_priors(law, loss, overrides: Mapping[str, Any] | None, *, repeats: b
     dist = _dist()
     priors = default_priors(law, loss, repeats=repeats, noise=noise)
     for name, value in (overrides or {}).items():
+        if name == "nu" and repeats and noise == "student_t":
+            raise FitError("nu: these runs repeat configurations, so they get the repeated-run "
+                           "model (Gaussian configuration effects and seed noise, no Student-t "
+                           "noise); pass repeats=False (--repeats no) to keep per-run Student-t "
+                           "noise with this nu")
         if name not in priors:
             natural = f" ({name!r} is derived; put the prior on {name}_ref)" if (
                 f"{name}_ref" in priors) else ""

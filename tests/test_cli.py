@@ -199,6 +199,35 @@ def test_fit_repeats_option(repeats, noise_params, capsys):
     assert params - {"E", "A", "B", "alpha", "beta"} == noise_params
 
 
+def test_fit_nu_option_learns_or_fixes_the_student_t_tails(runs_csv, capsys):
+    from bayescale.cli import _nu_prior, build_parser
+
+    code, out, err = run(["fit", str(runs_csv), "--n-col", "params", "--d-col", "tokens",
+                          "--loss-col", "final", "--nu", "learned", "--json", *SAMPLER_ARGS,
+                          "--no-progress"], capsys)
+    assert code == 0, err
+    nu = json.loads(out)["params"]["nu"]  # a parameter now, with its interval
+    assert 0 < nu["lo"] < nu["median"] < nu["hi"]
+    learned = _nu_prior(build_parser().parse_args(["fit", "x.csv", "--nu", "learned"]))["nu"]
+    assert (float(learned.concentration), float(learned.rate)) == (2.0, 0.1)
+    assert _nu_prior(build_parser().parse_args(["fit", "x.csv", "--nu", "2"])) == {"nu": 2.0}
+    assert _nu_prior(build_parser().parse_args(["fit", "x.csv"])) is None
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--nu", "0"], "expected a number above 0 or 'learned', got '0'"),
+    (["--nu", "abc"], "expected a number above 0 or 'learned', got 'abc'"),
+    (["--nu", "2", "--noise", "normal"], "drop it, or drop --noise normal"),
+    (["--nu", "2", "--method", "huber"], "--method huber has none: drop --nu"),
+    (["--nu", "2"], "pass repeats=False (--repeats no) to keep per-run"),
+])
+def test_fit_nu_option_errors(args, message, capsys):
+    # datablations repeats configurations: the repeated-run model has no nu to set
+    code, out, err = run(["fit", "--dataset", "datablations", *args, "--no-progress"], capsys)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) <= 2 and "Traceback" not in err
+
+
 def test_fit_revisiting_curve(capsys):
     from bayescale.datasets import load_dataset
 
