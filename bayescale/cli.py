@@ -259,9 +259,9 @@ def _nu_prior(args: argparse.Namespace) -> dict | None:
     if args.nu is None:
         return None
     if args.nu == "learned":
-        import numpyro.distributions as dist
+        from bayescale.priors import learned_nu
 
-        return {"nu": dist.Gamma(2.0, 0.1)}
+        return {"nu": learned_nu()}
     return {"nu": args.nu}
 
 

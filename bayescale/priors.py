@@ -54,6 +54,12 @@ def _dist():
     return dist
 
 
+def learned_nu():
+    """The prior of a learned Student-t ``nu``: Gamma(2, 0.1) (Juarez and Steel 2010; mean 20),
+    what ``--nu learned`` and the benchmarks' learned-nu runs use."""
+    return _dist().Gamma(2.0, 0.1)
+
+
 def default_priors(law, loss: np.ndarray, *, repeats: bool = False, noise: str = "student_t"):
     """Weakly informative default priors for ``law`` given the observed losses (nats)."""
     dist = _dist()

@@ -166,9 +166,9 @@ def nu_prior(nu):
     if nu is None:
         return None
     if nu == "learned":
-        import numpyro.distributions as dist
+        from bayescale.priors import learned_nu
 
-        return dist.Gamma(2.0, 0.1)
+        return learned_nu()
     return float(nu)
 
 

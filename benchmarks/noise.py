@@ -42,11 +42,11 @@ from extrapolation import (LSQ_METHODS, bayes_methods, fit_settings, lofo_priors
 
 def noise_models(learned=False):
     """name -> priors override of each noise model (None: the shipped nu = 4)."""
-    import numpyro.distributions as dist
+    from bayescale.priors import learned_nu
 
     models = {"nu = 4": None, "nu = 2": {"nu": 2.0}}
     if learned:
-        models["nu learned"] = {"nu": dist.Gamma(2.0, 0.1)}
+        models["nu learned"] = {"nu": learned_nu()}
     return models
 
 
@@ -95,7 +95,7 @@ def nu_summary(fit):
 def main(argv=None):
     args = C.parse_args(__doc__.splitlines()[0], argv, extra=[
         (("--learned",), dict(action="store_true",
-                              help="also learn nu (Gamma(2, 0.1) prior; slow, see above)"))])
+                              help="also learn nu (Gamma(2, 0.1) prior)"))])
     t0 = time.perf_counter()
     splits = real_splits(quick=args.quick)
     settings = fit_settings(args.quick)
