@@ -14,7 +14,7 @@ Widening (:func:`widen_prior`): location-scale families keep their centre and mu
 stays); scale-only families on :math:`[0, \infty)` (``HalfNormal``, ``HalfCauchy``,
 ``Exponential``, ``Gamma``) have no centre to keep, so widening multiplies every quantile,
 the median included. Anything else (``Uniform``, whose support a widened prior could leave;
-``Beta``; a number such as the fixed Student-t ``nu = 4``) is kept and listed as unchanged.
+``Beta``; a number such as the fixed Student-t ``nu = 2``) is kept and listed as unchanged.
 """
 
 from __future__ import annotations

@@ -1013,10 +1013,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     _add_law_args(g)
     g.add_argument("--noise", default="student_t", choices=["student_t", "normal"],
-                   help="noise on log loss: student_t (robust to outlying runs, nu 4) or normal")
+                   help="noise on log loss: student_t (robust to outlying runs, nu 2) or normal")
     g.add_argument("--nu", type=_nu, default=None,
-                   help="the Student-t noise's degrees of freedom: a number fixes it (default 4; "
-                        "2 gives heavier tails), 'learned' samples it under a Gamma(2, 0.1) "
+                   help="the Student-t noise's degrees of freedom: a number fixes it (default 2; "
+                        "4 or more gives lighter tails), 'learned' samples it under a Gamma(2, 0.1) "
                         "prior")
     g.add_argument("--repeats", default="auto", choices=["auto", "yes", "no"],
                    help="model repeated runs of a configuration (seeds) with a configuration "

@@ -141,7 +141,7 @@ def observe_repeats(mu, sigma, sigma_fit, y, config, n_config: int, mask=None):
 
 class _StudentT(dist.StudentT):
     """NumPyro's Student-t, sampled from normals when its degrees of freedom are a fixed whole
-    number (the default 4): :math:`t = z / \\sqrt{\\chi^2_\\nu / \\nu}` with the chi-square a
+    number (the default 2): :math:`t = z / \\sqrt{\\chi^2_\\nu / \\nu}` with the chi-square a
     sum of squared normals, exact and 40x faster on a CPU than JAX's gamma sampler."""
 
     def __init__(self, df, loc=0.0, scale=1.0, *, validate_args=None):

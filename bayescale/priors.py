@@ -26,7 +26,7 @@ site           default (``m`` = median observed loss, ``l`` = lowest observed lo
                spread of repeated runs (Kaplan et al. 2020), i.e. 0.02/m on log loss
 ``sigma_fit``  LogNormal(log(0.02 / m), 1): with repeated runs, the deviation of a
                configuration's mean from the law (``sigma`` is then the seed-to-seed noise)
-``nu``         4.0: Student-t degrees of freedom (a number fixes it; a distribution learns it);
+``nu``         2.0: Student-t degrees of freedom (a number fixes it; a distribution learns it);
                not used with repeated runs, whose configuration effects are Gaussian
 =============  =============================================================================
 
@@ -89,7 +89,7 @@ def default_priors(law, loss: np.ndarray, *, repeats: bool = False, noise: str =
     if repeats:
         priors["sigma_fit"] = dist.LogNormal(math.log(0.02 / m), 1.0)
     if noise == "student_t" and not repeats:  # repeats: Gaussian effects, integrated out
-        priors["nu"] = 4.0
+        priors["nu"] = 2.0
     return priors
 
 

@@ -352,7 +352,7 @@ def main(argv=None):
             "2e12), (7e10, 1.4e12) with the data set's noise, against the new-run interval; "
             "loss_law: the law's mean there, against the law interval.",
             "Bayes: default priors, " + (
-                "Student-t(4) noise" if args.nu is None else
+                "Student-t(2) noise" if args.nu is None else
                 "Student-t noise with nu learned (Gamma(2, 0.1))" if args.nu == "learned" else
                 f"Student-t({float(args.nu):g}) noise (--nu)") + ", " + (
                 "1 chain 150+150 (quick)" if args.quick else "2 chains x 500+500") + ". "

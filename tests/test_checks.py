@@ -47,14 +47,14 @@ def test_prior_draws_follow_the_default_priors(pp, sim_data):
 
 def test_prior_predictive_losses_are_law_plus_student_t_noise(pp, sim_data):
     # recompute the law in numpy from the natural-unit draws; the standardised residual of the
-    # prior-predictive log loss must be Student-t with the fixed nu = 4
+    # prior-predictive log loss must be Student-t with the fixed nu = 2
     p = pp.params_draws()
     mean = (p["E"][:, None] + p["A"][:, None] / sim_data.N ** p["alpha"][:, None]
             + p["B"][:, None] / sim_data.D ** p["beta"][:, None])
     z = (pp.log_loss - np.log(mean)) / pp.draws("sigma")[:, None]
     assert pp.log_loss.shape == (4000, sim_data.n_points)
-    assert stats.kstest(z[:, 0], stats.t(4).cdf).pvalue > 1e-3
-    assert stats.kstest(z[:, -1], stats.t(4).cdf).pvalue > 1e-3
+    assert stats.kstest(z[:, 0], stats.t(2).cdf).pvalue > 1e-3
+    assert stats.kstest(z[:, -1], stats.t(2).cdf).pvalue > 1e-3
     ratio = np.exp(pp.log_loss) / sim_data.loss
     inside = (ratio >= 0.5) & (ratio <= 2)
     assert pp.frac_within() == pytest.approx(inside.mean())

@@ -178,7 +178,7 @@ def test_save_load_round_trip(chin_fit, tmp_path):
         np.testing.assert_array_equal(back.draws(name), fit.draws(name))
     np.testing.assert_array_equal(back.data.N, fit.data.N)
     assert back.law.name == "chinchilla" and back.seed == fit.seed and back.noise == fit.noise
-    assert back.priors["nu"] == 4.0 and type(back.priors["alpha"]) is type(fit.priors["alpha"])
+    assert back.priors["nu"] == 2.0 and type(back.priors["alpha"]) is type(fit.priors["alpha"])
     assert back.versions["bayescale"] == bs.__version__ and "numpyro" in back.versions
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 

@@ -190,10 +190,10 @@ def test_group_fit_works_downstream(many, groups):
         assert idata.log_likelihood["log_loss"].shape == (2, 600, n)
         assert idata.posterior_predictive["log_loss"].shape == (2, 600, n)
         np.testing.assert_array_equal(idata.observed_data["log_loss"], np.log(data.loss))
-        # pointwise log likelihood is Student-t(4) on log loss at each draw (independent formula)
+        # pointwise log likelihood is Student-t(2) on log loss at each draw (independent formula)
         d = {p: f.draws(p)[:, None] for p in ("E", "A", "B", "alpha", "beta", "sigma")}
         mu = np.log(d["E"] + d["A"] / data.N ** d["alpha"] + d["B"] / data.D ** d["beta"])
-        expected = stats.t.logpdf(np.log(data.loss), df=4, loc=mu, scale=d["sigma"])
+        expected = stats.t.logpdf(np.log(data.loss), df=2, loc=mu, scale=d["sigma"])
         np.testing.assert_allclose(idata.log_likelihood["log_loss"].values.reshape(-1, n),
                                    expected, rtol=1e-8)
         # predictions use this group's draws: the law band is the closed form at each draw

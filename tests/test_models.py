@@ -43,7 +43,7 @@ def test_student_t_log_likelihood_matches_scipy():
     mu = np.log(p["E"] + p["A"] * np.exp(-p["alpha"] * LOG_IN["N"])
                 + p["B"] * np.exp(-p["beta"] * LOG_IN["D"]))
     got = np.asarray(tr[OBS_SITE]["fn"].log_prob(y))
-    np.testing.assert_allclose(got, stats.t.logpdf(y, df=4.0, loc=mu, scale=p["sigma"]), rtol=1e-9)
+    np.testing.assert_allclose(got, stats.t.logpdf(y, df=2.0, loc=mu, scale=p["sigma"]), rtol=1e-9)
 
 
 def test_normal_noise_and_learned_nu():
@@ -72,7 +72,7 @@ def test_prior_defaults_scale_with_data():
     pri = default_priors(LAWS["chinchilla"], LOSS)
     # the noise prior is centred on 0.02 nats of seed-to-seed spread, on log loss
     assert float(np.exp(pri["sigma"].loc)) == pytest.approx(0.02 / np.median(LOSS))
-    assert pri["nu"] == 4.0
+    assert pri["nu"] == 2.0
 
 
 def test_prior_overrides_and_errors():
