@@ -276,7 +276,8 @@ def link_mean(u, params: Mapping[str, Any], link: str, xp=np):
     against ``u`` (draws on a leading axis: pass ``params[k][:, None]``)."""
     if link == "sigmoid":
         z = params["k"] * (params["u0"] - u)
-        s = 1.0 / (1.0 + xp.exp(-z))
+        with np.errstate(over="ignore"):  # exp(-z) = inf far below the midpoint: s = 0 exactly
+            s = 1.0 / (1.0 + xp.exp(-z))
         return params["floor"] + (params["ceiling"] - params["floor"]) * s
     if link == "exponential":
         return params["floor"] + params["kappa"] * xp.exp(-params["gamma"] * (u - params["u_ref"]))

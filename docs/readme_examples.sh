@@ -19,6 +19,8 @@ run bayescale compare chinchilla.nc kaplan.nc --lfo
 run bayescale decide chinchilla.nc --compute 5.88e23 --objective quantile:0.9
 run bayescale decide chinchilla.nc --compute 5.88e23 --objective cvar:0.9 --json
 run bayescale decide chinchilla.nc --target-loss 2.0 --probability 0.9
+run bayescale fit --dataset chinchilla --no-form-error --out exact.nc --no-progress
+run bayescale decide exact.nc --target-loss 2.0 --probability 0.9
 run bayescale allocate chinchilla.nc --compute 5.88e23 --max-params 3e10
 run bayescale decide chinchilla.nc --compute 5.88e23 --max-params 3e10
 run bayescale decide chinchilla.nc --target-loss 2.0 --max-params 3e10

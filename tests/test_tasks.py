@@ -79,6 +79,10 @@ def test_links_match_their_published_forms():
     assert np.allclose(link_mean(u, p, "sigmoid"),
                        0.55 / (1 + np.exp(6.0 * (u - 1.1))) + 0.25)
     assert np.allclose(link_mean(np.array([1.1]), p, "sigmoid"), (0.25 + 0.8) / 2)
+    with warnings.catch_warnings():  # far past the midpoint: the floor exactly, no overflow
+        warnings.simplefilter("error")
+        far = link_mean(np.array([1e3]), dict(p, k=50.0), "sigmoid")
+    assert far[0] == 0.25
     # Gadre et al.: Err(L) = eps - k exp(-gamma L); acc = 1 - Err
     eps, k, gamma, ref = 0.7, 0.05, 2.0, 1.0
     q = dict(floor=1 - eps, kappa=k * np.exp(-gamma * ref), gamma=gamma, u_ref=ref)
