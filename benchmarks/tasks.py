@@ -6,8 +6,8 @@ Writes ``tasks.md`` and ``tasks.png`` to ``benchmarks/results/``. The bundled ``
 (Bhagia et al. 2024) has 30 runs: 5 sizes x 0.5-10x Chinchilla tokens and a 1xC rerun per size,
 each with its whole training curve and 20 task columns (bits per byte of the correct answer and
 accuracy). Every method is fitted on the 18 runs of 190M, 370M and 760M parameters and predicts
-the accuracy of the 12 final checkpoints of 1.3B and 3.2B (up to 3.4x the parameters and 36x the
-compute of the largest training run):
+the accuracy of the 12 final checkpoints of 1.3B and 3.2B (up to 4.2x the parameters and 17.5x the
+compute of the largest training run, C = 6ND):
 
 * **two-step** (bayescale's default, :func:`bayescale.tasks.fit_tasks`): step 1 the Chinchilla
   law of task loss on the final checkpoints (NUTS, form error included), step 2 a sigmoid from
