@@ -67,7 +67,7 @@ import numpy as np
 from bayescale._jax import CACHE, jax, jnp, scope, scoped
 from bayescale._kernels import Kernels as _Kernels
 
-__all__ = ["NutsSpec", "NutsResult", "run_nuts", "run_laplace", "device_split"]
+__all__ = ["NutsSpec", "NutsResult", "run_nuts", "run_laplace", "device_split", "concatenate"]
 
 #: Compiled programs of this process, by cache key (written only by :func:`_compiled`).
 _LOADED: dict[str, Callable] = {}
@@ -109,6 +109,15 @@ class NutsResult:
     predictive: dict[str, np.ndarray]
     stats: dict[str, np.ndarray]
     seconds: float
+
+
+def concatenate(results: Sequence[NutsResult]) -> NutsResult:
+    """One result of the chains of several :func:`run_nuts` calls on the same data and spec
+    (in the order given); seconds add up."""
+    groups = ("posterior", "log_likelihood", "predictive", "stats")
+    arrays = {g: {k: np.concatenate([getattr(r, g)[k] for r in results])
+                  for k in getattr(results[0], g)} for g in groups}
+    return NutsResult(**arrays, seconds=sum(r.seconds for r in results))
 
 
 #: Most values one pointwise output (log likelihoods or posterior predictive: chains x kept
@@ -179,13 +188,15 @@ class _Layout:
 
 
 def _inputs(args: Sequence[Any], batched_args: Sequence[Any] | None, layout: _Layout, *,
-            chains: int, seed: int) -> tuple[np.ndarray, list[np.ndarray], Any]:
+            chains: int, seed: int,
+            first_chain: int = 0) -> tuple[np.ndarray, list[np.ndarray], Any]:
     """Every chain's random-stream ids and model arguments, stacked on a leading axis.
 
     Returns
     -------
     ids : ndarray of int64, shape (padded, 2)
-        ``(seed, chain)``: the chain's streams are folded in from ``PRNGKey(seed)``.
+        ``(seed, first_chain + chain)``: the chain's streams are folded in from
+        ``PRNGKey(seed)``.
     leaves : list of ndarray
         The leaves of the model's arguments, each with a leading axis of ``padded`` chains:
         ``args`` repeated, or the row of ``batched_args`` of each chain's element.
@@ -202,7 +213,7 @@ def _inputs(args: Sequence[Any], batched_args: Sequence[Any] | None, layout: _La
         if batched_def != treedef:
             raise ValueError("batched_args must have the structure of args")
         leaves = [np.asarray(v)[index // chains] for v in batched]
-    ids = np.stack([np.full(layout.padded, seed, dtype=np.int64), index], axis=1)
+    ids = np.stack([np.full(layout.padded, seed, dtype=np.int64), first_chain + index], axis=1)
     return ids, leaves, treedef
 
 
@@ -586,7 +597,8 @@ def _sample(programs: Sequence[Callable], ids: np.ndarray, leaves: Sequence[np.n
 def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site: str,
              predictive_args: Callable, model_key: Any,
              batched_args: Sequence[Any] | None = None, n_elements: int = 1,
-             progress: bool = False, description: str = "NUTS", rows: int = 0) -> NutsResult:
+             progress: bool = False, description: str = "NUTS", rows: int = 0,
+             first_chain: int = 0) -> NutsResult:
     """Run NUTS on ``model``: ``spec.chains`` chains for each of ``n_elements`` data sets.
 
     Parameters
@@ -603,6 +615,8 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
     progress: show a progress bar of the transitions on stderr.
     rows: the rows of each element's data: the pointwise outputs of a table too large to
         hold them for every draw keep every :func:`pointwise_every`-th draw.
+    first_chain: the streams' first chain number (one data set only): ``first_chain=4`` with
+        4 chains runs streams 4-7, more chains for a fit that ran 0-3 (:func:`concatenate`).
 
     Returns arrays with leading axes ``(n_elements * chains, draws)``, element-major (the
     pointwise outputs: ``draws / spec.pointwise_every``, rounded up). It runs inside
@@ -611,7 +625,10 @@ def run_nuts(model, args: Sequence[Any], spec: NutsSpec, *, seed: int, obs_site:
     start = time.perf_counter()
     spec = _thinned(spec, n_elements, rows)
     layout = _Layout.of(spec, n_elements)
-    ids, leaves, treedef = _inputs(args, batched_args, layout, chains=spec.chains, seed=seed)
+    if first_chain and n_elements != 1:
+        raise ValueError("first_chain is for one data set's extra chains")
+    ids, leaves, treedef = _inputs(args, batched_args, layout, chains=spec.chains, seed=seed,
+                                   first_chain=first_chain)
     builder = _Builder(model, spec, layout, ids, leaves, treedef, obs_site=obs_site,
                        predictive_args=predictive_args, model_key=model_key)
     if progress and not builder.cached():

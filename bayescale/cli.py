@@ -211,6 +211,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.retries and not (args.by_group or args.hierarchical):
         raise DataError("--retries refits the groups of --by-group that did not converge; for "
                         "one fit, raise --warmup and --draws instead")
+    if args.no_more_chains and (args.by_group or args.hierarchical):
+        raise DataError("--no-more-chains is for one fit: --by-group fits keep the chains asked "
+                        "for (--retries refits the groups that did not converge)")
     if args.bootstrap and args.method == "bayes":
         raise DataError("--bootstrap resamples least-squares fits (--method huber, curve_fit, "
                         "ols, approach1 or approach2); the Bayesian fit's intervals come from "
@@ -234,7 +237,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     result = fit(data, args.law, noise=args.noise, repeats=_repeats(args), chains=args.chains,
                  priors=_nu_prior(args), warmup=args.warmup, draws=args.draws, seed=args.seed,
                  progress=not args.no_progress, target_accept=args.target_accept,
-                 form_error=not args.no_form_error, checkpoints=args.checkpoints)
+                 form_error=not args.no_form_error, checkpoints=args.checkpoints,
+                 more_chains=not args.no_more_chains)
     if args.out:
         result.save(args.out)
         print(f"bayescale: saved fit to {args.out}", file=sys.stderr)
@@ -377,7 +381,10 @@ def _report_fit(out: dict[str, Any], as_json: bool, *, formula: str = "",
     print(f"{head}\n{out['n_points']} runs" + (f", fitted in {seconds:.1f} s" if seconds else ""))
     print(_interval_table(out["params"], out["level"]))
     if "diagnostics" in out:
-        print(_diagnostics_line(out["diagnostics"]))
+        added = out.get("added_chains")
+        print(_diagnostics_line(out["diagnostics"])
+              + (f" ({added} chains added for the ESS: --no-more-chains to keep --chains)"
+                 if added else ""))
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
@@ -1046,6 +1053,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target-accept", type=float, default=0.95,
                    help="NUTS target acceptance; raise to 0.98-0.99 when divergences are "
                         "reported")
+    g.add_argument("--no-more-chains", action="store_true",
+                   help="keep the chains asked for even when their only shortfall is bulk ESS "
+                        "< 400 (by default such a fit samples up to 3x --chains more, with "
+                        "the compiled programs)")
     g = p.add_argument_group("output")
     g.add_argument("--out", help="save the fit to this netCDF file (with --by-group: a "
                                   "folder, one FIT.nc per group)")

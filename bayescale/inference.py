@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import math
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale._jax import jax, scoped
-from bayescale._nuts import NutsSpec, run_nuts
+from bayescale._nuts import NutsSpec, concatenate, run_nuts
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
 from bayescale.laws import Law, get_law
@@ -31,6 +33,11 @@ __all__ = ["fit", "ScalingFit", "load_fit", "as_data", "ConvergenceWarning", "qu
 #: Thresholds of a trustworthy fit (Vehtari et al. 2021).
 RHAT_MAX = 1.01
 ESS_MIN = 400
+#: A fit short only of effective draws (bulk ESS < ESS_MIN, no divergences, R-hat at most this:
+#: chains that agree but move slowly) samples more chains (:func:`more_chain_rounds`)...
+RHAT_MORE_CHAINS = 1.05
+#: ... up to this many times the chains asked for, in all.
+MAX_CHAIN_FACTOR = 4
 
 
 class ConvergenceWarning(UserWarning):
@@ -60,7 +67,7 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
         repeats: bool | str = "auto", chains: int = 4, warmup: int = 1000, draws: int = 1000,
         seed: int = 0, progress: bool = True, target_accept: float = 0.95,
         dense_mass: bool = True, form_error: bool = True,
-        checkpoints: str = "final") -> ScalingFit:
+        checkpoints: str = "final", more_chains: bool = True) -> ScalingFit:
     """Fit a scaling law to training runs with NUTS.
 
     Parameters
@@ -91,6 +98,13 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
         a Gaussian run effect (the repeated-run model with one configuration per run: the
         within-run noise and the run effect are learned separately). Data without run labels
         are fitted as they are.
+    more_chains: when the fit's only shortfall is too few effective draws (bulk ESS below 400
+        with no divergent transitions and R-hat at most 1.05: chains that agree but move
+        slowly, as on a long learning curve's power law under Student-t noise), sample
+        ``chains`` more chains, up to 3 times (4x the chains in all, as many rounds as the ESS
+        asks), with the programs already compiled and new random streams (chains 4-7 of
+        ``seed``, ...), and keep them all; ``options["added_chains"]`` says how many. Not past
+        20,000 runs, where a chain costs minutes. False: the chains asked for, and a warning.
 
     Returns
     -------
@@ -110,12 +124,31 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     model, stacked, length = padded({"fit": built}, ["fit"])  # nearby sizes share programs
     if (note := large_table_note(data.n_points, spec, length)) is not None:
         warnings.warn(note, UserWarning, stacklevel=2)
-    result = run_nuts(model, _element(stacked, 0), spec, seed=int(seed), obs_site=OBS_SITE,
-                      predictive_args=simulation_args, model_key=model.key,
-                      progress=progress, description=f"{law.name}, {data.n_points} runs",
-                      rows=length)
-    out = ScalingFit.from_sampler(_Part(result, slice(None), _sizes(built, data)), built, data,
-                                  spec, seed)
+    run = functools.partial(run_nuts, model, _element(stacked, 0), spec, seed=int(seed),
+                            obs_site=OBS_SITE, predictive_args=simulation_args,
+                            model_key=model.key, progress=progress,
+                            description=f"{law.name}, {data.n_points} runs", rows=length)
+    result = run()
+    sizes = _sizes(built, data)
+    with warnings.catch_warnings():  # said below, once the chains are all in
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        out = ScalingFit.from_sampler(_Part(result, slice(None), sizes), built, data, spec, seed)
+    rounds = more_chain_rounds(out.diagnostics, data.n_points) if more_chains else 0
+    if rounds:
+        if progress:
+            d = out.diagnostics
+            print(f"bayescale: bulk ESS {d['min_ess_bulk']:.0f} < {ESS_MIN} with {spec.chains} "
+                  f"chains (no divergences, R-hat {d['max_rhat']:.3f}): sampling "
+                  f"{rounds * spec.chains} more (more_chains=False or --no-more-chains: not)",
+                  file=sys.stderr, flush=True)
+        more = [run(first_chain=r * spec.chains) for r in range(1, rounds + 1)]
+        result = concatenate([result, *more])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            out = ScalingFit.from_sampler(_Part(result, slice(None), sizes), built, data, spec,
+                                          seed)
+        out.options["added_chains"] = rounds * spec.chains
+    out._warn_if_unconverged(stacklevel=4)  # the caller of fit (beneath bayescale._jax.scoped)
     if form_error:
         out.evidence = own_evidence({"fit": data}, law, noise=noise, priors=priors,
                                     repeats=built.repeats, seed=int(seed),
@@ -125,6 +158,21 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
 
 #: A fit of more runs than this says what its size costs.
 LARGE_TABLE = 20_000
+
+
+def more_chain_rounds(diagnostics: Mapping[str, Any], runs: int) -> int:
+    """How many more rounds of its chains a fit samples (:func:`fit`'s ``more_chains``): 0
+    unless its only shortfall is bulk ESS (< :data:`ESS_MIN`, no divergences, R-hat at most
+    :data:`RHAT_MORE_CHAINS`, or one chain) on at most :data:`LARGE_TABLE` runs; else the rounds
+    that bring the ESS to :data:`ESS_MIN` if it grows with the chains, at most
+    ``MAX_CHAIN_FACTOR - 1``."""
+    d = diagnostics
+    rhat = d["max_rhat"]
+    if (d["converged"] or d["divergences"] or runs > LARGE_TABLE
+            or not (math.isnan(rhat) or rhat <= RHAT_MORE_CHAINS)):
+        return 0
+    ess = max(float(d["min_ess_bulk"]), 1.0)
+    return max(0, min(MAX_CHAIN_FACTOR - 1, math.ceil(ESS_MIN / ess) - 1))
 
 
 def large_table_note(n: int, spec: NutsSpec, rows: int, groups: int = 1) -> str | None:
@@ -388,7 +436,7 @@ class ScalingFit:
         return {"max_rhat": max_rhat, "min_ess_bulk": min_ess, "divergences": divergences,
                 "converged": converged}
 
-    def _warn_if_unconverged(self, group: str | None = None) -> None:
+    def _warn_if_unconverged(self, group: str | None = None, stacklevel: int = 3) -> None:
         d = self.diagnostics
         if d["converged"]:
             return
@@ -405,7 +453,7 @@ class ScalingFit:
             "posterior yet. Try more warm-up and draws (--warmup 2000 --draws 2000), a higher "
             "target_accept, stronger priors on the exponents, or look for outlying runs; a law "
             "the data cannot identify (too few runs, too narrow a range) also shows up this way",
-            ConvergenceWarning, stacklevel=3)
+            ConvergenceWarning, stacklevel=stacklevel)
 
     # ---------------------------------------------------------------- summaries
     def summary(self, level: float = 0.95) -> pd.DataFrame:
@@ -426,8 +474,11 @@ class ScalingFit:
         table = self.summary(level)
         params = {n: {"median": float(r["median"]), "lo": float(r["lo"]), "hi": float(r["hi"])}
                   for n, r in table.iterrows()}
-        return {"law": self.law.name, "n_points": self.data.n_points, "level": level,
-                "params": params, "diagnostics": dict(self.diagnostics)}
+        out = {"law": self.law.name, "n_points": self.data.n_points, "level": level,
+               "params": params, "diagnostics": dict(self.diagnostics)}
+        if self.options.get("added_chains"):  # fit's more_chains: said only when it acted
+            out["added_chains"] = int(self.options["added_chains"])
+        return out
 
     def __repr__(self) -> str:
         d = self.diagnostics

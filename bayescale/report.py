@@ -124,7 +124,10 @@ def _posterior_section(fit, level: float) -> str:
             f"{html.escape(fit.noise)} noise on log loss"
             + (", seed-to-seed noise learnt from repeated runs" if fit.repeats else "")
             + f". NUTS: {o.get('chains')} chains of {o.get('warmup')} warm-up + {o.get('draws')} "
-            f"draws, seed {fit.seed}, {fit.seconds:.1f} s.</p>"
+            f"draws"
+            + (f" and {o['added_chains']} more sampled for the effective sample size"
+               if o.get("added_chains") else "")
+            + f", seed {fit.seed}, {fit.seconds:.1f} s.</p>"
             + _table(rows, ["parameter", "median", "mean", "sd", f"{pct} lo", f"{pct} hi"]))
 
 

@@ -270,6 +270,7 @@ def test_fit_by_group_on_a_bundled_dataset_without_groups(capsys):
     (["--by-group", "--group-col", "corpus", "--out", "FILE"], "is a file"),
     (["--retries", "1"], "--retries refits the groups of --by-group"),
     (["--by-group", "--group-col", "corpus", "--retries", "-1"], "-1 must be a whole number >= 0"),
+    (["--by-group", "--group-col", "corpus", "--no-more-chains"], "--no-more-chains is for one fit"),
 ])
 def test_fit_by_group_errors(extra, needle, grouped_csv, tmp_path, capsys):
     existing = tmp_path / "fit.nc"
@@ -339,3 +340,18 @@ def test_help_texts_defaults_groups_and_examples(capsys):
                    "--chains CHAINS", "(default: 4)", "--seed SEED", "(default: 0)",
                    "(default: student_t)", "the same seed, the same output"):
         assert needle in text, needle
+
+
+def test_fit_text_says_when_chains_were_added(capsys):
+    from bayescale.cli import _report_fit
+
+    out = {"law": "power", "n_points": 119, "level": 0.95,
+           "params": {"E": {"median": 0.92, "lo": 0.919, "hi": 0.921}},
+           "diagnostics": {"max_rhat": 1.005, "min_ess_bulk": 767.0, "divergences": 0,
+                           "converged": True}}
+    _report_fit(out, False)
+    assert "added" not in capsys.readouterr().out
+    _report_fit(dict(out, added_chains=4), False)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.endswith("-> converged (4 chains added for the ESS: --no-more-chains to keep "
+                         "--chains)")

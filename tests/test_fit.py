@@ -233,3 +233,40 @@ def test_epoch_chinchilla_within_published_intervals():
         assert lo <= med[k] <= hi, (k, med[k])
     d = fit.diagnostics
     assert d["max_rhat"] <= 1.01 and d["min_ess_bulk"] >= 400 and d["divergences"] == 0
+
+
+@pytest.mark.parametrize("diag, runs, rounds", [
+    (dict(converged=True, divergences=0, max_rhat=1.001, min_ess_bulk=2900), 240, 0),
+    (dict(converged=False, divergences=0, max_rhat=1.009, min_ess_bulk=331), 119, 1),
+    (dict(converged=False, divergences=0, max_rhat=1.011, min_ess_bulk=378), 119, 1),
+    (dict(converged=False, divergences=0, max_rhat=1.02, min_ess_bulk=150), 119, 2),
+    (dict(converged=False, divergences=0, max_rhat=1.0, min_ess_bulk=94), 121, 3),  # capped: 4x
+    (dict(converged=False, divergences=0, max_rhat=float("nan"), min_ess_bulk=40), 16, 3),
+    (dict(converged=False, divergences=2, max_rhat=1.0, min_ess_bulk=300), 121, 0),
+    (dict(converged=False, divergences=0, max_rhat=1.2, min_ess_bulk=300), 121, 0),  # disagree
+    (dict(converged=False, divergences=0, max_rhat=1.02, min_ess_bulk=900), 121, 0),  # ESS ok
+    (dict(converged=False, divergences=0, max_rhat=1.0, min_ess_bulk=331), 20_001, 0),
+])
+def test_more_chain_rounds(diag, runs, rounds):
+    from bayescale.inference import more_chain_rounds
+
+    assert more_chain_rounds(diag, runs) == rounds
+
+
+def test_more_chains_extend_the_fit():
+    """A fit short only of ESS samples more chains, on new streams: its first chains are those
+    of the fit without them, and the diagnostics cover them all."""
+    N, D, loss, _ = simulate_chinchilla(seed=6)
+    data = ScalingData.from_arrays(N=N, D=D, loss=loss)
+    opts = dict(chains=2, warmup=300, draws=100, progress=False, form_error=False, seed=3)
+    with pytest.warns(bs.ConvergenceWarning, match="ESS"):
+        few = bs.fit(data, more_chains=False, **opts)
+    assert few.diagnostics["min_ess_bulk"] < 400 and not few.diagnostics["divergences"]
+    more = bs.fit(data, **opts)
+    added = more.options["added_chains"]
+    assert added in (2, 4, 6) and more._chain_draws("alpha").shape == (2 + added, 100)
+    assert more.to_dict()["added_chains"] == added and "added_chains" not in few.to_dict()
+    np.testing.assert_array_equal(more._chain_draws("alpha")[:2], few._chain_draws("alpha"))
+    alpha = more._chain_draws("alpha")
+    assert len({a.tobytes() for a in alpha}) == 2 + added  # new streams, not copies
+    assert more.diagnostics["min_ess_bulk"] > few.diagnostics["min_ess_bulk"]
