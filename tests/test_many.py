@@ -21,6 +21,8 @@ from conftest import simulate_chinchilla
 #: Short chains, and no form-error refits: these tests are about sampling many groups (the
 #: refits of fit_many are exercised by the backtests, tests/test_backtest.py).
 SMALL = dict(chains=2, warmup=300, draws=600, progress=False, form_error=False)
+#: fit's options for a fit compared with fit_many's: the chains asked for (fit_many adds none)
+SINGLE = dict(SMALL, more_chains=False)
 
 
 def truth_with(E):
@@ -60,7 +62,7 @@ def many(groups):
 
 @pytest.fixture(scope="module")
 def singles(groups):
-    return {k: quiet(bs.fit, d, "chinchilla", **SMALL) for k, (d, _) in groups.items()}
+    return {k: quiet(bs.fit, d, "chinchilla", **SINGLE) for k, (d, _) in groups.items()}
 
 
 def test_groups_recover_their_truths(many, groups):
@@ -364,7 +366,7 @@ def test_repeated_groups_match_separate_fits():
     data = repeated_groups()
     many = quiet(bs.fit_many, data, "chinchilla", **SMALL)
     for name, d in data.items():
-        single = quiet(bs.fit, d, "chinchilla", **SMALL)
+        single = quiet(bs.fit, d, "chinchilla", **SINGLE)
         grouped = many[name]
         assert grouped.repeats and single.repeats
         assert (grouped.idata.log_likelihood["log_loss"].shape
@@ -395,7 +397,7 @@ def test_mixed_groups_each_get_the_model_fit_gives_them():
     assert not single.has_repeats(("N", "D"))
     many = quiet(bs.fit_many, {"single": single, "rep": rep}, "chinchilla", **SMALL)
     assert list(many) == ["single", "rep"]
-    alone = quiet(bs.fit, single, "chinchilla", **SMALL)
+    alone = quiet(bs.fit, single, "chinchilla", **SINGLE)
     assert not many["single"].repeats and not alone.repeats and many["rep"].repeats
     assert "nu" in many["single"].priors and "sigma_fit" not in many["single"].priors
     assert many["single"].idata.log_likelihood["log_loss"].shape[-1] == 16  # one per run

@@ -59,7 +59,7 @@ def test_one_variable_fit_cannot_allocate():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         f = bs.fit(ScalingData.from_arrays(x=x, loss=3 * x ** -0.1), "power_pure",
-                   chains=1, warmup=50, draws=50, progress=False)
+                   chains=1, warmup=50, draws=50, progress=False, more_chains=False)
     with pytest.raises(FitError, match="N and D"):
         f.compute_optimal(1e20)
     assert f.predict(x=[1e12]).law_draws.shape == (50, 1)

@@ -224,10 +224,11 @@ def unidentifiable(tmp_path_factory):
 
 def test_unidentifiable_fit_is_loud_and_refused(unidentifiable, capsys):
     csv, nc = unidentifiable
+    # --no-more-chains: 3x more chains reach ESS 431 here, with R-hat still 1.024 (unconverged)
     code = main(["fit", str(csv), "--json", "--seed", "0", "--chains", "2", "--warmup", "500",
-                 "--draws", "500", "--out", str(nc), "--no-progress"])
+                 "--draws", "500", "--out", str(nc), "--no-progress", "--no-more-chains"])
     out, err = capsys.readouterr()
-    assert code == 0
+    assert code == 0 and "added_chains" not in json.loads(out)
     d = json.loads(out)["diagnostics"]
     # 1000 draws of a well-identified law give ESS in the hundreds; this one mixes far worse
     assert d["converged"] is False and (d["max_rhat"] > 1.05 or d["min_ess_bulk"] < 200), d

@@ -154,9 +154,12 @@ def chin_data():
 
 
 def quiet_fit(data, **kwargs):
+    """The chains asked for (``more_chains=False``; its added chains are tested in test_fit):
+    these tests read the sampler's arrays chain by chain."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.ConvergenceWarning)
-        return bs.fit(data, "chinchilla", **{**FIT, "progress": False, **kwargs})
+        return bs.fit(data, "chinchilla",
+                      **{**FIT, "progress": False, "more_chains": False, **kwargs})
 
 
 def assert_same_arrays(a, b):
