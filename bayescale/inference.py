@@ -104,7 +104,8 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
         ``chains`` more chains, up to 3 times (4x the chains in all, as many rounds as the ESS
         asks), with the programs already compiled and new random streams (chains 4-7 of
         ``seed``, ...), and keep them all; ``options["added_chains"]`` says how many. Not past
-        20,000 runs, where a chain costs minutes. False: the chains asked for, and a warning.
+        20,000 runs, where a chain costs minutes, nor under ``BAYESCALE_QUICK=1``. False: the
+        chains asked for, and a warning.
 
     Returns
     -------
@@ -133,6 +134,7 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     with warnings.catch_warnings():  # said below, once the chains are all in
         warnings.simplefilter("ignore", ConvergenceWarning)
         out = ScalingFit.from_sampler(_Part(result, slice(None), sizes), built, data, spec, seed)
+    more_chains = more_chains and not quick_mode()  # BAYESCALE_QUICK caps the sampling
     rounds = more_chain_rounds(out.diagnostics, data.n_points) if more_chains else 0
     if rounds:
         if progress:

@@ -253,7 +253,7 @@ def test_more_chain_rounds(diag, runs, rounds):
     assert more_chain_rounds(diag, runs) == rounds
 
 
-def test_more_chains_extend_the_fit():
+def test_more_chains_extend_the_fit(monkeypatch):
     """A fit short only of ESS samples more chains, on new streams: its first chains are those
     of the fit without them, and the diagnostics cover them all."""
     N, D, loss, _ = simulate_chinchilla(seed=6)
@@ -270,3 +270,8 @@ def test_more_chains_extend_the_fit():
     alpha = more._chain_draws("alpha")
     assert len({a.tobytes() for a in alpha}) == 2 + added  # new streams, not copies
     assert more.diagnostics["min_ess_bulk"] > few.diagnostics["min_ess_bulk"]
+    monkeypatch.setenv("BAYESCALE_QUICK", "1")  # quick mode caps the sampling: no more chains
+    with pytest.warns(bs.ConvergenceWarning, match="ESS"):
+        quick = bs.fit(data, **opts)
+    assert "added_chains" not in quick.options
+    np.testing.assert_array_equal(quick._chain_draws("alpha"), few._chain_draws("alpha"))
