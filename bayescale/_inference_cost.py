@@ -44,6 +44,7 @@ class InferenceDecision:
     N, D: the decision under the posterior predictive: parameters, training tokens.
     N_draws, D_draws: each posterior draw's own optimum (law loss = target, no noise); NaN for
         draws whose irreducible loss is above the target.
+    form_error: whether the decision's predictive included the law's form error beyond the data.
     """
 
     target_loss: float
@@ -55,6 +56,7 @@ class InferenceDecision:
     D: float
     N_draws: np.ndarray = field(repr=False)
     D_draws: np.ndarray = field(repr=False)
+    form_error: bool = False
 
     @property
     def training_flops(self) -> float:
@@ -83,6 +85,7 @@ class InferenceDecision:
             "N_draws": interval(self.N_draws, level),
             "D_draws": interval(self.D_draws, level),
             "fraction_reachable": self.fraction_reachable,
+            "form_error": self.form_error,
         }
 
 
@@ -112,6 +115,7 @@ def inference_aware(
     probability: float = 0.5,
     inference_flops_per_param_token: float = 2.0,
     include_noise: bool = True,
+    form_error: bool = True,
     seed: int = 0,
     span: float = 14.0,
     n_grid: int = 141,
@@ -138,9 +142,15 @@ def inference_aware(
     probability: p, the required probability of reaching the target.
     inference_flops_per_param_token: k_inf (FLOPs per parameter per token at inference).
 
-    The loss is the law's and the run's noise: the law's form error beyond the data
-    (:mod:`bayescale.extrapolation`) is left out, since the search for D runs through unlimited
-    data, where an error that grows with the distance from the data means nothing.
+    form_error: the decision's predictive includes the law's form error beyond the data
+    (:mod:`bayescale.extrapolation`), as :func:`compute_for_target`'s does, when the posterior
+    has one (the default). The error grows with the decades beyond the data, so a run's
+    p-quantile of loss no longer falls for ever with D: D is then the least number of tokens
+    whose p-quantile reaches the target, found on a grid of 0.2 decades from a tenth of the
+    data's smallest D to 10^6 times its largest (then by Chandrupatla's method between grid
+    points), and N on a grid from ``N_min e^-3`` to ``N_min e^span``, refined twice. False: the
+    law and the noise only (N and D then run through unlimited data). The per-draw optima are
+    the law's own in both cases.
 
     Raises
     ------
@@ -159,9 +169,8 @@ def inference_aware(
     if not 0 <= T < math.inf:
         raise FitError(f"inference_tokens must be a finite number >= 0; got {inference_tokens!r}")
     log_inf_cost = math.log(k_inf) + math.log(T) if T > 0 else -math.inf
-    # The law and the noise only: the search runs through unlimited data, where a form error
-    # growing with the distance from the data would mean nothing.
-    eps = common_noise(d, seed, include_noise).eps
+    common = common_noise(d, seed, include_noise)
+    eps = common.eps
     check_reachable(d, eps, log_t, p)
     grid = np.linspace(1e-3, span, n_grid)
 
@@ -175,15 +184,19 @@ def inference_aware(
         return np.quantile(x, p, axis=-1, method="inverted_cdf") - log_t
 
     n_min = decreasing_root(lambda u: gap(u, LOG_INF), 0.0, LOG_INF)
+    with_form = bool(form_error) and d.form_slopes is not None
+    if with_form:
+        log_n, log_d = _decision_with_form_error(common, p, log_t, float(n_min), log_total,
+                                                 span)
+    else:
+        def d_req(log_n):
+            return decreasing_root(lambda v, u: gap(u, v), 0.0, LOG_INF, args=(log_n,))
 
-    def d_req(log_n):
-        return decreasing_root(lambda v, u: gap(u, v), 0.0, LOG_INF, args=(log_n,))
+        def cost(u):
+            return log_total(n_min + u, d_req(n_min + u))
 
-    def cost(u):
-        return log_total(n_min + u, d_req(n_min + u))
-
-    log_n = float(n_min + _minimise_offset(cost, grid))
-    log_d = float(d_req(np.asarray(log_n)))
+        log_n = float(n_min + _minimise_offset(cost, grid))
+        log_d = float(d_req(np.asarray(log_n)))
 
     # The posterior: every draw's own optimum, law loss = target.
     names = d.law.params
@@ -217,4 +230,69 @@ def inference_aware(
         D=math.exp(log_d),
         N_draws=n_draws,
         D_draws=d_draws,
+        form_error=with_form,
     )
+
+
+#: The form-error search's grid of log D: 0.2 decades, from a tenth of the data's smallest D to
+#: 10^6 times its largest; values held at once while it is scanned; the points of its grids of
+#: log N (the first, then each refinement).
+_D_STEP, _D_BELOW, _D_ABOVE = 0.2 * math.log(10), math.log(10), 6 * math.log(10)
+_BLOCK = 2**22
+_N_FIRST, _N_REFINE = 69, 21
+
+
+def _decision_with_form_error(common, p, log_t, n_min, log_total, span):
+    """(log N, log D) of least total cost whose new run, form error included, reaches
+    ``log_t`` with probability ``p``. At each N, D is the first crossing of the p-quantile of
+    log loss on a grid of log D, refined by Chandrupatla's method between the grid points; N is
+    the best of a grid from ``n_min - 3`` over ``span + 3``, refined twice between the best
+    point's neighbours (to 1/100 of the first grid's step)."""
+    post = common.post
+    lo_d, hi_d = post.domain.ranges["D"]
+    grid_d = np.arange(math.log(lo_d) - _D_BELOW, math.log(hi_d) + _D_ABOVE, _D_STEP)
+
+    def gap(log_n, log_d):
+        x = common.log_loss(np.asarray(log_n, dtype=float)[..., None],
+                            np.asarray(log_d, dtype=float)[..., None])
+        return np.quantile(x, p, axis=-1, method="inverted_cdf") - log_t
+
+    def d_req(log_n):
+        """The least log D reaching the target at each of ``log_n`` (inf where none does)."""
+        first = np.full(log_n.shape, -1)
+        rows = max(1, _BLOCK // (grid_d.size * post.size))
+        for a in range(0, log_n.size, rows):
+            ok = gap(log_n[a:a + rows, None], grid_d[None, :]) <= 0
+            first[a:a + rows] = np.where(ok.any(axis=1), ok.argmax(axis=1), -1)
+        out = np.where(first >= 0, grid_d[np.maximum(first, 0)], np.inf)
+        inner = first > 0
+        if inner.any():
+            i = first[inner]
+            res = elementwise.find_root(lambda v, u: gap(u, v), (grid_d[i - 1], grid_d[i]),
+                                        args=(log_n[inner],), tolerances={"xatol": 1e-9})
+            out[inner] = res.x
+        return out
+
+    def costs(grid):
+        v = d_req(grid)
+        return np.where(np.isfinite(v), log_total(grid, np.where(np.isfinite(v), v, 0.0)),
+                        np.inf)
+
+    grid = np.linspace(n_min - 3.0, n_min + span, _N_FIRST)
+    c = costs(grid)
+    if not np.isfinite(c).any():
+        raise FitError(
+            f"target loss {math.exp(log_t):.4g} nats is not reached with probability {p:g} by "
+            "any model and token count searched once the law's form error beyond the data is "
+            "included (it grows with the distance from the data); choose a higher target or a "
+            "lower probability, or pass form_error=False to take the law's form as exact")
+    i = int(np.argmin(c))
+    if i == grid.size - 1:
+        warnings.warn("the inference-aware optimum lies at the largest model searched "
+                      "(N_min * e^span); pass a larger span=", stacklevel=3)
+    for _ in range(2):
+        grid = np.linspace(grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)], _N_REFINE)
+        c = costs(grid)
+        i = int(np.argmin(c))
+    log_n = float(grid[i])
+    return log_n, float(d_req(np.array([log_n]))[0])

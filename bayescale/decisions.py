@@ -372,6 +372,16 @@ def _x_for_target(d, target, p, include_noise, seed, x_range, rtol) -> TargetCom
                          objective=f"quantile({p:g})")
 
 
+def _first_reached(reached, a: float, b: float) -> float | None:
+    """The first log C of a grid of decades from ``a`` to ``b`` whose split reaches the target
+    (the bisection's upper end), or None. For a posterior with a form error, which grows with
+    the distance from the data, the probability of reaching a target can rise with C and then
+    fall: reached at some budget, not at the largest searched."""
+    grid = np.arange(a, b, math.log(10.0))[1:]
+    hits = (c for c in grid if reached(c))
+    return next(hits, None)
+
+
 def compute_for_target(
     posterior,
     target: float,
@@ -395,6 +405,9 @@ def compute_for_target(
     ``quantile(p)``, picks at each C the split with the lowest p-quantile of loss, i.e. (nearly) the
     split most likely to reach the target, so C is the least budget of any split. The search
     assumes that probability grows with C, which holds when every draw's loss falls with N and D.
+    A form error beyond the data grows with the distance from it, so the probability can rise
+    with C and then fall: when the largest budget searched misses the target, the first decade
+    of budgets that reaches it bounds the bisection instead.
 
     Parameters
     ----------
@@ -448,10 +461,16 @@ def compute_for_target(
                 and math.log(k * max_params * max_tokens) - 1e-9 < b)
     if caps_end:  # no budget above what the caps can spend
         b = math.log(k * max_params * max_tokens) - 1e-9
-    if not reached(b):
+    b_end = b
+    if not reached(b) and (b := _first_reached(reached, a, b)) is None:
         within = (f"within the caps ({max_params:.4g} parameters x {max_tokens:.4g} tokens "
                   f"spend at most {k * max_params * max_tokens:.4g} FLOPs); raise the caps"
                   if caps_end else f"within {compute_range[1]:.3g} FLOPs; raise compute_range")
+        if d.form_slopes is not None:
+            within = (f"at any budget up to {math.exp(b_end):.3g} FLOPs once the law's form "
+                      "error beyond the data is included (it grows with the distance from the "
+                      "data, so a larger budget does not help); lower the probability, raise "
+                      "the caps")
         raise FitError(f"target loss {target:g} nats is not reached with probability {p:g} "
                        f"{within} or the target")
     if reached(a):

@@ -555,12 +555,14 @@ class ScalingFit:
         return prob_below_target(self.posterior, target, N=N, D=D, C=C, seed=seed)
 
     def inference_aware(self, target: float, *, inference_tokens: float,
-                        probability: float = 0.5, seed: int = 0):
-        """Minimise training + inference FLOPs subject to reaching ``target`` loss."""
+                        probability: float = 0.5, seed: int = 0, form_error: bool = True):
+        """Minimise training + inference FLOPs subject to reaching ``target`` loss (the law's
+        form error beyond the data included, as in :meth:`compute_for_target`, unless
+        ``form_error=False``)."""
         from bayescale.decisions import inference_aware
 
         return inference_aware(self.posterior, target, inference_tokens=inference_tokens,
-                               probability=probability, seed=seed)
+                               probability=probability, seed=seed, form_error=form_error)
 
     def value_of_experiment(self, candidates, **kwargs):
         """Rank pilot runs by expected reduction of a decision's posterior variance per FLOP."""

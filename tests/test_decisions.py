@@ -294,6 +294,93 @@ def test_inference_aware_single_draw_by_brute_force():
     assert loss(one, dec.N, dec.D) == pytest.approx(target, rel=1e-8)
 
 
+def _with_form_error(p, noise, slope, scatter, seed=0):
+    """Chinchilla draws with a form error along C: ``slope`` (mean, sd) per decade beyond the
+    domain of 1e8-1e10 parameters, 1e9-1e11 tokens, 6e17-6e21 FLOPs; ``scatter`` per decade."""
+    from bayescale.laws import get_law
+    from bayescale.posterior import Domain, Posterior
+
+    n = len(p["E"])
+    rng = np.random.default_rng(seed)
+    noise = {"sigma": 0.0} if noise is None else noise
+    return Posterior(law=get_law("chinchilla"), params=p, sigma=noise["sigma"],
+                     nu=noise.get("nu"), flops_per_param_token=K,
+                     domain=Domain({"N": (1e8, 1e10), "D": (1e9, 1e11), "C": (6e17, 6e21)}),
+                     form_slopes=(slope[0] + slope[1] * rng.standard_normal(n))[:, None],
+                     form_scatter=np.full(n, scatter), form_directions=("C",))
+
+
+def test_inference_aware_form_error_single_draw_by_brute_force():
+    """One draw, no noise, a form error rising 0.01 nats of log loss per decade of compute
+    beyond the data: the least D at each N is where law x e^(0.01 r_C) first reaches the
+    target, found here on dense grids of N and D."""
+    one = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
+    p = {k: np.array([v]) for k, v in one.items()}
+    target, T = 2.0, 1e13
+    post = _with_form_error(p, None, (0.01, 0.0), 0.0)
+    dec = inference_aware(post, target, inference_tokens=T)
+    assert dec.form_error and dec.to_dict()["form_error"] is True
+    N = np.geomspace(1e9, 1e12, 3001)[:, None]
+    D = np.geomspace(1e10, 1e16, 6001)[None, :]
+    r = np.maximum(0.0, np.log10(K * N * D / 6e21))
+    ok = np.log(loss(one, N, D)) + 0.01 * r <= np.log(target)
+    least = np.where(ok.any(axis=1), D[0, np.argmax(ok, axis=1)], np.inf)
+    cost = K * N[:, 0] * least + 2 * N[:, 0] * T
+    i = np.argmin(cost)
+    # the total is flat along the optimum's valley: N and D to 2%; the total no worse than the
+    # dense grids' best, and within 0.1% of it (the grids' steps cost them a little)
+    assert dec.N == pytest.approx(N[i, 0], rel=2e-2)
+    assert dec.D == pytest.approx(least[i], rel=2e-2)
+    total = dec.training_flops + dec.inference_flops
+    assert cost[i] * (1 - 1e-3) <= total <= cost[i] * (1 + 1e-6)
+    assert np.log(loss(one, dec.N, dec.D)) + 0.01 * np.log10(K * dec.N * dec.D / 6e21) \
+        == pytest.approx(np.log(target), abs=1e-8)
+    # the law alone reaches the target sooner: the form error costs compute here
+    plain = inference_aware(post, target, inference_tokens=T, form_error=False)
+    assert not plain.form_error
+    assert plain.training_flops + plain.inference_flops < 0.99 * cost[i]
+
+
+def test_inference_aware_with_no_inference_is_compute_for_target():
+    """With T = 0 the train + serve search minimises training FLOPs alone, as
+    compute_for_target does by bisection on C with its quantile split: the two searches, with
+    the form error and the noise included (one seed, the same draws), agree."""
+    p = chinchilla_draws(n=300)
+    post = _with_form_error(p, NOISE, (-0.01, 0.02), 0.01)
+    target = 2.1
+    dec = inference_aware(post, target, inference_tokens=0.0, probability=0.9)
+    tc = compute_for_target(post, target, probability=0.9)
+    # 2%: the 0.9-quantile of 300 draws is jagged in N (measured 0.9% apart; 35% without the
+    # form error)
+    assert dec.training_flops == pytest.approx(tc.compute, rel=2e-2)
+    assert dec.N == pytest.approx(tc.N, rel=0.1)
+    without = inference_aware(post, target, inference_tokens=0.0, probability=0.9,
+                              form_error=False)
+    assert abs(without.training_flops / tc.compute - 1) > 0.2  # the form error mattered
+
+
+def test_compute_for_target_when_the_form_error_makes_the_largest_budget_miss():
+    """The form error's spread grows with the distance from the data: at 1e45 FLOPs no split
+    reaches the target with probability 0.9, at some budget in between one does. The least
+    such budget is found (it was a 'not reached within 1e45 FLOPs' error), and it reaches the
+    target where a budget 1% smaller does not."""
+    from bayescale._draws import common_noise
+
+    p = chinchilla_draws(n=300)
+    post = _with_form_error(p, NOISE, (0.0, 0.01), 0.005)
+    common = common_noise(post, 0, True)
+    far = np.log(1e45 / K) / 2  # N = D = sqrt(C / 6): the spread there is 23 decades' worth
+    assert np.quantile(common.log_loss(far, far), 0.9) > np.log(2.05)
+    tc = compute_for_target(post, 2.05, probability=0.9)
+    assert 1e23 < tc.compute < 1e26
+    reach = np.mean(common.log_loss(np.log(tc.N), np.log(tc.D)) <= np.log(2.05))
+    assert reach >= 0.9
+    below = choose_allocation(post, 0.99 * tc.compute, objective="quantile:0.9").choice
+    assert np.mean(common.log_loss(np.log(below.N), np.log(below.D)) <= np.log(2.05)) < 0.9
+    with pytest.raises(FitError, match="larger budget does not help"):
+        compute_for_target(post, 1.95, probability=0.9)
+
+
 # --- value of the next experiment ---------------------------------------------------------------
 
 
