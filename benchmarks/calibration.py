@@ -120,7 +120,10 @@ def run_bayes(sim, settings):
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
-        fit = bayescale.fit(data, "chinchilla", seed=sim["i"], progress=False, **settings)
+        # the chains asked for (2 x 500 + 500): fit's more_chains would add chains to the data
+        # sets whose ESS falls short, which changes their draws, not what is calibrated
+        fit = bayescale.fit(data, "chinchilla", seed=sim["i"], progress=False,
+                            more_chains=False, **settings)
     pred = fit.predict(N=sim["held_N"], D=sim["held_D"], seed=sim["i"])
     seconds = time.perf_counter() - t0
     d = fit.diagnostics

@@ -121,7 +121,7 @@ def worker(kind: str, quick: bool, sequential: bool = True) -> None:
                 t_one = time.perf_counter()
                 for d in groups.values():
                     bayescale.fit(d, "chinchilla", seed=0, progress=False, repeats=False,
-                                  form_error=False, **settings)
+                                  form_error=False, more_chains=False, **settings)
                 extra["sequential_s"] = time.perf_counter() - t_one
             extra["min_ess_all_groups"] = min(f.diagnostics["min_ess_bulk"]
                                               for f in fits.values())
