@@ -325,6 +325,11 @@ def test_sampler_quick(tmp_path):
         assert (int(r["divergences"]) > 0) == (int(fits) > 0)
         assert 1.0 <= float(r["leapfrog steps per draw"]) <= 1023.0
         assert float(r["min bulk ESS"]) > 0 and float(r["median fit_s"]) > 0
+        # one seed: a fit that added no chains has the same ESS in both columns; one that did
+        # had no divergences, and its ESS over all its chains is another number
+        added = re.fullmatch(r"(\d+) of 1", r["fits that added chains"]).group(1)
+        same = float(r["min bulk ESS, chains added"]) == float(r["min bulk ESS"])
+        assert same if added == "0" else (not same and int(fits) == 0), r
 
 
 @pytest.mark.slow
