@@ -42,8 +42,9 @@ class InferenceDecision:
     Attributes
     ----------
     N, D: the decision under the posterior predictive: parameters, training tokens.
-    N_draws, D_draws: each posterior draw's own optimum (law loss = target, no noise); NaN for
-        draws whose irreducible loss is above the target.
+    N_draws, D_draws: each posterior draw's own optimum (law loss = target, no noise and no
+        form error: the law's own answer, which with a form error can lie outside the
+        decision's); NaN for draws whose irreducible loss is above the target.
     form_error: whether the decision's predictive included the law's form error beyond the data.
     """
 
@@ -283,16 +284,25 @@ def _decision_with_form_error(common, p, log_t, n_min, log_total, span):
     if not np.isfinite(c).any():
         raise FitError(
             f"target loss {math.exp(log_t):.4g} nats is not reached with probability {p:g} by "
-            "any model and token count searched once the law's form error beyond the data is "
-            "included (it grows with the distance from the data); choose a higher target or a "
-            "lower probability, or pass form_error=False to take the law's form as exact")
+            f"any model of {math.exp(grid[0]):.3g} to {math.exp(grid[-1]):.3g} parameters "
+            f"(span={span:g}) trained on {math.exp(grid_d[0]):.3g} to {math.exp(grid_d[-1]):.3g}"
+            " tokens once the law's form error beyond the data is included (it grows with the "
+            "distance from the data); choose a higher target or a lower probability, or pass "
+            "form_error=False to take the law's form as exact")
     i = int(np.argmin(c))
-    if i == grid.size - 1:
-        warnings.warn("the inference-aware optimum lies at the largest model searched "
-                      "(N_min * e^span); pass a larger span=", stacklevel=3)
+    if i in (0, grid.size - 1):
+        edge = "smallest" if i == 0 else "largest"
+        warnings.warn(f"the inference-aware optimum lies at the {edge} model searched (N_min "
+                      "e^-3 to N_min e^span): the answer is that edge; pass a larger span= if "
+                      "it is the largest", stacklevel=3)
     for _ in range(2):
         grid = np.linspace(grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)], _N_REFINE)
         c = costs(grid)
         i = int(np.argmin(c))
     log_n = float(grid[i])
-    return log_n, float(d_req(np.array([log_n]))[0])
+    log_d = float(d_req(np.array([log_n]))[0])
+    if log_d <= grid_d[0]:
+        warnings.warn(f"the target is reached at the fewest tokens searched "
+                      f"({math.exp(log_d):.3g}, a tenth of the data's smallest D): the "
+                      "answer's D is that bound", stacklevel=3)
+    return log_n, log_d

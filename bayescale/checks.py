@@ -310,7 +310,7 @@ def prior_sensitivity(fit: ScalingFit, *, widen: float = 2.0,
     quantities = list(quantities)
     original = {q: _quantity(fit, q, budget) for q in quantities}  # fail before refitting
     opts = {k: fit.options[k] for k in ("chains", "warmup", "draws", "target_accept",
-                                        "dense_mass") if k in fit.options}
+                                        "dense_mass", "more_chains") if k in fit.options}
     refit = _fit(fit.data, fit.law, noise=fit.noise, priors=priors, repeats=fit.repeats,
                  seed=fit.seed, progress=False, **opts)
     rows = {}

@@ -372,14 +372,17 @@ def _x_for_target(d, target, p, include_noise, seed, x_range, rtol) -> TargetCom
                          objective=f"quantile({p:g})")
 
 
-def _first_reached(reached, a: float, b: float) -> float | None:
-    """The first log C of a grid of decades from ``a`` to ``b`` whose split reaches the target
-    (the bisection's upper end), or None. For a posterior with a form error, which grows with
-    the distance from the data, the probability of reaching a target can rise with C and then
-    fall: reached at some budget, not at the largest searched."""
-    grid = np.arange(a, b, math.log(10.0))[1:]
-    hits = (c for c in grid if reached(c))
-    return next(hits, None)
+def _first_reached(reached, a: float, b: float) -> tuple[float, float] | None:
+    """The quarter decade of log C in (``a``, ``b``) where the split first reaches the target,
+    as the bisection's bracket (missed, reached), or None: ``a`` and ``b`` miss it. For a
+    posterior with a form error, which grows with the distance from the data, the probability
+    of reaching a target can rise with C and then fall: reached at some budget, not at the
+    largest searched."""
+    grid = np.append(np.arange(a, b, 0.25 * math.log(10.0)), b)
+    for lo, hi in zip(grid, grid[1:-1]):
+        if reached(hi):
+            return float(lo), float(hi)
+    return None
 
 
 def compute_for_target(
@@ -461,23 +464,28 @@ def compute_for_target(
                 and math.log(k * max_params * max_tokens) - 1e-9 < b)
     if caps_end:  # no budget above what the caps can spend
         b = math.log(k * max_params * max_tokens) - 1e-9
-    b_end = b
-    if not reached(b) and (b := _first_reached(reached, a, b)) is None:
-        within = (f"within the caps ({max_params:.4g} parameters x {max_tokens:.4g} tokens "
-                  f"spend at most {k * max_params * max_tokens:.4g} FLOPs); raise the caps"
-                  if caps_end else f"within {compute_range[1]:.3g} FLOPs; raise compute_range")
-        if d.form_slopes is not None:
-            within = (f"at any budget up to {math.exp(b_end):.3g} FLOPs once the law's form "
-                      "error beyond the data is included (it grows with the distance from the "
-                      "data, so a larger budget does not help); lower the probability, raise "
-                      "the caps")
-        raise FitError(f"target loss {target:g} nats is not reached with probability {p:g} "
-                       f"{within} or the target")
     if reached(a):
         raise FitError(
             f"target loss {target:g} is already reached at {compute_range[0]:.3g} FLOPs; "
             "lower compute_range"
         )
+    if not reached(b):
+        bracket = _first_reached(reached, a, b)
+        if bracket is None:
+            within = (f"within the caps ({max_params:.4g} parameters x {max_tokens:.4g} tokens "
+                      f"spend at most {k * max_params * max_tokens:.4g} FLOPs); raise the caps"
+                      if caps_end else
+                      f"within {compute_range[1]:.3g} FLOPs; raise compute_range")
+            if d.form_slopes is not None:
+                within = (f"at any budget searched ({math.exp(a):.3g} to {math.exp(b):.3g} "
+                          "FLOPs, every quarter decade) once the law's form error beyond the "
+                          "data is included: it grows with the distance from the data, so the "
+                          "largest budgets can fare worse than smaller ones. Lower the "
+                          "probability, "
+                          + ("raise the caps" if caps_end else "widen compute_range"))
+            raise FitError(f"target loss {target:g} nats is not reached with probability "
+                           f"{p:g} {within} or the target")
+        a, b = bracket
     while b - a > math.log1p(rtol):
         m = 0.5 * (a + b)
         a, b = (a, m) if reached(m) else (m, b)

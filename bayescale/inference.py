@@ -34,8 +34,9 @@ __all__ = ["fit", "ScalingFit", "load_fit", "as_data", "ConvergenceWarning", "qu
 RHAT_MAX = 1.01
 ESS_MIN = 400
 #: A fit short only of effective draws (bulk ESS < ESS_MIN, no divergences, R-hat at most this:
-#: chains that agree but move slowly) samples more chains (:func:`more_chain_rounds`)...
-RHAT_MORE_CHAINS = 1.05
+#: chains that agree but move slowly) samples more chains (:func:`more_chain_rounds`); a chain
+#: stuck apart shows a larger R-hat among 4, which more chains would dilute, not cure...
+RHAT_MORE_CHAINS = 1.02
 #: ... up to this many times the chains asked for, in all.
 MAX_CHAIN_FACTOR = 4
 
@@ -99,7 +100,7 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
         within-run noise and the run effect are learned separately). Data without run labels
         are fitted as they are.
     more_chains: when the fit's only shortfall is too few effective draws (bulk ESS below 400
-        with no divergent transitions and R-hat at most 1.05: chains that agree but move
+        with no divergent transitions and R-hat at most 1.02: chains that agree but move
         slowly, as on a long learning curve's power law under Student-t noise), sample
         ``chains`` more chains, up to 3 times (4x the chains in all, as many rounds as the ESS
         asks), with the programs already compiled and new random streams (chains 4-7 of
@@ -118,13 +119,13 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
                         dense_mass=dense_mass)
     data.check_for(law.inputs, law.n_params, law.name)
     if repeats == "auto" and (note := repeats_note({"fit": data}, law, noise)) is not None:
-        warnings.warn(note, UserWarning, stacklevel=2)
+        warnings.warn(note, UserWarning, stacklevel=3)  # fit's caller, beneath scoped
     from bayescale.many import _element, _Part, _sizes, padded
 
     built = build_model(data, law, noise=noise, priors=priors, repeats=repeats)
     model, stacked, length = padded({"fit": built}, ["fit"])  # nearby sizes share programs
     if (note := large_table_note(data.n_points, spec, length)) is not None:
-        warnings.warn(note, UserWarning, stacklevel=2)
+        warnings.warn(note, UserWarning, stacklevel=3)  # fit's caller, beneath scoped
     run = functools.partial(run_nuts, model, _element(stacked, 0), spec, seed=int(seed),
                             obs_site=OBS_SITE, predictive_args=simulation_args,
                             model_key=model.key, progress=progress,
@@ -135,7 +136,8 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
         warnings.simplefilter("ignore", ConvergenceWarning)
         out = ScalingFit.from_sampler(_Part(result, slice(None), sizes), built, data, spec, seed)
     more_chains = more_chains and not quick_mode()  # BAYESCALE_QUICK caps the sampling
-    rounds = more_chain_rounds(out.diagnostics, data.n_points) if more_chains else 0
+    rounds = (more_chain_rounds(out.diagnostics, data.n_points, chains=spec.chains,
+                                draws=spec.draws, rows=length) if more_chains else 0)
     if rounds:
         if progress:
             d = out.diagnostics
@@ -150,6 +152,7 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
             out = ScalingFit.from_sampler(_Part(result, slice(None), sizes), built, data, spec,
                                           seed)
         out.options["added_chains"] = rounds * spec.chains
+    out.options["more_chains"] = bool(more_chains)
     out._warn_if_unconverged(stacklevel=4)  # the caller of fit (beneath bayescale._jax.scoped)
     if form_error:
         out.evidence = own_evidence({"fit": data}, law, noise=noise, priors=priors,
@@ -162,19 +165,24 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
 LARGE_TABLE = 20_000
 
 
-def more_chain_rounds(diagnostics: Mapping[str, Any], runs: int) -> int:
-    """How many more rounds of its chains a fit samples (:func:`fit`'s ``more_chains``): 0
-    unless its only shortfall is bulk ESS (< :data:`ESS_MIN`, no divergences, R-hat at most
-    :data:`RHAT_MORE_CHAINS`, or one chain) on at most :data:`LARGE_TABLE` runs; else the rounds
-    that bring the ESS to :data:`ESS_MIN` if it grows with the chains, at most
-    ``MAX_CHAIN_FACTOR - 1``."""
+def more_chain_rounds(diagnostics: Mapping[str, Any], runs: int, *, chains: int, draws: int,
+                      rows: int) -> int:
+    """How many more rounds of its ``chains`` chains a fit samples (:func:`fit`'s
+    ``more_chains``): 0 unless its only shortfall is bulk ESS (< :data:`ESS_MIN`, at least 1;
+    no divergences; R-hat at most :data:`RHAT_MORE_CHAINS`, or one chain) on at most
+    :data:`LARGE_TABLE` runs; else the rounds that bring the ESS to :data:`ESS_MIN` if it grows
+    with the chains, at most ``MAX_CHAIN_FACTOR - 1``, and no more than keep every draw's
+    pointwise outputs (``draws`` x ``rows`` per chain) within
+    :data:`bayescale._nuts.POINTWISE_CAP` values."""
+    from bayescale._nuts import POINTWISE_CAP
+
     d = diagnostics
-    rhat = d["max_rhat"]
-    if (d["converged"] or d["divergences"] or runs > LARGE_TABLE
-            or not (math.isnan(rhat) or rhat <= RHAT_MORE_CHAINS)):
+    rhat, ess = float(d["max_rhat"]), float(d["min_ess_bulk"])
+    rhat_ok = rhat <= RHAT_MORE_CHAINS or (chains == 1 and math.isnan(rhat))
+    if d["converged"] or d["divergences"] or runs > LARGE_TABLE or not rhat_ok or not ess >= 1:
         return 0
-    ess = max(float(d["min_ess_bulk"]), 1.0)
-    return max(0, min(MAX_CHAIN_FACTOR - 1, math.ceil(ESS_MIN / ess) - 1))
+    memory = POINTWISE_CAP // max(1, draws * rows) // chains - 1
+    return max(0, min(MAX_CHAIN_FACTOR - 1, memory, math.ceil(ESS_MIN / ess) - 1))
 
 
 def large_table_note(n: int, spec: NutsSpec, rows: int, groups: int = 1) -> str | None:

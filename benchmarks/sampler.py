@@ -101,8 +101,9 @@ def main(argv=None) -> None:
         notes=[f"Each row: {seeds} fits ({settings_text}), default law, Student-t noise and "
                "priors. leapfrog steps per draw and min bulk ESS: over the chains asked for, "
                "every seed. fits that added chains: short only of bulk ESS (no divergences, "
-               "R-hat <= 1.05), so fit's default more_chains sampled up to 3x the chains more; "
-               "min bulk ESS, chains added: over all of each fit's chains. median fit_s: wall time of one fit with its programs loaded (the first "
+               "R-hat <= 1.02), so fit's default more_chains sampled up to 3x the chains more; "
+               "min bulk ESS, chains added: over all of each fit's chains. median fit_s: wall "
+               "time of one fit with its programs loaded and its added chains (the first "
                "seed's fit, which loads them, is left out)."])
     columns = ["data set", "law", "target_accept", "fits with divergences", "divergences",
                "leapfrog steps per draw", "min bulk ESS", "fits that added chains",

@@ -23,6 +23,8 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 def run(script: str, out: Path, *extra: str, ok: bool = True) -> str:
     env = {**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu"}
+    env.pop("BAYESCALE_QUICK", None)  # --quick sizes the run; the library's quick mode would
+    # also turn off what a script measures (fit's added chains)
     proc = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--out", str(out),
                            *extra], capture_output=True, text=True, env=env, timeout=2400,
                           check=False)

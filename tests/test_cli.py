@@ -270,7 +270,8 @@ def test_fit_by_group_on_a_bundled_dataset_without_groups(capsys):
     (["--by-group", "--group-col", "corpus", "--out", "FILE"], "is a file"),
     (["--retries", "1"], "--retries refits the groups of --by-group"),
     (["--by-group", "--group-col", "corpus", "--retries", "-1"], "-1 must be a whole number >= 0"),
-    (["--by-group", "--group-col", "corpus", "--no-more-chains"], "--no-more-chains is for one fit"),
+    (["--by-group", "--group-col", "corpus", "--no-more-chains"],
+     "--no-more-chains is for one fit"),
 ])
 def test_fit_by_group_errors(extra, needle, grouped_csv, tmp_path, capsys):
     existing = tmp_path / "fit.nc"

@@ -377,8 +377,14 @@ def test_compute_for_target_when_the_form_error_makes_the_largest_budget_miss():
     assert reach >= 0.9
     below = choose_allocation(post, 0.99 * tc.compute, objective="quantile:0.9").choice
     assert np.mean(common.log_loss(np.log(below.N), np.log(below.D)) <= np.log(2.05)) < 0.9
-    with pytest.raises(FitError, match="larger budget does not help"):
+    with pytest.raises(FitError, match="largest budgets can fare worse"):
         compute_for_target(post, 1.95, probability=0.9)
+    # a target already reached at the smallest budget searched is said so, though the largest
+    # misses it
+    above = choose_allocation(post, 1.5 * tc.compute, objective="quantile:0.9").choice
+    assert np.mean(common.log_loss(np.log(above.N), np.log(above.D)) <= np.log(2.05)) >= 0.9
+    with pytest.raises(FitError, match="already reached"):
+        compute_for_target(post, 2.05, probability=0.9, compute_range=(1.5 * tc.compute, 1e45))
 
 
 # --- value of the next experiment ---------------------------------------------------------------

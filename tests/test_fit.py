@@ -241,30 +241,51 @@ def test_epoch_chinchilla_within_published_intervals():
     (dict(converged=False, divergences=0, max_rhat=1.011, min_ess_bulk=378), 119, 1),
     (dict(converged=False, divergences=0, max_rhat=1.02, min_ess_bulk=150), 119, 2),
     (dict(converged=False, divergences=0, max_rhat=1.0, min_ess_bulk=94), 121, 3),  # capped: 4x
-    (dict(converged=False, divergences=0, max_rhat=float("nan"), min_ess_bulk=40), 16, 3),
     (dict(converged=False, divergences=2, max_rhat=1.0, min_ess_bulk=300), 121, 0),
-    (dict(converged=False, divergences=0, max_rhat=1.2, min_ess_bulk=300), 121, 0),  # disagree
-    (dict(converged=False, divergences=0, max_rhat=1.02, min_ess_bulk=900), 121, 0),  # ESS ok
+    (dict(converged=False, divergences=0, max_rhat=1.03, min_ess_bulk=300), 121, 0),  # stray?
+    (dict(converged=False, divergences=0, max_rhat=1.015, min_ess_bulk=900), 121, 0),  # ESS ok
     (dict(converged=False, divergences=0, max_rhat=1.0, min_ess_bulk=331), 20_001, 0),
+    (dict(converged=False, divergences=0, max_rhat=float("nan"), min_ess_bulk=300), 121, 0),
+    (dict(converged=False, divergences=0, max_rhat=1.0, min_ess_bulk=float("nan")), 121, 0),
 ])
 def test_more_chain_rounds(diag, runs, rounds):
     from bayescale.inference import more_chain_rounds
 
-    assert more_chain_rounds(diag, runs) == rounds
+    assert more_chain_rounds(diag, runs, chains=4, draws=1000, rows=128) == rounds
 
 
-def test_more_chains_extend_the_fit(monkeypatch):
+def test_more_chain_rounds_one_chain_and_memory():
+    from bayescale._nuts import POINTWISE_CAP
+    from bayescale.inference import more_chain_rounds
+
+    one = dict(converged=False, divergences=0, max_rhat=float("nan"), min_ess_bulk=40)
+    assert more_chain_rounds(one, 16, chains=1, draws=60, rows=16) == 3  # no R-hat of 1 chain
+    slow = dict(converged=False, divergences=0, max_rhat=1.0, min_ess_bulk=94)
+    # 4 chains x 1000 draws x rows: the pointwise outputs of 2 rounds fit in the cap, not 3 or 4
+    rows = POINTWISE_CAP // (4 * 1000 * 2)
+    assert more_chain_rounds(slow, rows, chains=4, draws=1000, rows=rows) == 1
+    assert more_chain_rounds(slow, rows, chains=4, draws=1000, rows=2 * rows) == 0
+
+
+def test_more_chains_extend_the_fit(monkeypatch, tmp_path):
     """A fit short only of ESS samples more chains, on new streams: its first chains are those
     of the fit without them, and the diagnostics cover them all."""
     N, D, loss, _ = simulate_chinchilla(seed=6)
     data = ScalingData.from_arrays(N=N, D=D, loss=loss)
-    opts = dict(chains=2, warmup=300, draws=100, progress=False, form_error=False, seed=3)
+    # R-hat 1.017 and ESS 99 with 2 chains: short only of ESS
+    opts = dict(chains=2, warmup=300, draws=150, progress=False, form_error=False, seed=1)
     with pytest.warns(bs.ConvergenceWarning, match="ESS"):
         few = bs.fit(data, more_chains=False, **opts)
     assert few.diagnostics["min_ess_bulk"] < 400 and not few.diagnostics["divergences"]
     more = bs.fit(data, **opts)
     added = more.options["added_chains"]
-    assert added in (2, 4, 6) and more._chain_draws("alpha").shape == (2 + added, 100)
+    assert added in (2, 4, 6) and more._chain_draws("alpha").shape == (2 + added, 150)
+    for group in ("posterior", "log_likelihood", "predictive", "stats"):
+        assert all(v.shape[:2] == (2 + added, 150) for v in more._arrays[group].values()), group
+    back = bs.load_fit(more.save(tmp_path / "more.nc"))
+    assert back.options["added_chains"] == added and back.options["more_chains"] is True
+    np.testing.assert_array_equal(back._chain_draws("alpha"), more._chain_draws("alpha"))
+    assert back.idata.log_likelihood["log_loss"].shape[:2] == (2 + added, 150)
     assert more.to_dict()["added_chains"] == added and "added_chains" not in few.to_dict()
     np.testing.assert_array_equal(more._chain_draws("alpha")[:2], few._chain_draws("alpha"))
     alpha = more._chain_draws("alpha")
