@@ -344,6 +344,46 @@ class TargetCompute:
             k in ("N", "D") and math.isnan(getattr(self, k)))}
 
 
+def _first_reached(reached, a: float, b: float) -> tuple[float, float] | None:
+    """The quarter decade of log C in (``a``, ``b``) where the split first reaches the target,
+    as the bisection's bracket (missed, reached), or None: ``a`` and ``b`` miss it. For a
+    posterior with a form error, which grows with the distance from the data, the probability
+    of reaching a target can rise with C and then fall: reached at some budget, not at the
+    largest searched."""
+    grid = np.append(np.arange(a, b, 0.25 * math.log(10.0)), b)
+    for lo, hi in zip(grid, grid[1:-1]):
+        if reached(hi):
+            return float(lo), float(hi)
+    return None
+
+
+def _least_reaching(reached, a: float, b: float, rtol: float, *, already: str,
+                    missed) -> float:
+    """The least log C (or log x) in [``a``, ``b``] at which ``reached`` holds, to a relative
+    tolerance ``rtol``, by bisection; a FitError with ``already`` when ``a`` reaches the target,
+    and with ``missed()`` when no quarter decade up to ``b`` does (see :func:`_first_reached`)."""
+    if reached(a):
+        raise FitError(already)
+    if not reached(b):
+        bracket = _first_reached(reached, a, b)
+        if bracket is None:
+            raise FitError(missed())
+        a, b = bracket
+    while b - a > math.log1p(rtol):
+        m = 0.5 * (a + b)
+        a, b = (a, m) if reached(m) else (m, b)
+    return b
+
+
+def _form_error_miss(a: float, b: float, things: str, unit: str, fix: str) -> str:
+    """Why a posterior with a form error reached a target at none of the ``things`` from e^a to
+    e^b (in ``unit``)."""
+    return (f"at any of the {things} searched ({math.exp(a):.3g} to {math.exp(b):.3g}{unit}, "
+            "every quarter decade) once the law's form error beyond the data is included: it "
+            f"grows with the distance from the data, so the largest {things} can fare worse "
+            f"than smaller ones. Lower the probability, {fix}")
+
+
 def _x_for_target(d, target, p, include_noise, seed, x_range, rtol) -> TargetCompute:
     """:func:`compute_for_target` for a one-variable law: the least x with
     P(new run's loss <= target) >= p, by bisection on log x (the law falls with x)."""
@@ -357,32 +397,22 @@ def _x_for_target(d, target, p, include_noise, seed, x_range, rtol) -> TargetCom
         return np.mean(out <= log_t) >= p
 
     a, b = (math.log(positive(c, "compute_range")) for c in x_range)
-    if not reached(b):
+
+    def missed():
+        if d.form_slopes is not None:
+            return (f"target loss {target:g} nats is not reached with probability {p:g} "
+                    + _form_error_miss(a, b, "values of x", "",
+                                     "widen compute_range or raise the target"))
         floor = math.exp(np.median(d.log_law(LOG_INF)))
-        raise FitError(f"target loss {target:g} nats is not reached with probability {p:g} up to "
-                       f"x = {x_range[1]:.3g} (median loss of the law as x grows without limit: "
-                       f"{floor:.4g}); raise compute_range, the target or lower the probability")
-    if reached(a):
-        raise FitError(f"target loss {target:g} is already reached at x = {x_range[0]:.3g}; "
-                       "lower compute_range")
-    while b - a > math.log1p(rtol):
-        m = 0.5 * (a + b)
-        a, b = (a, m) if reached(m) else (m, b)
+        return (f"target loss {target:g} nats is not reached with probability {p:g} up to "
+                f"x = {x_range[1]:.3g} (median loss of the law as x grows without limit: "
+                f"{floor:.4g}); raise compute_range, the target or lower the probability")
+
+    b = _least_reaching(reached, a, b, rtol, missed=missed,
+                        already=f"target loss {target:g} is already reached at x = "
+                                f"{x_range[0]:.3g}; lower compute_range")
     return TargetCompute(float(target), p, math.exp(b), math.nan, math.nan,
                          objective=f"quantile({p:g})")
-
-
-def _first_reached(reached, a: float, b: float) -> tuple[float, float] | None:
-    """The quarter decade of log C in (``a``, ``b``) where the split first reaches the target,
-    as the bisection's bracket (missed, reached), or None: ``a`` and ``b`` miss it. For a
-    posterior with a form error, which grows with the distance from the data, the probability
-    of reaching a target can rise with C and then fall: reached at some budget, not at the
-    largest searched."""
-    grid = np.append(np.arange(a, b, 0.25 * math.log(10.0)), b)
-    for lo, hi in zip(grid, grid[1:-1]):
-        if reached(hi):
-            return float(lo), float(hi)
-    return None
 
 
 def compute_for_target(
@@ -409,8 +439,8 @@ def compute_for_target(
     split most likely to reach the target, so C is the least budget of any split. The search
     assumes that probability grows with C, which holds when every draw's loss falls with N and D.
     A form error beyond the data grows with the distance from it, so the probability can rise
-    with C and then fall: when the largest budget searched misses the target, the first decade
-    of budgets that reaches it bounds the bisection instead.
+    with C and then fall: when the largest budget searched misses the target, the first quarter
+    decade of budgets that reaches it bounds the bisection instead.
 
     Parameters
     ----------
@@ -464,31 +494,20 @@ def compute_for_target(
                 and math.log(k * max_params * max_tokens) - 1e-9 < b)
     if caps_end:  # no budget above what the caps can spend
         b = math.log(k * max_params * max_tokens) - 1e-9
-    if reached(a):
-        raise FitError(
-            f"target loss {target:g} is already reached at {compute_range[0]:.3g} FLOPs; "
-            "lower compute_range"
-        )
-    if not reached(b):
-        bracket = _first_reached(reached, a, b)
-        if bracket is None:
-            within = (f"within the caps ({max_params:.4g} parameters x {max_tokens:.4g} tokens "
-                      f"spend at most {k * max_params * max_tokens:.4g} FLOPs); raise the caps"
-                      if caps_end else
-                      f"within {compute_range[1]:.3g} FLOPs; raise compute_range")
-            if d.form_slopes is not None:
-                within = (f"at any budget searched ({math.exp(a):.3g} to {math.exp(b):.3g} "
-                          "FLOPs, every quarter decade) once the law's form error beyond the "
-                          "data is included: it grows with the distance from the data, so the "
-                          "largest budgets can fare worse than smaller ones. Lower the "
-                          "probability, "
-                          + ("raise the caps" if caps_end else "widen compute_range"))
-            raise FitError(f"target loss {target:g} nats is not reached with probability "
-                           f"{p:g} {within} or the target")
-        a, b = bracket
-    while b - a > math.log1p(rtol):
-        m = 0.5 * (a + b)
-        a, b = (a, m) if reached(m) else (m, b)
+
+    def missed():
+        fix = "raise the caps" if caps_end else "widen compute_range"
+        within = (f"within the caps ({max_params:.4g} parameters x {max_tokens:.4g} tokens "
+                  f"spend at most {k * max_params * max_tokens:.4g} FLOPs); raise the caps"
+                  if caps_end else f"within {compute_range[1]:.3g} FLOPs; raise compute_range")
+        if d.form_slopes is not None:
+            within = _form_error_miss(a, b, "budgets", " FLOPs", fix)
+        return (f"target loss {target:g} nats is not reached with probability {p:g} {within} "
+                "or the target")
+
+    b = _least_reaching(reached, a, b, rtol, missed=missed,
+                        already=f"target loss {target:g} is already reached at "
+                                f"{compute_range[0]:.3g} FLOPs; lower compute_range")
     log_n, log_d = split(b)
     return TargetCompute(
         float(target), p, math.exp(b), math.exp(log_n), math.exp(log_d), objective=spec_of(obj)

@@ -359,6 +359,24 @@ def test_inference_aware_with_no_inference_is_compute_for_target():
     assert abs(without.training_flops / tc.compute - 1) > 0.2  # the form error mattered
 
 
+def test_x_for_target_when_the_form_error_makes_the_largest_x_miss():
+    """A one-variable law with a form error rising 0.01 per decade beyond x = 1e4: the target
+    is missed at x = 1e45 (+0.41 on log loss) and reached near 5e4; the least such x matches a
+    dense grid, and a target no x reaches is one error that says why."""
+    from bayescale.laws import get_law
+    from bayescale.posterior import Domain, Posterior
+
+    post = Posterior(law=get_law("power"), params={"E": [1.0], "A": [5.0], "alpha": [0.3]},
+                     sigma=0.0, domain=Domain({"x": (10.0, 1e4)}), form_slopes=[[0.01]],
+                     form_scatter=[0.0], form_directions=("x",))
+    tc = compute_for_target(post, 1.2, probability=0.5, compute_range=(10.0, 1e45))
+    x = np.geomspace(1e4, 1e7, 300001)
+    ok = np.log(1.0 + 5.0 * x ** -0.3) + 0.01 * np.log10(x / 1e4) <= np.log(1.2)
+    assert tc.compute == pytest.approx(x[np.argmax(ok)], rel=1e-4)
+    with pytest.raises(FitError, match="largest values of x can fare worse"):
+        compute_for_target(post, 1.01, probability=0.5, compute_range=(10.0, 1e45))
+
+
 def test_compute_for_target_when_the_form_error_makes_the_largest_budget_miss():
     """The form error's spread grows with the distance from the data: at 1e45 FLOPs no split
     reaches the target with probability 0.9, at some budget in between one does. The least
