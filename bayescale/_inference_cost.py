@@ -12,6 +12,7 @@ inference tokens make N dearer, so the optimum moves to smaller models trained o
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -180,15 +181,17 @@ def inference_aware(
 
     # The decision: "reached" is the inverted-CDF p-quantile of the predictive log loss being at
     # most log target; that order statistic is continuous in N and D, so roots are well defined.
-    def gap(log_n, log_d):
-        x = d.log_law(np.asarray(log_n)[..., None], np.asarray(log_d)[..., None]) + eps
+    # ``form``: a new run's loss with the law's form error beyond the data (Common.log_loss).
+    def gap(log_n, log_d, form=False):
+        log_n, log_d = (np.asarray(v, dtype=float)[..., None] for v in (log_n, log_d))
+        x = common.log_loss(log_n, log_d) if form else d.log_law(log_n, log_d) + eps
         return np.quantile(x, p, axis=-1, method="inverted_cdf") - log_t
 
     n_min = decreasing_root(lambda u: gap(u, LOG_INF), 0.0, LOG_INF)
     with_form = bool(form_error) and d.form_slopes is not None
     if with_form:
-        log_n, log_d = _decision_with_form_error(common, p, log_t, float(n_min), log_total,
-                                                 span)
+        log_n, log_d = _decision_with_form_error(functools.partial(gap, form=True), d, p, log_t,
+                                                 float(n_min), log_total, span)
     else:
         def d_req(log_n):
             return decreasing_root(lambda v, u: gap(u, v), 0.0, LOG_INF, args=(log_n,))
@@ -243,20 +246,15 @@ _BLOCK = 2**22
 _N_FIRST, _N_REFINE = 69, 21
 
 
-def _decision_with_form_error(common, p, log_t, n_min, log_total, span):
+def _decision_with_form_error(gap, post, p, log_t, n_min, log_total, span):
     """(log N, log D) of least total cost whose new run, form error included, reaches
-    ``log_t`` with probability ``p``. At each N, D is the first crossing of the p-quantile of
+    ``log_t`` with probability ``p``: ``gap(log N, log D)`` is that run's p-quantile of log loss
+    minus ``log_t``, broadcast. At each N, D is the first crossing of the p-quantile of
     log loss on a grid of log D, refined by Chandrupatla's method between the grid points; N is
     the best of a grid from ``n_min - 3`` over ``span + 3``, refined twice between the best
     point's neighbours (to 1/100 of the first grid's step)."""
-    post = common.post
     lo_d, hi_d = post.domain.ranges["D"]
     grid_d = np.arange(math.log(lo_d) - _D_BELOW, math.log(hi_d) + _D_ABOVE, _D_STEP)
-
-    def gap(log_n, log_d):
-        x = common.log_loss(np.asarray(log_n, dtype=float)[..., None],
-                            np.asarray(log_d, dtype=float)[..., None])
-        return np.quantile(x, p, axis=-1, method="inverted_cdf") - log_t
 
     def d_req(log_n):
         """The least log D reaching the target at each of ``log_n`` (inf where none does)."""

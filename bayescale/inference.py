@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale._jax import jax, scoped
-from bayescale._nuts import NutsSpec, concatenate, run_nuts
+from bayescale._nuts import POINTWISE_CAP, NutsSpec, concatenate, run_nuts
 from bayescale.data import ScalingData
 from bayescale.errors import DataError, FitError
 from bayescale.laws import Law, get_law
@@ -132,9 +132,8 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
                             description=f"{law.name}, {data.n_points} runs", rows=length)
     result = run()
     sizes = _sizes(built, data)
-    with warnings.catch_warnings():  # said below, once the chains are all in
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        out = ScalingFit.from_sampler(_Part(result, slice(None), sizes), built, data, spec, seed)
+    out = ScalingFit.from_sampler(_Part(result, slice(None), sizes), built, data, spec, seed,
+                                  warn=False)  # said below, once the chains are all in
     more_chains = more_chains and not quick_mode()  # BAYESCALE_QUICK caps the sampling
     rounds = (more_chain_rounds(out.diagnostics, data.n_points, chains=spec.chains,
                                 draws=spec.draws, rows=length) if more_chains else 0)
@@ -147,10 +146,8 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
                   file=sys.stderr, flush=True)
         more = [run(first_chain=r * spec.chains) for r in range(1, rounds + 1)]
         result = concatenate([result, *more])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            out = ScalingFit.from_sampler(_Part(result, slice(None), sizes), built, data, spec,
-                                          seed)
+        out = ScalingFit.from_sampler(_Part(result, slice(None), sizes), built, data, spec,
+                                      seed, warn=False)
         out.options["added_chains"] = rounds * spec.chains
     out.options["more_chains"] = bool(more_chains)
     out._warn_if_unconverged(stacklevel=4)  # the caller of fit (beneath bayescale._jax.scoped)
@@ -174,8 +171,6 @@ def more_chain_rounds(diagnostics: Mapping[str, Any], runs: int, *, chains: int,
     with the chains, at most ``MAX_CHAIN_FACTOR - 1``, and no more than keep every draw's
     pointwise outputs (``draws`` x ``rows`` per chain) within
     :data:`bayescale._nuts.POINTWISE_CAP` values."""
-    from bayescale._nuts import POINTWISE_CAP
-
     d = diagnostics
     rhat, ess = float(d["max_rhat"]), float(d["min_ess_bulk"])
     rhat_ok = rhat <= RHAT_MORE_CHAINS or (chains == 1 and math.isnan(rhat))
@@ -342,9 +337,11 @@ class ScalingFit:
 
     @classmethod
     def from_sampler(cls, result, built: BuiltModel, data: ScalingData, spec: NutsSpec,
-                     seed: int, *, rows=None, group: str | None = None) -> ScalingFit:
+                     seed: int, *, rows=None, group: str | None = None,
+                     warn: bool = True) -> ScalingFit:
         """A fit from :func:`bayescale._nuts.run_nuts`'s arrays (``rows``: this data set's
-        chains); warns when the sampler did not converge (naming ``group``, one of several)."""
+        chains); warns when the sampler did not converge (naming ``group``, one of several),
+        unless ``warn`` is False."""
         rows = slice(None) if rows is None else rows
         fit = cls(idata=None, law=built.model.law, data=data, priors=built.priors,
                   noise=built.model.noise, repeats=built.repeats, seed=seed,
@@ -353,7 +350,8 @@ class ScalingFit:
                   seconds=result.seconds, versions=_versions(),
                   arrays={group: {k: v[rows] for k, v in getattr(result, group).items()}
                           for group in ("posterior", "log_likelihood", "predictive", "stats")})
-        fit._warn_if_unconverged(group)
+        if warn:
+            fit._warn_if_unconverged(group)
         return fit
 
     # ---------------------------------------------------------------- draws
