@@ -31,6 +31,7 @@ from bayescale._draws import (
     require_nd,
 )
 from bayescale.errors import FitError
+from bayescale.extrapolation import beyond_data
 from bayescale.posterior import as_posterior
 
 __all__ = ["InferenceDecision", "inference_aware"]
@@ -150,13 +151,16 @@ def inference_aware(
     p-quantile of loss no longer falls for ever with D: D is then the least number of tokens
     whose p-quantile reaches the target, found on a grid of 0.2 decades from a tenth of the
     data's smallest D to 10^6 times its largest (then by Chandrupatla's method between grid
-    points), and N on a grid from ``N_min e^-3`` to ``N_min e^span``, refined twice. False: the
-    law and the noise only (N and D then run through unlimited data). The per-draw optima are
-    the law's own in both cases.
+    points), and N on a grid from ``N_min e^-3`` to ``N_min e^span``, refined twice (N_min: the
+    least N whose law reaches the target with unlimited data; the data's largest N when the law
+    alone cannot, and the form error can). False: the law and the noise only (N and D then run
+    through unlimited data). The per-draw optima are the law's own in both cases. An answer
+    more than 1000x beyond the data warns (:class:`~bayescale.ExtrapolationWarning`).
 
     Raises
     ------
-    FitError: the target lies below the irreducible loss (see :func:`compute_for_target`).
+    FitError: the target lies below the irreducible loss (without the form error) or is reached
+        by no model and data searched (with it); see :func:`compute_for_target`.
     """
     d = as_posterior(posterior)
     require_nd(d.law)
@@ -173,7 +177,9 @@ def inference_aware(
     log_inf_cost = math.log(k_inf) + math.log(T) if T > 0 else -math.inf
     common = common_noise(d, seed, include_noise)
     eps = common.eps
-    check_reachable(d, eps, log_t, p)
+    with_form = bool(form_error) and d.form_slopes is not None
+    if not with_form:  # with the form error the search decides: it can carry a run lower
+        check_reachable(d, eps, log_t, p)
     grid = np.linspace(1e-3, span, n_grid)
 
     def log_total(log_n, log_d):
@@ -188,8 +194,9 @@ def inference_aware(
         return np.quantile(x, p, axis=-1, method="inverted_cdf") - log_t
 
     n_min = decreasing_root(lambda u: gap(u, LOG_INF), 0.0, LOG_INF)
-    with_form = bool(form_error) and d.form_slopes is not None
     if with_form:
+        if not np.isfinite(n_min):  # the law alone misses it: search from the largest model
+            n_min = math.log(d.domain.ranges["N"][1])
         log_n, log_d = _decision_with_form_error(functools.partial(gap, form=True), d, p, log_t,
                                                  float(n_min), log_total, span)
     else:
@@ -219,6 +226,7 @@ def inference_aware(
     def cost_s(u, base, *v):
         return log_total(base + u, d_req_s(base + u, *v))
 
+    beyond_data(d, {"N": [math.exp(log_n)], "D": [math.exp(log_d)]}, stacklevel=2)
     n_draws = np.full(d.size, np.nan)
     d_draws = np.full(d.size, np.nan)
     if ok.any():

@@ -54,6 +54,7 @@ from bayescale._objectives import (
 )
 from bayescale.allocation import with_unique_tokens
 from bayescale.errors import FitError
+from bayescale.extrapolation import beyond_data
 from bayescale.posterior import Posterior, as_posterior
 
 __all__ = [
@@ -226,7 +227,10 @@ def choose_allocation(
         its ``flops_per_param_token``.
     C: training compute (FLOPs).
     objective: an :data:`Objective` or its spec (``"expected"``, ``"quantile:0.9"``, ...).
-    include_noise: add the run-to-run noise to the law (False scores the law's loss alone).
+    include_noise: add a new run's noise to the law: its run-to-run noise and the part of the
+        law's form error beyond the data that differs from run to run. False scores the loss a
+        new run is expected to have: the law with its form error's slopes (each draw's shift of
+        the law beyond the data, which is the law's error, not a run's), without the noise.
     seed: seed of the common random numbers.
     bounds: (N_min, N_max) searched; default D/N from 1e-2 to 1e6 tokens per parameter.
     max_params, max_tokens: caps on the split (the largest model that fits, the unique data
@@ -307,6 +311,8 @@ def prob_below_target(
 
     Give either both ``N`` and ``D``, or ``C`` (then the split is :func:`choose_allocation`'s under
     ``objective``, with the same ``seed`` and noise draws). ``target`` is a loss in nats.
+    ``include_noise=False`` leaves out the noise but keeps the form error's slopes beyond the
+    data (see :func:`choose_allocation`).
     """
     d = as_posterior(posterior)
     require_nd(d.law)
@@ -384,6 +390,15 @@ def _form_error_miss(a: float, b: float, things: str, unit: str, fix: str) -> st
             f"than smaller ones. Lower the probability, {fix}")
 
 
+def _law_floor(d, common, log_t: float) -> str:
+    """What the law alone, without its form error, says of a target: the share of new runs
+    that reach it with unlimited compute (for a form-error search that found no budget)."""
+    inputs = (LOG_INF,) * len(d.law.inputs)
+    best = np.mean(d.log_law(*inputs) + common.eps <= log_t)
+    return (f" (without the form error, a new run reaches it with unlimited compute with "
+            f"probability {best:.2f})")
+
+
 def _x_for_target(d, target, p, include_noise, seed, x_range, rtol) -> TargetCompute:
     """:func:`compute_for_target` for a one-variable law: the least x with
     P(new run's loss <= target) >= p, by bisection on log x (the law falls with x)."""
@@ -402,7 +417,8 @@ def _x_for_target(d, target, p, include_noise, seed, x_range, rtol) -> TargetCom
         if d.form_slopes is not None:
             return (f"target loss {target:g} nats is not reached with probability {p:g} "
                     + _form_error_miss(a, b, "values of x", "",
-                                     "widen compute_range or raise the target"))
+                                       "widen compute_range or raise the target")
+                    + _law_floor(d, common, log_t))
         floor = math.exp(np.median(d.log_law(LOG_INF)))
         return (f"target loss {target:g} nats is not reached with probability {p:g} up to "
                 f"x = {x_range[1]:.3g} (median loss of the law as x grows without limit: "
@@ -411,6 +427,7 @@ def _x_for_target(d, target, p, include_noise, seed, x_range, rtol) -> TargetCom
     b = _least_reaching(reached, a, b, rtol, missed=missed,
                         already=f"target loss {target:g} is already reached at x = "
                                 f"{x_range[0]:.3g}; lower compute_range")
+    beyond_data(d, {"x": [math.exp(b)]}, stacklevel=3)  # warns past FAR decades
     return TargetCompute(float(target), p, math.exp(b), math.nan, math.nan,
                          objective=f"quantile({p:g})")
 
@@ -462,10 +479,15 @@ def compute_for_target(
     -------
     :class:`TargetCompute` with C (FLOPs), N and D of the chosen split and the objective's spec.
 
+    An answer more than :data:`~bayescale.extrapolation.FAR` decades (1000x) beyond the data
+    warns (:class:`~bayescale.ExtrapolationWarning`), as a prediction there does.
+
     Raises
     ------
-    FitError: the target is below the irreducible loss (reachable by no budget with probability p),
-        or not reached within ``compute_range``.
+    FitError: without a form error, the target is below the irreducible loss (reachable by no
+        budget with probability p); with one, which can carry a run below the law's own floor,
+        the target is not reached at any quarter decade of ``compute_range``; or it is not
+        reached within ``compute_range``.
     """
     d = with_unique_tokens(as_posterior(posterior), unique_tokens)
     if d.law.inputs == ("x",):
@@ -477,7 +499,8 @@ def compute_for_target(
     k = d.flops_per_param_token
     log_t = math.log(positive(target, "target loss"))
     common = common_noise(d, seed, include_noise)
-    check_reachable(d, common.eps, log_t, p)
+    if d.form_slopes is None:  # with a form error the search decides: it can carry a run lower
+        check_reachable(d, common.eps, log_t, p)
 
     def split(log_C):
         log_c = log_C - math.log(k)
@@ -501,7 +524,8 @@ def compute_for_target(
                   f"spend at most {k * max_params * max_tokens:.4g} FLOPs); raise the caps"
                   if caps_end else f"within {compute_range[1]:.3g} FLOPs; raise compute_range")
         if d.form_slopes is not None:
-            within = _form_error_miss(a, b, "budgets", " FLOPs", fix)
+            within = _form_error_miss(a, b, "budgets", " FLOPs", fix) + _law_floor(d, common,
+                                                                                  log_t)
         return (f"target loss {target:g} nats is not reached with probability {p:g} {within} "
                 "or the target")
 
@@ -509,6 +533,7 @@ def compute_for_target(
                         already=f"target loss {target:g} is already reached at "
                                 f"{compute_range[0]:.3g} FLOPs; lower compute_range")
     log_n, log_d = split(b)
+    beyond_data(d, {"N": [math.exp(log_n)], "D": [math.exp(log_d)]})  # warns past FAR decades
     return TargetCompute(
         float(target), p, math.exp(b), math.exp(log_n), math.exp(log_d), objective=spec_of(obj)
     )

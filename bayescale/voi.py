@@ -17,7 +17,10 @@ variance; the reduction from today's variance, per FLOP of the pilot, ranks the 
 
 Beyond the training data the law's form error is part of both: each draw's outcome and the
 loss at ``at`` carry that draw's form-error slopes (:mod:`bayescale.extrapolation`), so a pilot
-beyond the data also tells how wrong the law's form is there.
+beyond the data also tells how wrong the law's form is there; the pilot's outcome also carries
+the part of the form error that differs from run to run (as a new run's band does), which the
+reweighting's likelihood adds to the noise. ``var_now`` is the draws' unbiased variance, as the
+reweighted variance is, so a pilot that tells nothing reduces nothing.
 
 The approximation is good while the weights stay spread over many draws: the effective sample size
 :math:`1/\sum_s w_{js}^2` is reported for each candidate. When a pilot would be so informative that
@@ -132,17 +135,22 @@ def value_of_experiment(
     if n_sim < 1:
         raise FitError(f"n_sim must be >= 1; got {n_sim}")
 
-    var_now = float(np.var(q))
+    # ddof=1: the unbiased variance, as var_after's reliability-weights correction is (with
+    # equal weights the two are the same number, so a pilot that tells nothing reduces nothing)
+    var_now = float(np.var(q, ddof=1)) if q.size > 1 else 0.0
     q = q - q.mean()  # centred, so the weighted variance below loses no digits
     rows = []
     for _, run in table.iterrows():
         where = {i: float(run[i]) for i in d.law.inputs}
         mu = d.log_law(*(math.log(v) for v in where.values())) + d.form_offset(where) + np.zeros(
             d.size)
+        scatter = _scatter(d, where)
         rng = np.random.default_rng(seed)  # common random numbers across candidates
         idx = rng.integers(d.size, size=n_sim)
         y = mu[idx] + d.noise(rng, idx)
-        w = softmax(d.log_lik(y[:, None] - mu[None, :]), axis=1)
+        if scatter is not None:  # the form error's run-to-run part, as a new run has it
+            y = y + scatter[idx] * rng.standard_normal(n_sim)
+        w = softmax(_log_lik(d, y[:, None] - mu[None, :], scatter), axis=1)
         mean = w @ q
         sum_w2 = np.sum(w**2, axis=1)
         ess = 1.0 / sum_w2
@@ -179,6 +187,27 @@ def value_of_experiment(
             UserWarning, stacklevel=2,
         )
     return out
+
+
+def _scatter(d, where: Mapping[str, float]) -> np.ndarray | None:
+    """Per draw, the sd of the form error's run-to-run part at a pilot's inputs (its scatter
+    times the decades beyond the data); None inside the data or without a form error."""
+    if d.form_slopes is None:
+        return None
+    sd = d.form_scatter * float(np.asarray(d.distances(where)["max"]))
+    return sd if np.any(sd > 0) else None
+
+
+def _log_lik(d, resid, scatter) -> np.ndarray:
+    """Log density of a pilot's residuals under each draw: its new run's noise and, beyond the
+    data, the form error's run-to-run part (a normal of sd ``scatter``). The sum of the two is
+    taken as a Student-t of the draw's nu whose variance-like scale adds them in quadrature:
+    exact for normal noise, close for Student-t noise, whose tails it keeps."""
+    if scatter is None:
+        return d.log_lik(resid)
+    from scipy import stats
+
+    return stats.t.logpdf(resid, df=d.nu, scale=np.hypot(d.new_run_sigma, scatter))
 
 
 def _quantity(d, quantity, *, C, at, k, bounds) -> np.ndarray:

@@ -359,6 +359,32 @@ def test_inference_aware_with_no_inference_is_compute_for_target():
     assert abs(without.training_flops / tc.compute - 1) > 0.2  # the form error mattered
 
 
+def test_a_form_error_reaches_a_target_below_the_laws_floor():
+    """One draw, no noise, E = 1.82, and a form error falling 0.02 per decade of compute beyond
+    the data: the law alone never reaches 1.80 nats, its predictive beyond the data does. Both
+    searches answer the least budget of a dense grid (they refused it, saying 'unreachable
+    with unlimited compute', which their own predictive contradicts), warn that it lies
+    beyond 1000x the data, and the form-error-free answer is still refused."""
+    from bayescale.extrapolation import ExtrapolationWarning
+
+    one = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
+    p = {k: np.array([v]) for k, v in one.items()}
+    post = _with_form_error(p, None, (-0.02, 0.0), 0.0)
+    with pytest.warns(ExtrapolationWarning, match="beyond the training data"):
+        tc = compute_for_target(post, 1.80, probability=0.5)
+    C = np.geomspace(1e23, 1e30, 1401)[:, None]
+    N = np.geomspace(1e9, 1e15, 3001)[None, :]
+    D = C / (K * N)
+    ok = np.log(loss(one, N, D)) - 0.02 * np.log10(C / 6e21) <= np.log(1.80)
+    least = C[np.argmax(ok.any(axis=1)), 0]
+    assert tc.compute == pytest.approx(least, rel=2 * (C[1, 0] / C[0, 0] - 1))
+    with pytest.warns(ExtrapolationWarning):
+        dec = inference_aware(post, 1.80, inference_tokens=0.0, probability=0.5)
+    assert dec.form_error and dec.training_flops == pytest.approx(tc.compute, rel=1e-2)
+    with pytest.raises(FitError, match="unreachable"):
+        inference_aware(post, 1.80, inference_tokens=0.0, probability=0.5, form_error=False)
+
+
 def test_x_for_target_when_the_form_error_makes_the_largest_x_miss():
     """A one-variable law with a form error rising 0.01 per decade beyond x = 1e4: the target
     is missed at x = 1e45 (+0.41 on log loss) and reached near 5e4; the least such x matches a
@@ -408,11 +434,10 @@ def test_compute_for_target_when_the_form_error_makes_the_largest_budget_miss():
 # --- value of the next experiment ---------------------------------------------------------------
 
 
-def test_value_of_experiment_matches_exact_conjugate_update():
-    """power_pure with Gaussian noise of known sigma and a Gaussian prior on (log A, alpha) is
-    Bayesian linear regression in log x: the posterior variance after one more run is exact."""
+def _conjugate_power_pure(sigma: float):
+    """Three runs of power_pure (x = 1e3, 3e3, 1e4) with Gaussian noise ``sigma`` and a Gaussian
+    prior on (log A, alpha): the exact posterior covariance V and 4000 draws from it."""
     rng = np.random.default_rng(0)
-    sigma = 0.05
     x = np.array([1e3, 3e3, 1e4])
     H = np.c_[np.ones(3), -np.log(x)]
     prior_mean, prior_cov = np.array([2.0, 0.3]), np.diag([4.0, 1.0])
@@ -420,7 +445,14 @@ def test_value_of_experiment_matches_exact_conjugate_update():
     V = np.linalg.inv(np.linalg.inv(prior_cov) + H.T @ H / sigma**2)
     m = V @ (np.linalg.solve(prior_cov, prior_mean) + H.T @ y / sigma**2)
     theta = rng.multivariate_normal(m, V, size=4000)
-    params = {"A": np.exp(theta[:, 0]), "alpha": theta[:, 1]}
+    return V, {"A": np.exp(theta[:, 0]), "alpha": theta[:, 1]}
+
+
+def test_value_of_experiment_matches_exact_conjugate_update():
+    """power_pure with Gaussian noise of known sigma and a Gaussian prior on (log A, alpha) is
+    Bayesian linear regression in log x: the posterior variance after one more run is exact."""
+    sigma = 0.05
+    V, params = _conjugate_power_pure(sigma)
 
     x0, pilots = 1e8, np.array([1e3, 3e4, 1e5, 1e6])
     g = np.array([1.0, -math.log(x0)])  # log L(x0) = g . theta
@@ -444,12 +476,43 @@ def test_value_of_experiment_matches_exact_conjugate_update():
     assert list(table.sort_values("rank").index) == list(exact_rank)
 
 
+def test_value_of_experiment_beyond_the_data_counts_the_form_errors_scatter():
+    """The conjugate case again, with a form error beyond x = 1e4: no slope, a run-to-run part
+    of sd 0.05 per decade. A pilot r decades beyond the data then measures the law through
+    noise of variance sigma^2 + (0.05 r)^2, and the exact update uses that; a pilot inside the
+    data is unchanged. (Without the scatter in the outcome and the likelihood, the pilot 2
+    decades out was credited with the update of sigma alone.)"""
+    from bayescale.laws import get_law
+    from bayescale.posterior import Domain, Posterior
+
+    sigma, tau = 0.05, 0.05
+    V, params = _conjugate_power_pure(sigma)
+    d = Posterior(law=get_law("power_pure"), params=params, sigma=sigma, domain=Domain({"x": (1e3, 1e4)}),
+                  form_slopes=np.zeros((4000, 1)), form_scatter=np.full(4000, tau),
+                  form_directions=("x",))
+    x0, pilots = 1e8, np.array([3e3, 1e5, 1e6])
+    g = np.array([1.0, -math.log(x0)])
+    exact = []
+    for xc in pilots:
+        h = np.array([1.0, -math.log(xc)])
+        noise = sigma**2 + (tau * max(0.0, math.log10(xc / 1e4))) ** 2
+        exact.append(g @ V @ g - (g @ V @ h) ** 2 / (noise + h @ V @ h))
+    table = value_of_experiment(d, {"x": pilots, "cost": pilots}, quantity="log_loss",
+                                at={"x": x0}, n_sim=512).sort_index()
+    assert np.allclose(table["var_after"], exact, rtol=0.08)
+    # the farthest pilot leaves 3.7x the variance that sigma alone would leave
+    h = np.array([1.0, -math.log(1e6)])
+    sigma_only = g @ V @ g - (g @ V @ h) ** 2 / (sigma**2 + h @ V @ h)
+    assert abs(table["var_after"].iloc[2] / sigma_only - 1) > 0.3
+
+
 def test_value_of_experiment_log_n_opt_and_errors():
     p = chinchilla_draws(n=1000)
     runs = [(1e9, 2e10), (4e9, 8e10), (1e10, 2e11)]
     table = value_of_experiment(post("chinchilla", p, NOISE), runs, quantity="log_N_opt", C=C, n_sim=64)
     assert np.allclose(table["cost"].sort_values(), sorted(K * n * d for n, d in runs))
-    assert np.allclose(table["var_now"], np.var(np.log(hoffmann_n_opt(p, C))), rtol=1e-9)
+    assert np.allclose(table["var_now"], np.var(np.log(hoffmann_n_opt(p, C)), ddof=1),
+                       rtol=1e-9)
     assert (table["reduction"] >= -1e-3 * table["var_now"]).all()
     with pytest.raises(FitError, match="needs the budget C"):
         value_of_experiment(post("chinchilla", p, NOISE), runs)
