@@ -39,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def error(self, message: str):  # one line, exit 2
-        raise SystemExit(_fail(f"{self.prog}: {message} (see --help)"))
+        raise SystemExit(_fail(f"{message} (see `{self.prog} --help`)"))
 
 
 def _positive(text: str) -> float:
@@ -223,6 +223,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                         "has none: drop --nu")
     if args.nu is not None and args.noise == "normal":
         raise DataError("--nu sets the Student-t noise's tails: drop it, or drop --noise normal")
+    if args.method != "bayes":
+        _check_lsq_options(args)
     if args.out:  # not an input, a folder we can write, a name that fits
         _output(args, args.out, folder=args.by_group or args.hierarchical)
     data = _load_data(args)
@@ -245,6 +247,31 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     _report_fit(result.to_dict(args.level), args.json, formula=result.law.formula,
                 seconds=result.seconds)
     return 0
+
+
+#: Options of ``fit`` that only the Bayesian fit reads: a least-squares --method refuses them
+#: when they differ from their defaults, rather than ignore them.
+_BAYES_ONLY = {"chains": "--chains", "warmup": "--warmup", "draws": "--draws",
+               "target_accept": "--target-accept", "noise": "--noise",
+               "repeats": "--repeats", "no_form_error": "--no-form-error",
+               "no_more_chains": "--no-more-chains", "retries": "--retries"}
+
+
+def _check_lsq_options(args: argparse.Namespace) -> None:
+    """A DataError for a sampler option or --out given with a least-squares --method."""
+    from bayescale.errors import DataError
+
+    defaults = build_parser().parse_args(["fit", "--dataset", "chinchilla"])
+    given = [flag for name, flag in _BAYES_ONLY.items()
+             if getattr(args, name) != getattr(defaults, name)]
+    if given:
+        raise DataError(f"{', '.join(given)} set{'s' if len(given) == 1 else ''} the Bayesian "
+                        f"fit; --method {args.method} does not use "
+                        f"{'it' if len(given) == 1 else 'them'}: drop "
+                        f"{'it' if len(given) == 1 else 'them'} (or drop --method)")
+    if args.out:
+        raise DataError(f"--out saves a Bayesian fit (netCDF); --method {args.method} prints its "
+                        "result: use --json > FILE to keep it")
 
 
 def _checkpoints_note(data, checkpoints: str) -> None:
@@ -540,10 +567,21 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     if args.csv:  # tidy: one row per choice (or the one answer for a target)
         import pandas as pd
 
-        if args.compute is not None:
+        if args.compute is not None:  # every row of the text: the choice, the plug-in (with
+            # its expected regret) and, with caps, the uncapped choice and what the caps cost
             rows = [{"split": name, "compute": out["compute"], "objective": out["objective"],
                      **{k: v for k, v in out[key].items() if not isinstance(v, dict)}}
-                    for name, key in (("choice", "choice"), ("plug-in", "plugin"))]
+                    for name, key in (("choice", "choice"), ("plug-in", "plugin"),
+                                      ("uncapped", "uncapped")) if key in out]
+            rows[1]["regret"] = out["regret_of_plugin"]
+            if "cap_cost" in out:
+                rows[0]["cap_cost"] = out["cap_cost"]["objective"]
+            if "one_more_epoch" in out:
+                e = out["one_more_epoch"]
+                rows[0].update(p_one_more_epoch_beats_params=e["probability"],
+                               one_more_epoch_gain=e["gain"]["median"])
+            if out.get("beyond"):
+                rows[0]["decades_beyond_data"] = out["beyond"]["decades"]
         else:
             rows = [{k: v for k, v in out.items() if not isinstance(v, (dict, list))}]
         pd.DataFrame(rows).assign(converged=converged).to_csv(sys.stdout, index=False)
@@ -553,7 +591,8 @@ def _cmd_decide(args: argparse.Namespace) -> int:
         return 0
     if args.compute is not None:
         c, p = out["choice"], out["plugin"]
-        print(f"budget {out['compute']:.4g} FLOPs, objective {out['objective']}")
+        print(f"budget {out['compute']:.4g} FLOPs{_beyond_text(out.get('beyond'))}, "
+              f"objective {out['objective']}")
         print(f"{'':10}  {'N':>10}  {'D':>10}  {'tokens/N':>9}  {'objective':>10}  {'P(<1% off)':>10}")
         for name, r in (("choice", c), ("plug-in", p)):
             print(f"{name:10}  {r['N']:>10.4g}  {r['D']:>10.4g}  {r['D'] / r['N']:>9.3g}  "
@@ -1268,6 +1307,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return status
     except KeyboardInterrupt:
         return _fail("interrupted; no output file was written")
+    except BrokenPipeError:  # `bayescale ... | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit either
+        return 0
     except Exception as err:  # noqa: BLE001 - one line for users, traceback on request
         if os.environ.get("BAYESCALE_DEBUG"):
             raise

@@ -158,6 +158,10 @@ class Decision:
     caps: dict | None = None
     #: The choice without the caps (same objective and noise draws), when capped.
     uncapped: Choice | None = None
+    #: How far the chosen split is from the training data (as :attr:`Prediction.beyond
+    #: <bayescale.predict.Prediction.beyond>`): C, N, D over the largest trained, and
+    #: ``decades`` outside the data; empty for draws without a training domain.
+    beyond: dict = field(default_factory=dict)
 
     @property
     def regret_of_plugin(self) -> float:
@@ -197,6 +201,8 @@ class Decision:
                              "objective_value": self.uncapped.objective_value},
                 "cap_cost": {"objective": self.cap_cost,
                              **interval(self.cap_cost_draws(), level)}}),
+            **({"beyond": {k: float(np.ravel(v)[0]) for k, v in self.beyond.items()}}
+               if self.beyond else {}),
         }
 
 
@@ -281,6 +287,9 @@ def choose_allocation(
         plug_free = _plugin_log_n(d, log_c, *free)
         log_free = _choose_log_n(common, obj, log_c, *free, plugin=plug_free)
         uncapped = _assess(d, common, obj, log_c, log_free, optimal_log_n(d, log_c, *free)[1])
+    # how far the split is from the data; warns past FAR decades, as allocate and predict do
+    beyond = beyond_data(d, {"N": [math.exp(log_n)], "D": [math.exp(log_c - log_n)]},
+                         stacklevel=2)
     return Decision(
         compute=float(C),
         objective=spec_of(obj),
@@ -289,6 +298,7 @@ def choose_allocation(
         plugin=_assess(d, common, obj, log_c, plug, best),
         caps={"max_params": max_params, "max_tokens": max_tokens} if capped else None,
         uncapped=uncapped,
+        beyond=beyond,
     )
 
 
@@ -393,10 +403,11 @@ def _form_error_miss(a: float, b: float, things: str, unit: str, fix: str) -> st
 def _law_floor(d, common, log_t: float) -> str:
     """What the law alone, without its form error, says of a target: the share of new runs
     that reach it with unlimited compute (for a form-error search that found no budget)."""
-    inputs = (LOG_INF,) * len(d.law.inputs)
-    best = np.mean(d.log_law(*inputs) + common.eps <= log_t)
+    floor = d.log_law(*(LOG_INF,) * len(d.law.inputs)) + np.zeros(d.size)
+    best = np.mean(floor + common.eps <= log_t)
     return (f" (without the form error, a new run reaches it with unlimited compute with "
-            f"probability {best:.2f})")
+            f"probability {best:.2f}: the median irreducible loss is "
+            f"{math.exp(np.median(floor)):.4g} nats)")
 
 
 def _x_for_target(d, target, p, include_noise, seed, x_range, rtol) -> TargetCompute:
@@ -524,10 +535,9 @@ def compute_for_target(
                   f"spend at most {k * max_params * max_tokens:.4g} FLOPs); raise the caps"
                   if caps_end else f"within {compute_range[1]:.3g} FLOPs; raise compute_range")
         if d.form_slopes is not None:
-            within = _form_error_miss(a, b, "budgets", " FLOPs", fix) + _law_floor(d, common,
-                                                                                  log_t)
+            within = _form_error_miss(a, b, "budgets", " FLOPs", fix)
         return (f"target loss {target:g} nats is not reached with probability {p:g} {within} "
-                "or the target")
+                "or the target" + ("" if d.form_slopes is None else _law_floor(d, common, log_t)))
 
     b = _least_reaching(reached, a, b, rtol, missed=missed,
                         already=f"target loss {target:g} is already reached at "

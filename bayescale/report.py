@@ -47,7 +47,7 @@ def default_budgets(fit) -> tuple[float, ...]:
     post, data = source(fit)
     largest = float(np.max(input_values(post, data, "C" if post.law.inputs == ("N", "D")
                                         else "x")))
-    base = 10.0 ** math.ceil(math.log10(largest))
+    base = 10.0 ** math.ceil(math.log10(10.0 * largest))  # at least 10x, below 100x
     return tuple(base * 10.0**i for i in range(3))
 
 

@@ -57,6 +57,12 @@ def test_fit_json_and_summary(runs_csv, tmp_path, capsys):
     (["summary", "nofit.nc"], "fit file not found"),
     (["fit", "--dataset", "chinchilla", "--level", "95"], "--level must be between 0 and 1"),
     (["fit", "--dataset", "chinchilla", "--law", "gpt"], "invalid choice"),
+    # least squares: the sampler's options and --out were accepted and silently ignored
+    (["fit", "--dataset", "chinchilla", "--method", "curve_fit", "--out", "x.nc"],
+     "--out saves a Bayesian fit"),
+    (["fit", "--dataset", "chinchilla", "--method", "huber", "--chains", "8",
+      "--no-form-error"], "--chains, --no-form-error set the Bayesian fit"),
+    (["fit", "--dataset", "chinchilla", "--bogus"], "unrecognized arguments: --bogus (see"),
 ])
 def test_errors_exit_2_one_line(args, needle, runs_csv, capsys):
     args = [str(runs_csv) if a == "RUNS" else a for a in args]
@@ -79,6 +85,14 @@ def test_console_script_help_is_fast_and_exit_code(tmp_path):
                            "bayescale.cli.build_parser(); print('jax' in sys.modules)"],
                           capture_output=True, text=True)
     assert proc.stdout.strip() == "False"  # the CLI imports no JAX until it needs it
+
+
+def test_output_piped_into_head_is_not_an_error():
+    # `bayescale datasets | head -1` printed 'error: BrokenPipeError' and exited 2
+    proc = subprocess.run(f"{sys.executable} -m bayescale.cli datasets | head -1", shell=True,
+                          capture_output=True, text=True, executable="/bin/bash")
+    assert proc.stdout.startswith("chinchilla") and len(proc.stdout.splitlines()) == 1
+    assert proc.stderr == "", proc.stderr
 
 
 def test_datasets_json(capsys):

@@ -443,7 +443,23 @@ def test_csv_tables_match_the_json(files, capsys):
     _, out, _ = run(["decide", nc, "--compute", "1e21", "--allow-unconverged", "--json"], capsys)
     _, table, _ = run(["decide", nc, "--compute", "1e21", "--allow-unconverged", "--csv"], capsys)
     frame = pd.read_csv(io.StringIO(table)).set_index("split")
-    assert frame.loc["choice", "N"] == pytest.approx(json.loads(out)["choice"]["N"], rel=1e-12)
+    obj = json.loads(out)
+    assert frame.loc["choice", "N"] == pytest.approx(obj["choice"]["N"], rel=1e-12)
+    assert frame.loc["plug-in", "regret"] == pytest.approx(obj["regret_of_plugin"], rel=1e-12)
+    # how far the split is from the runs: C over the largest trained is the budget over it
+    assert obj["beyond"]["C"] == pytest.approx(1e21 / files["fit"].data.C.max(), rel=1e-9)
+    assert frame.loc["choice", "decades_beyond_data"] == pytest.approx(obj["beyond"]["decades"])
+    # with a cap: the CSV carries every row of the text, the uncapped one and the caps' cost
+    cap = ["--max-params", "1e8", "--allow-unconverged"]
+    _, out, _ = run(["decide", nc, "--compute", "1e21", *cap, "--json"], capsys)
+    _, table, _ = run(["decide", nc, "--compute", "1e21", *cap, "--csv"], capsys)
+    frame, obj = pd.read_csv(io.StringIO(table)).set_index("split"), json.loads(out)
+    assert frame.loc["uncapped", "N"] == pytest.approx(obj["uncapped"]["N"], rel=1e-12)
+    assert frame.loc["choice", "cap_cost"] == pytest.approx(obj["cap_cost"]["objective"])
+    _, text, _ = run(["decide", nc, "--compute", "1e21", "--allow-unconverged"], capsys)
+    assert "(inside the training data)" in text.splitlines()[0]  # the runs reach 1.5e22
+    _, text, _ = run(["decide", nc, "--compute", "1e24", "--allow-unconverged"], capsys)
+    assert "1.8 decades outside the training data" in text.splitlines()[0]
 
 
 def test_fit_many_auto_repeats_on_one_repeated_configuration_warns(monkeypatch):
