@@ -396,6 +396,9 @@ def _fit_lsq(args: argparse.Namespace, data) -> int:
 
     result = fit_lsq_data(args.method, args.law, data, bootstrap=args.bootstrap, seed=args.seed)
     _report_fit(result.to_dict(args.level), args.json, seconds=result.seconds)
+    if not args.json and not args.bootstrap:  # lo = hi = the estimate: say it is no interval
+        print(f"point estimates only (lo = hi = median): --bootstrap B for {args.level:.0%} "
+              "intervals")
     return 0
 
 

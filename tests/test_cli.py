@@ -95,6 +95,14 @@ def test_output_piped_into_head_is_not_an_error():
     assert proc.stderr == "", proc.stderr
 
 
+def test_least_squares_without_bootstrap_says_it_has_no_interval(capsys):
+    code, out, err = run(["fit", "--dataset", "chinchilla", "--method", "curve_fit"], capsys)
+    assert code == 0, err
+    row = next(ln.split() for ln in out.splitlines() if ln.startswith("alpha"))
+    assert row[1] == row[2] == row[3]  # median, lo and hi: one number
+    assert "point estimates only (lo = hi = median): --bootstrap B" in out
+
+
 def test_datasets_json(capsys):
     code, out, _ = run(["datasets", "--json"], capsys)
     rows = {r["name"]: r for r in json.loads(out)["datasets"]}
