@@ -435,7 +435,9 @@ def compute_optimal(
     new_run = loss * np.exp(post.noise(rng, shape=(budgets.size,)))
     if post.form_slopes is not None:
         eta = rng.standard_normal(n_opt.shape)
-        new_run = new_run * np.exp(post.form_offset({"N": n_opt.T, "D": d_opt.T}, eta.T).T)
+        # C is the budget itself: with flops_per_param_token overridden it is not k_post N D
+        at = {"N": n_opt.T, "D": d_opt.T, "C": np.broadcast_to(budgets[:, None], n_opt.T.shape)}
+        new_run = new_run * np.exp(post.form_offset(at, eta.T).T)
     from bayescale.extrapolation import beyond_data
 
     beyond = beyond_data(post, {"C": budgets, "N": np.median(n_opt, axis=0),

@@ -386,3 +386,21 @@ def test_data_constrained_allocation_matches_scipy_and_one_more_epoch():
         compute_optimal(post("data_constrained", draws), 1e21, warn=False)
     with pytest.raises(FitError, match="no unique-token input"):
         compute_optimal(post("chinchilla", chinchilla_draws(n=5)), 1e21, unique_tokens=1e10)
+
+
+def test_form_error_is_measured_at_the_budget_when_k_is_overridden():
+    """One draw, no noise, a form error of +0.1 per decade of compute beyond 6e21 FLOPs: at a
+    budget C counted as 8ND (flops_per_param_token=8), a new run's loss is the law times
+    e^(0.1 log10(C / 6e21)). It was measured at 6ND, 0.75 C: 1.25% off at this slope."""
+    from bayescale.laws import get_law
+    from bayescale.posterior import Domain, Posterior
+
+    one = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
+    d = Posterior(law=get_law("chinchilla"), params={k: [v] for k, v in one.items()}, sigma=0.0,
+                  domain=Domain({"N": (1e8, 1e10), "D": (1e9, 1e11), "C": (6e17, 6e21)}),
+                  form_slopes=[[0.1]], form_scatter=[0.0], form_directions=("C",))
+    budgets = np.array([1e23, 1e24])
+    alloc = compute_optimal(d, budgets, flops_per_param_token=8.0, warn=False)
+    expected = alloc.loss * np.exp(0.1 * np.log10(budgets / 6e21))
+    assert np.allclose(alloc.new_run_loss, expected, rtol=1e-9)
+    assert np.allclose(8.0 * alloc.N_opt * alloc.D_opt, budgets, rtol=1e-9)
