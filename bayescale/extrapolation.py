@@ -10,9 +10,11 @@ loss per decade of compute, often of one sign for a whole study). bayescale mode
         + \sum_k b_k\, r_k(x) + \tau\, r(x)\, \eta,\qquad \eta \sim N(0, 1),
 
 where :math:`r_k(x)` is how many decades input k (N, D and compute C = kND; or x) lies beyond
-the largest (or below the smallest) value trained on, :math:`r(x) = \max_k r_k(x)`, the slopes
-:math:`b_k` are the study's own (shared by every run it predicts) and :math:`\tau r \eta` is the
-part that differs from run to run. Inside the domain every :math:`r_k` is 0 and the predictive is
+the largest value trained on, :math:`r(x)` the most decades any input lies outside the values
+trained on (above or below), the slopes :math:`b_k` are the study's own (shared by every run it
+predicts) and :math:`\tau r \eta` is the part that differs from run to run. The slopes act
+above the data only: the refits that learn them predict upward, and say nothing of a shift
+below the smallest runs, where only the spread grows. Inside the domain every :math:`r_k` is 0 and the predictive is
 the law's plus the noise, as before.
 
 How big are the slopes? Two sources, combined by Bayes' rule (:func:`slope_posterior`):
@@ -249,7 +251,7 @@ def holdout(post, test, cutoff: float, directions: Sequence[str]) -> Holdout:
     finite = np.isfinite(nu)
     ratio[finite] = nu[finite] / (nu[finite] - 2)
     noise_var = float(np.median(post.new_run_sigma**2 * ratio))
-    dist = post.distances(inputs)
+    dist = post.distances(inputs, above=True)  # held out above the cutoff
     return Holdout(cutoff=float(cutoff),
                    error=np.log(test.loss) - np.median(log_law, axis=0),
                    law_cov=np.atleast_2d(np.cov(log_law, rowvar=False)),

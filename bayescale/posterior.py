@@ -94,6 +94,16 @@ class Domain:
             out = np.maximum(out, np.maximum(logv - np.log10(hi), np.log10(lo) - logv))
         return np.maximum(out, 0.0)
 
+    def above(self, **inputs) -> np.ndarray:
+        r"""Decades above the domain: the largest over the inputs given of
+        :math:`\max(0, \log_{10}(v/hi))` (0 inside and below it)."""
+        out = 0.0
+        for name, v in inputs.items():
+            if name in self.ranges and v is not None:
+                logv = np.log10(np.asarray(v, dtype=float))
+                out = np.maximum(out, logv - np.log10(self.ranges[name][1]))
+        return np.maximum(out, 0.0)
+
     def union(self, other: Domain) -> Domain:
         """The smallest domain holding both (inputs of either)."""
         out = dict(self.ranges)
@@ -405,9 +415,11 @@ class Posterior:
             z[heavy] = rng.standard_t(nu[heavy][column], size=(int(heavy.sum()), *shape))
         return np.clip(scale[column] * z, -NOISE_CAP, NOISE_CAP)
 
-    def distances(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def distances(self, inputs: Mapping[str, Any], *, above: bool = False
+                  ) -> dict[str, np.ndarray]:
         """Decades beyond the training domain along each input of ``inputs`` (natural units;
-        ``C`` is added as k N D when N and D are given), and ``"max"``, the largest of them."""
+        ``C`` is added as k N D when N and D are given), and ``"max"``, the largest of them;
+        ``above``: only above the domain's largest values (below its smallest, 0)."""
         if self.domain is None:
             raise FitError("this posterior has no training domain to measure distance from")
         values = {k: np.asarray(v, dtype=float) for k, v in {**dict(self.law.fixed), **inputs}.items()}
@@ -415,8 +427,8 @@ class Posterior:
             values["C"] = self.flops_per_param_token * values["N"] * values["D"]
         if "D" in values and "U" in values and "epochs" not in values:
             values["epochs"] = values["D"] / values["U"]
-        out = {k: self.domain.distance(**{k: v}) for k, v in values.items()
-               if k in self.domain.ranges}
+        measure = self.domain.above if above else self.domain.distance
+        out = {k: measure(**{k: v}) for k, v in values.items() if k in self.domain.ranges}
         out["max"] = functools.reduce(np.maximum, out.values(), 0.0)
         return out
 
@@ -426,13 +438,18 @@ class Posterior:
         :math:`r_k` the decades beyond the domain along input k, :math:`r` the largest, and
         :math:`\tau` the scatter. Inputs broadcast against the draws on the last axis;
         ``eta`` (standard normals, broadcasting the same way) draws the part that differs
-        from run to run, None leaves it out. 0 without a form error."""
+        from run to run, None leaves it out. 0 without a form error.
+
+        The slopes act above the data only (:math:`r_k` counts decades above the domain's
+        largest value): they are learned from refits that predict upward, and say nothing of
+        the law's error below the smallest runs, where only the run-to-run part's spread
+        grows with the distance (:math:`r` counts decades outside the domain either way)."""
         if self.form_slopes is None:
             return 0.0
-        dist = self.distances(inputs)
-        out = sum(dist[k] * self.form_slopes[:, i] for i, k in enumerate(self.form_directions))
+        up = self.distances(inputs, above=True)
+        out = sum(up[k] * self.form_slopes[:, i] for i, k in enumerate(self.form_directions))
         if eta is not None:
-            out = out + self.form_scatter * dist["max"] * eta
+            out = out + self.form_scatter * self.distances(inputs)["max"] * eta
         return out
 
     def log_lik(self, resid) -> np.ndarray:

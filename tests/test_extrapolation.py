@@ -194,6 +194,23 @@ def test_predictions_carry_the_form_error_beyond_the_domain_only():
         np.log(pred.noise_only_draws[:, 1]))
 
 
+def test_below_the_data_the_slope_shifts_nothing_and_the_spread_grows():
+    """A slope of +0.1 per decade, scatter 0.05 per decade: 2 decades above the compute trained
+    on, the law's log loss moves by 0.2 (plus 0.1 eta); 2 decades below, by 0.1 eta only (the
+    slope was applied there too, with the same sign)."""
+    post = Posterior(law=get_law("chinchilla"), params={k: [v[0]] for k, v in
+                                                        chinchilla_draws(1).items()},
+                     sigma=0.01, domain=Domain({"N": (1e8, 1e10), "D": (1e9, 1e11),
+                                                "C": (6e17, 6e21)}),
+                     form_slopes=[[0.1]], form_scatter=[0.05], form_directions=("C",))
+    above = {"N": np.array([1e10]), "D": np.array([1e13])}  # C 6e23: C 2, D 2 decades above
+    below = {"N": np.array([1e8]), "D": np.array([1e7])}  # C 6e15: C 2, D 2 decades below
+    assert post.form_offset(above) == pytest.approx(0.2)
+    assert post.form_offset(above, eta=1.0) == pytest.approx(0.3)
+    assert post.form_offset(below) == pytest.approx(0.0)
+    assert post.form_offset(below, eta=1.0) == pytest.approx(0.1)
+
+
 def test_far_predictions_warn():
     from bayescale.predict import ExtrapolationWarning
 
