@@ -175,7 +175,8 @@ class ScalingData:
                     raise DataError(
                         f"columns {col['C']!r}, {col['N']!r}, {col['D']!r} disagree: compute "
                         f"differs from {k:g} N D by more than 2x at {_rows(bad)}; fix those rows, "
-                        "drop the compute column, or set flops_per_param_token"
+                        "drop the compute column, or set flops_per_param_token "
+                        "(--flops-per-param-token on the command line)"
                     )
         if "N" in arrays and "C" not in arrays:
             arrays["C"] = k * arrays["N"] * arrays["D"]
@@ -532,7 +533,8 @@ def _numeric(name: str, values: Any) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         raise DataError(f"column {name!r} has missing, NaN or infinite values at {_rows(bad)}: "
-                        "drop those runs or fill them in")
+                        "drop those runs (--dropna on the command line, dropna=True in "
+                        "ScalingData.from_csv) or fill them in")
     bad = arr <= 0
     if bad.any():
         raise DataError(f"column {name!r} has zero or negative values at {_rows(bad)}: sizes, "
