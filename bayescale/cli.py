@@ -132,6 +132,27 @@ def _diagnostics_line(d: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------ data
+#: The bundled data sets' selectors: option -> (the data sets it selects in, its default).
+_SELECTORS = {"all_rows": (("chinchilla", "datablations"), False),
+              "config": (("porian2024",), "Optimizer tuning (no decay)"),
+              "corpus": (("porian2024",), "rw"),
+              "domain": (("revisiting",), "LM"), "model": (("revisiting",), None),
+              "split": (("revisiting",), None)}
+
+
+def _check_selectors(args: argparse.Namespace) -> None:
+    """A DataError for a data-set selector that selects nothing here (it was ignored)."""
+    from bayescale.errors import DataError
+
+    for name, (datasets, default) in _SELECTORS.items():
+        if getattr(args, name, default) == default or args.dataset in datasets:
+            continue
+        flag = "--" + name.replace("_", "-")
+        where = f"--dataset {args.dataset}" if args.dataset else "a file of your own"
+        raise DataError(f"{flag} selects rows of the bundled {' or '.join(datasets)} data; it "
+                        f"does nothing for {where}: drop it")
+
+
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", help="table of training runs, one row per run: CSV, "
                                                 "Parquet (.parquet) or JSON lines (.jsonl)")
@@ -141,11 +162,11 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--all-rows", action="store_true",
                    help="chinchilla: keep the 5 outliers Epoch AI dropped; datablations: keep "
                         "multi-epoch runs")
-    p.add_argument("--config", default="Optimizer tuning (no decay)",
+    p.add_argument("--config", default=_SELECTORS["config"][1],
                    help="porian2024 configuration label, or 'all' (groups for --by-group)")
-    p.add_argument("--corpus", default="rw",
+    p.add_argument("--corpus", default=_SELECTORS["corpus"][1],
                    help="porian2024 corpus: rw, owt2, or 'all' (groups for --by-group)")
-    p.add_argument("--domain", default="LM", help="revisiting curve domain: LM or NMT")
+    p.add_argument("--domain", default=_SELECTORS["domain"][1], help="revisiting curve domain: LM or NMT")
     p.add_argument("--model", default=None,
                    help="revisiting curve model, e.g. 1.68e+07 (default the domain's first)")
     p.add_argument("--split", choices=["train", "test"], default=None,
@@ -172,6 +193,7 @@ def _load_data(args: argparse.Namespace):
 
     if (args.file is None) == (args.dataset is None):
         raise DataError("give either a CSV file or --dataset NAME (see `bayescale datasets`)")
+    _check_selectors(args)
     if args.dataset is not None:
         return load_dataset(args.dataset, all=args.all_rows, config=args.config,
                             corpus=args.corpus, domain=args.domain, model=args.model,

@@ -63,6 +63,10 @@ def test_fit_json_and_summary(runs_csv, tmp_path, capsys):
     (["fit", "--dataset", "chinchilla", "--method", "huber", "--chains", "8",
       "--no-form-error"], "--chains, --no-form-error set the Bayesian fit"),
     (["fit", "--dataset", "chinchilla", "--bogus"], "unrecognized arguments: --bogus (see"),
+    # a selector of another data set (or of any, with a file) was silently ignored
+    (["fit", "--dataset", "chinchilla", "--config", "Cosine decay"],
+     "--config selects rows of the bundled porian2024 data; it does nothing for --dataset"),
+    (["fit", "RUNS", "--all-rows"], "--all-rows selects rows of the bundled chinchilla or"),
 ])
 def test_errors_exit_2_one_line(args, needle, runs_csv, capsys):
     args = [str(runs_csv) if a == "RUNS" else a for a in args]
