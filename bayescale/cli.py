@@ -559,8 +559,12 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
         print(_interval_table(rows, args.level, title=f"compute-optimal split at C = "
                                                       f"{b['compute']:.4g} FLOPs"
                                                       f"{_beyond_text(b.get('beyond'))}"))
+    capped = args.max_params is not None or args.max_tokens is not None
     print(_interval_table({f"{q} (N*~C^a, D*~C^b)" if q == "a" else q: v
-                           for q, v in out["exponents"].items()}, args.level, title="exponents"))
+                           for q, v in out["exponents"].items()}, args.level,
+                          title="exponents" + (" of the capped split (where a cap binds, N* or "
+                                               "D* stops growing: a = 0 or b = 0 there, not the "
+                                               "law's)" if capped else "")))
     return 0
 
 

@@ -458,6 +458,9 @@ def test_csv_tables_match_the_json(files, capsys):
     assert frame.loc["choice", "cap_cost"] == pytest.approx(obj["cap_cost"]["objective"])
     _, text, _ = run(["decide", nc, "--compute", "1e21", "--allow-unconverged"], capsys)
     assert "(inside the training data)" in text.splitlines()[0]  # the runs reach 1.5e22
+    # a binding cap makes the local exponents 0 and 1: the title says they are not the law's
+    _, text, _ = run(["allocate", nc, "--compute", "1e21", *cap], capsys)
+    assert "exponents of the capped split (where a cap binds" in text
     _, text, _ = run(["decide", nc, "--compute", "1e24", "--allow-unconverged"], capsys)
     assert "1.8 decades outside the training data" in text.splitlines()[0]
 
