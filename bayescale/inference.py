@@ -120,6 +120,8 @@ def fit(data: ScalingData | pd.DataFrame | str | os.PathLike, law: str | Law = "
     data.check_for(law.inputs, law.n_params, law.name)
     if repeats == "auto" and (note := repeats_note({"fit": data}, law, noise)) is not None:
         warnings.warn(note, UserWarning, stacklevel=3)  # fit's caller, beneath scoped
+    if (note := repetition_note(data, law)) is not None:
+        warnings.warn(note, UserWarning, stacklevel=3)  # fit's caller, beneath scoped
     from bayescale.many import _element, _Part, _sizes, padded
 
     built = build_model(data, law, noise=noise, priors=priors, repeats=repeats)
@@ -178,6 +180,18 @@ def more_chain_rounds(diagnostics: Mapping[str, Any], runs: int, *, chains: int,
         return 0
     memory = POINTWISE_CAP // max(1, draws * rows) // chains - 1
     return max(0, min(MAX_CHAIN_FACTOR - 1, memory, math.ceil(ESS_MIN / ess) - 1))
+
+
+def repetition_note(data: ScalingData, law: Law) -> str | None:
+    """Why a law of repeated data (input U) fitted on runs that repeat none says little about
+    repetition, or None when some run repeats its data."""
+    if "U" not in law.inputs or data.U is None or np.max(data.D / data.U) > 1.0 + 1e-9:
+        return None
+    return (f"law {law.name!r}: no run repeats its data (every run sees each unique token at "
+            "most once), so what repeating data costs (the law's R_D and R_N) and its form "
+            "error along epochs come from their priors alone, and answers that repeat data "
+            "(unique_tokens=) rest on them; fit runs of several epochs too (the bundled "
+            "datablations: load_dataset('datablations', all=True), --all-rows)")
 
 
 def large_table_note(n: int, spec: NutsSpec, rows: int, groups: int = 1) -> str | None:

@@ -4,6 +4,7 @@ Sampling is kept small (2 chains x 400 + 400); tolerances are matched to the sim
 """
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -296,3 +297,26 @@ def test_more_chains_extend_the_fit(monkeypatch, tmp_path):
         quick = bs.fit(data, **opts)
     assert "added_chains" not in quick.options
     np.testing.assert_array_equal(quick._chain_draws("alpha"), few._chain_draws("alpha"))
+
+
+def test_data_constrained_on_runs_that_repeat_nothing_warns(monkeypatch):
+    """The bundled datablations runs of one epoch cannot tell what repeating data costs: the
+    fit says so before sampling (the sampler is replaced by a stop here); the 296 runs with
+    repeats do not warn."""
+    from bayescale.datasets import load_dataset
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr("bayescale.inference.run_nuts", stop)
+    with pytest.warns(UserWarning, match="no run repeats its data .* R_D and R_N"):
+        with pytest.raises(Stop):
+            bs.fit(load_dataset("datablations"), "data_constrained", repeats=False,
+                   progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        with pytest.raises(Stop):
+            bs.fit(load_dataset("datablations", all=True), "data_constrained", progress=False)
