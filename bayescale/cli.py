@@ -716,6 +716,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from bayescale.comparison import compare, lfo_stacking
     from bayescale.inference import load_fit
 
+    from pathlib import Path
+
+    from bayescale.errors import FitError
+
+    same = [p for i, p in enumerate(args.fits)
+            if any(Path(p).resolve() == Path(q).resolve() for q in args.fits[:i])]
+    if same:
+        raise FitError(f"{same[0]} is given twice: compare ranks different fits of the same runs "
+                       "(e.g. two laws); give each file once")
     fits = [load_fit(p) for p in args.fits]
     table = compare(fits, names=args.fits)
     lfo = lfo_stacking(fits, names=args.fits) if args.lfo else None

@@ -395,8 +395,10 @@ class ScalingData:
                 need = {"N": "tokens D or compute C, and parameters N",
                         "D": "tokens D or compute C, and parameters N",
                         "U": "the unique tokens of each run (--u-col / u_col)"}.get(i, "an x column")
+                other = (": the data have x, so a law of x such as --law power"
+                         if self.x is not None and i != "x" else "")
                 raise DataError(f"law {law_name!r} needs input {i!r} but the data have none: "
-                                f"give {need} (or choose a law in the inputs you have)")
+                                f"give {need} (or choose a law in the inputs you have{other})")
         need = n_params + 1
         if self.n_points < need:
             raise DataError(

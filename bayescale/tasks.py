@@ -729,6 +729,17 @@ def is_task_fit(path: str | os.PathLike) -> bool:
         return False
 
 
+def _is_loss_fit(path: Path) -> bool:
+    """True when ``path`` reads as a fit of the loss (``bayescale fit --out``)."""
+    from bayescale.inference import load_fit
+
+    try:
+        load_fit(path)
+    except Exception:  # noqa: BLE001 - anything else: not one
+        return False
+    return True
+
+
 def load_task_fit(path: str | os.PathLike) -> TaskFit:
     """Read a task fit written by :meth:`TaskFit.save` (``bayescale task fit --out``)."""
     import xarray as xr
@@ -741,8 +752,10 @@ def load_task_fit(path: str | os.PathLike) -> TaskFit:
         link = xr.open_dataset(path, group="task_link", engine="h5netcdf").load()
         meta = json.loads(link.attrs["bayescale_task"])
     except Exception:  # noqa: BLE001 - one message for every way it is not a task fit
-        raise FitError(f"{path} is not a bayescale task fit file (or it is damaged); make one "
-                       "with `bayescale task fit ... --out FIT.nc`") from None
+        raise FitError(f"{path} is not a bayescale task fit file"
+                       + (" but a fit of the loss: `bayescale predict`, `allocate` and `decide` "
+                          "read it" if _is_loss_fit(path) else " (or it is damaged)")
+                       + "; make a task fit with `bayescale task fit ... --out FIT.nc`") from None
     step1 = None
     if meta["steps"] == 2:
         from bayescale.inference import ScalingFit

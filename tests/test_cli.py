@@ -67,6 +67,8 @@ def test_fit_json_and_summary(runs_csv, tmp_path, capsys):
     (["fit", "--dataset", "chinchilla", "--config", "Cosine decay"],
      "--config selects rows of the bundled porian2024 data; it does nothing for --dataset"),
     (["fit", "RUNS", "--all-rows"], "--all-rows selects rows of the bundled chinchilla or"),
+    (["compare", "a.nc", "./a.nc"], "./a.nc is given twice"),
+    (["fit", "--dataset", "revisiting"], "the data have x, so a law of x such as --law power"),
 ])
 def test_errors_exit_2_one_line(args, needle, runs_csv, capsys):
     args = [str(runs_csv) if a == "RUNS" else a for a in args]

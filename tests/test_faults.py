@@ -465,6 +465,13 @@ def test_csv_tables_match_the_json(files, capsys):
     assert "1.8 decades outside the training data" in text.splitlines()[0]
 
 
+def test_task_predict_on_a_loss_fit_says_what_it_is(files, capsys):
+    code, _, err = run(["task", "predict", str(files["nc"]), "--N", "1e9", "--D", "1e10"],
+                       capsys)
+    assert code == 2 and "is not a bayescale task fit file but a fit of the loss" in err
+    assert "damaged" not in err
+
+
 def test_fit_many_auto_repeats_on_one_repeated_configuration_warns(monkeypatch):
     # the warning comes before sampling: the sampler is replaced by a stop
     N, D, loss, _ = simulate_chinchilla(n_side=4, seed=6)
