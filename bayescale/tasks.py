@@ -443,7 +443,9 @@ class TaskPrediction:
     accuracy_draws : numpy.ndarray
         (S, P) accuracy of a new run: step 1's new-run task loss, step 2's link and run noise.
     mean_draws : numpy.ndarray
-        (S, P) the link at step 1's law (no noise, no form error): the expected accuracy.
+        (S, P) the link at step 1's law (no noise, no form error); its median is the
+        table's ``law_accuracy`` (not a new run's expected accuracy: ``accuracy`` is that run's
+        median, noise and the form error included).
     task_loss : Prediction or None
         Step 1's prediction of the task loss (None for the single-step model).
     level : float
@@ -478,7 +480,7 @@ class TaskPrediction:
         return pd.DataFrame({"N": self.N, "D": self.D, "task_loss": lmed,
                              "task_loss_lo": llo, "task_loss_hi": lhi, "accuracy": med,
                              "accuracy_lo": lo, "accuracy_hi": hi,
-                             "expected_accuracy": np.median(self.mean_draws, axis=0)})
+                             "law_accuracy": np.median(self.mean_draws, axis=0)})
 
     def to_dict(self, level: float | None = None) -> dict[str, Any]:
         level = check_level(self.level if level is None else level)

@@ -223,6 +223,7 @@ def test_chained_prediction_is_the_link_of_the_law():
     assert np.allclose(np.median(pred.mean_draws, axis=0), expected, atol=1e-9)
     table = pred.table()
     assert np.allclose(table["task_loss"], law(N, D), rtol=1e-9)
+    assert np.allclose(table["law_accuracy"], expected, atol=1e-9)  # the link at the law
 
 
 def test_probability_of_a_target_follows_the_run_noise():
