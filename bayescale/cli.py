@@ -206,7 +206,9 @@ def _load_data(args: argparse.Namespace):
                                                          and "D" not in data.columns):
         # found by an alias, or D computed from C: say which column gave what (once the
         # command has succeeded: an error stays one line)
-        _NOTES.append(f"bayescale: {data.n_points} runs from {args.file}; {_columns_text(data)}")
+        what = "rows" if data.has_checkpoints else "runs"  # checkpoints: rows, not runs
+        _NOTES.append(f"bayescale: {data.n_points} {what} from {args.file}; "
+                      f"{_columns_text(data)}")
     return data
 
 

@@ -384,3 +384,17 @@ def test_fit_text_says_when_chains_were_added(capsys):
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.endswith("-> converged (4 chains added for the ESS: --no-more-chains to keep "
                          "--chains)")
+
+
+def test_columns_note_counts_rows_of_checkpoints(tmp_path):
+    # a table of checkpoints (a run column) has rows, not runs: the note said "6 runs"
+    from bayescale import cli
+
+    path = tmp_path / "curves.csv"
+    pd.DataFrame({"num_params": [1e8] * 3 + [2e8] * 3, "tokens_seen": [1e9, 2e9, 4e9] * 2,
+                  "eval/loss": [3.5, 3.3, 3.2, 3.4, 3.2, 3.1],
+                  "run": ["a"] * 3 + ["b"] * 3}).to_csv(path, index=False)
+    cli._NOTES.clear()
+    data = cli._load_data(cli.build_parser().parse_args(["fit", str(path)]))
+    assert data.has_checkpoints
+    assert any(f"6 rows from {path}" in note for note in cli._NOTES), cli._NOTES
