@@ -214,32 +214,39 @@ def test_fit_hierarchical_text(grouped_csv, capsys):
     assert len(alpha_rows) == 2 and alpha_rows[0] == alpha_rows[1]
 
 
-@pytest.mark.parametrize("repeats,noise_params", [
-    ("auto", {"sigma", "sigma_fit"}),  # datablations repeats seeds: seed noise and effects
-    ("no", {"sigma"}),
-])
-def test_fit_repeats_option(repeats, noise_params, capsys):
-    code, out, err = run(["fit", "--dataset", "datablations", "--repeats", repeats, "--json",
-                          *SAMPLER_ARGS, "--no-progress"],
-                         capsys)
-    assert code == 0, err
-    params = set(json.loads(out)["params"])
-    assert params - {"E", "A", "B", "alpha", "beta"} == noise_params
+class _Stop(Exception):
+    pass
 
 
-def test_fit_nu_option_learns_or_fixes_the_student_t_tails(runs_csv, capsys):
-    from bayescale.cli import _nu_prior, build_parser
+def _fit_arguments(monkeypatch, capsys, *args):
+    """The keyword arguments `bayescale fit ARGS` passes to bayescale.fit (which is stopped
+    there: what the model makes of them is tested in test_models and test_fit, and a sampled
+    CLI fit in test_fit_json_and_summary)."""
+    seen = {}
 
-    code, out, err = run(["fit", str(runs_csv), "--n-col", "params", "--d-col", "tokens",
-                          "--loss-col", "final", "--nu", "learned", "--json", *SAMPLER_ARGS,
-                          "--no-progress"], capsys)
-    assert code == 0, err
-    nu = json.loads(out)["params"]["nu"]  # a parameter now, with its interval
-    assert 0 < nu["lo"] < nu["median"] < nu["hi"]
-    learned = _nu_prior(build_parser().parse_args(["fit", "x.csv", "--nu", "learned"]))["nu"]
-    assert (float(learned.concentration), float(learned.rate)) == (2.0, 0.1)
-    assert _nu_prior(build_parser().parse_args(["fit", "x.csv", "--nu", "2"])) == {"nu": 2.0}
-    assert _nu_prior(build_parser().parse_args(["fit", "x.csv"])) is None
+    def stop(data, law, **kwargs):
+        seen.update(kwargs, law=law, n_points=data.n_points)
+        raise _Stop
+
+    monkeypatch.setattr("bayescale.inference.fit", stop)
+    code, _, err = run(["fit", *args, "--no-progress"], capsys)
+    assert code == 2 and "_Stop" in err  # stopped where the sampler would start
+    return seen
+
+
+@pytest.mark.parametrize("option,repeats", [("auto", "auto"), ("yes", True), ("no", False)])
+def test_fit_repeats_option(option, repeats, monkeypatch, capsys):
+    seen = _fit_arguments(monkeypatch, capsys, "--dataset", "datablations", "--repeats", option)
+    assert seen["repeats"] is repeats or seen["repeats"] == repeats
+    assert seen["n_points"] == 41 and seen["law"] == "chinchilla"
+
+
+def test_fit_nu_option_learns_or_fixes_the_student_t_tails(runs_csv, monkeypatch, capsys):
+    cols = [str(runs_csv), "--n-col", "params", "--d-col", "tokens", "--loss-col", "final"]
+    learned = _fit_arguments(monkeypatch, capsys, *cols, "--nu", "learned")["priors"]["nu"]
+    assert (float(learned.concentration), float(learned.rate)) == (2.0, 0.1)  # Gamma(2, 0.1)
+    assert _fit_arguments(monkeypatch, capsys, *cols, "--nu", "2")["priors"] == {"nu": 2.0}
+    assert _fit_arguments(monkeypatch, capsys, *cols)["priors"] is None
 
 
 @pytest.mark.parametrize("args,message", [
