@@ -1041,6 +1041,7 @@ def _task_output(result, args) -> int:
     if args.N:
         pred = result.predict(args.N, args.D, level=args.level)
         out["predictions"] = pred.to_dict(args.level)["predictions"]
+        out["level"] = args.level  # of the predictions' accuracy_lo/hi and task_loss_lo/hi
         if args.target_accuracy is not None:
             probs = pred.prob_at_least(args.target_accuracy)
             for row, p in zip(out["predictions"], probs):

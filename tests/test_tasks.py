@@ -452,6 +452,7 @@ def test_olmo_hellaswag_backtest(tmp_path):
     r = _cli("task", "predict", str(out), *args, "--target-accuracy", "0.6", "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
+    assert res["level"] == 0.9  # task predict's default: the level of accuracy_lo and _hi
     table = pd.DataFrame(res["predictions"])
     actual = held.accuracy[f]
     inside = (actual >= table.accuracy_lo) & (actual <= table.accuracy_hi)
