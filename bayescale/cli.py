@@ -1253,8 +1253,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "TASK.nc of `bayescale task fit --out`")
     p.add_argument("--out", required=True, help="HTML file to write")
     p.add_argument("--compute", type=_positive, action="append", default=[],
-                   help="budget in FLOPs for the allocation table (repeat; default 10x, 100x, "
-                        "1000x the runs' largest)")
+                   help="budget in FLOPs for the allocation table (repeat; default the first "
+                        "power of ten above the runs' largest, and 10x and 100x it)")
     p.add_argument("--level", type=float, default=0.95, help=LEVEL_HELP)
     p.set_defaults(func=_cmd_report)
     for command in sub.choices.values():  # also after the command: bayescale fit ... --platform

@@ -42,12 +42,13 @@ figcaption { color: #555; font-size: .9em; }
 
 
 def default_budgets(fit) -> tuple[float, ...]:
-    """10, 100 and 1000 times the largest budget of the runs, rounded up to powers of ten (FLOPs);
-    for a one-variable law the same multiples of the largest x."""
+    """The first power of ten above the runs' largest budget, and 10 and 100 times it (FLOPs):
+    1-10x, 10-100x and 100-1000x the largest, within the 3 decades past which a prediction
+    warns (:data:`bayescale.extrapolation.FAR`); for a one-variable law the same of x."""
     post, data = source(fit)
     largest = float(np.max(input_values(post, data, "C" if post.law.inputs == ("N", "D")
                                         else "x")))
-    base = 10.0 ** math.ceil(math.log10(10.0 * largest))  # at least 10x, below 100x
+    base = 10.0 ** (math.floor(math.log10(largest)) + 1)  # above it, even when it is one
     return tuple(base * 10.0**i for i in range(3))
 
 

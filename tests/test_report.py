@@ -55,8 +55,8 @@ def test_report_rejects_bad_budgets(fit_file):
 def test_default_budgets_are_powers_of_ten_beyond_the_runs(fit_file):
     fit = bs.load_fit(fit_file)
     budgets = default_budgets(fit)
-    # 10x, 100x and 1000x the largest run, each rounded up to a power of ten (it was 1x-10x)
-    assert 10 * fit.data.C.max() <= budgets[0] < 100 * fit.data.C.max()
+    # the first power of ten above the largest run, then 10x and 100x it: within 1000x
+    assert fit.data.C.max() < budgets[0] <= 10 * fit.data.C.max()
     assert [b / budgets[0] for b in budgets] == pytest.approx([1, 10, 100])
 
 
