@@ -33,6 +33,7 @@ __all__ = [
     "common_noise",
     "interval",
     "check_reachable",
+    "unlimited_reach",
 ]
 
 LOG_INF = math.log(1e60)
@@ -157,10 +158,16 @@ def interval(x, lev: float) -> dict[str, float]:
     return summary_dict(x[~np.isnan(x)], level(lev, "level"))
 
 
+def unlimited_reach(d: Posterior, eps, log_t: float) -> tuple[float, np.ndarray]:
+    """The share of new runs (noise ``eps``, no form error) that reach ``log_t`` as every
+    input of the law grows without limit, and each draw's irreducible log loss."""
+    floor = d.log_law(*(LOG_INF,) * len(d.law.inputs)) + np.zeros(d.size)
+    return float(np.mean(floor + eps <= log_t)), floor
+
+
 def check_reachable(d: Posterior, eps, log_t: float, p: float) -> None:
     """FitError when the target lies below the irreducible (N, D -> inf) predictive loss."""
-    floor = d.log_law(LOG_INF, LOG_INF) + np.zeros(d.size)
-    best = np.mean(floor + eps <= log_t)
+    best, floor = unlimited_reach(d, eps, log_t)
     if best < p:
         share, median = np.mean(floor >= log_t), math.exp(np.median(floor))
         raise FitError(

@@ -715,15 +715,15 @@ def _output(args: argparse.Namespace, path: str, *, what: str = "--out",
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from bayescale.comparison import compare, lfo_stacking
-    from bayescale.inference import load_fit
-
     from pathlib import Path
 
+    from bayescale.comparison import compare, lfo_stacking
     from bayescale.errors import FitError
+    from bayescale.inference import load_fit
+    from bayescale.io import same_file
 
     same = [p for i, p in enumerate(args.fits)
-            if any(Path(p).resolve() == Path(q).resolve() for q in args.fits[:i])]
+            if any(same_file(Path(p), Path(q)) for q in args.fits[:i])]
     if same:
         raise FitError(f"{same[0]} is given twice: compare ranks different fits of the same runs "
                        "(e.g. two laws); give each file once")

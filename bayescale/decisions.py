@@ -41,6 +41,7 @@ from bayescale._draws import (
     optimal_log_n,
     positive,
     require_nd,
+    unlimited_reach,
 )
 from bayescale._inference_cost import InferenceDecision, inference_aware
 from bayescale._objectives import (
@@ -403,8 +404,7 @@ def _form_error_miss(a: float, b: float, things: str, unit: str, fix: str) -> st
 def _law_floor(d, common, log_t: float) -> str:
     """What the law alone, without its form error, says of a target: the share of new runs
     that reach it with unlimited compute (for a form-error search that found no budget)."""
-    floor = d.log_law(*(LOG_INF,) * len(d.law.inputs)) + np.zeros(d.size)
-    best = np.mean(floor + common.eps <= log_t)
+    best, floor = unlimited_reach(d, common.eps, log_t)
     return (f" (without the form error, a new run reaches it with unlimited compute with "
             f"probability {best:.2f}: the median irreducible loss is "
             f"{math.exp(np.median(floor)):.4g} nats)")

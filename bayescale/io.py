@@ -70,7 +70,9 @@ def _short(path: str | os.PathLike) -> str:
     return text if len(text) <= 80 else f"{text[:40]}...{text[-20:]}"
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name one file (links included; by real path if either is
+    missing)."""
     try:
         return os.path.samefile(a, b)
     except OSError:
@@ -90,7 +92,7 @@ def output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike |
         raise OutputError(f"{what} is empty: give a file name")
     target = _resolve(given, what)
     for source in inputs:
-        if source is not None and os.path.lexists(source) and _same_file(Path(source), target):
+        if source is not None and os.path.lexists(source) and same_file(Path(source), target):
             raise OutputError(f"{what} {path} is the input file {source}: writing there would "
                               "replace it; give another output name")
     if target.is_dir() and not folder:

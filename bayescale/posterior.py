@@ -85,23 +85,23 @@ class Domain:
         """Decades beyond the domain: for each point, the largest over the inputs given of
         :math:`\max(0, \log_{10}(v/hi), \log_{10}(lo/v))` (0 inside). Inputs the domain lacks
         are ignored; arrays broadcast."""
+        return self._decades(inputs, below=True)
+
+    def above(self, **inputs) -> np.ndarray:
+        r"""Decades above the domain: the largest over the inputs given of
+        :math:`\max(0, \log_{10}(v/hi))` (0 inside and below it)."""
+        return self._decades(inputs, below=False)
+
+    def _decades(self, inputs, *, below: bool) -> np.ndarray:
         out = 0.0
         for name, v in inputs.items():
             if name not in self.ranges or v is None:
                 continue
             lo, hi = self.ranges[name]
             logv = np.log10(np.asarray(v, dtype=float))
-            out = np.maximum(out, np.maximum(logv - np.log10(hi), np.log10(lo) - logv))
-        return np.maximum(out, 0.0)
-
-    def above(self, **inputs) -> np.ndarray:
-        r"""Decades above the domain: the largest over the inputs given of
-        :math:`\max(0, \log_{10}(v/hi))` (0 inside and below it)."""
-        out = 0.0
-        for name, v in inputs.items():
-            if name in self.ranges and v is not None:
-                logv = np.log10(np.asarray(v, dtype=float))
-                out = np.maximum(out, logv - np.log10(self.ranges[name][1]))
+            out = np.maximum(out, logv - np.log10(hi))
+            if below:
+                out = np.maximum(out, np.log10(lo) - logv)
         return np.maximum(out, 0.0)
 
     def union(self, other: Domain) -> Domain:
@@ -452,12 +452,16 @@ class Posterior:
             out = out + self.form_scatter * self.distances(inputs)["max"] * eta
         return out
 
-    def log_lik(self, resid) -> np.ndarray:
+    def log_lik(self, resid, extra_sd=None) -> np.ndarray:
         """Log density (nats of log loss) of residuals ``y - log L`` under a new run's noise,
-        broadcast against the draws on the last axis."""
+        broadcast against the draws on the last axis. ``extra_sd`` (per draw): a normal error
+        added to the noise, taken as a Student-t of the draw's nu whose scale adds the two in
+        quadrature (exact for normal noise, close for Student-t noise, whose tails it keeps)."""
         from scipy import stats
 
-        return stats.t.logpdf(resid, df=self.nu, scale=self.new_run_sigma)
+        scale = self.new_run_sigma if extra_sd is None else np.hypot(self.new_run_sigma,
+                                                                      extra_sd)
+        return stats.t.logpdf(resid, df=self.nu, scale=scale)
 
 
 def as_posterior(obj) -> Posterior:

@@ -150,7 +150,7 @@ def value_of_experiment(
         y = mu[idx] + d.noise(rng, idx)
         if scatter is not None:  # the form error's run-to-run part, as a new run has it
             y = y + scatter[idx] * rng.standard_normal(n_sim)
-        w = softmax(_log_lik(d, y[:, None] - mu[None, :], scatter), axis=1)
+        w = softmax(d.log_lik(y[:, None] - mu[None, :], scatter), axis=1)
         mean = w @ q
         sum_w2 = np.sum(w**2, axis=1)
         ess = 1.0 / sum_w2
@@ -196,18 +196,6 @@ def _scatter(d, where: Mapping[str, float]) -> np.ndarray | None:
         return None
     sd = d.form_scatter * float(np.asarray(d.distances(where)["max"]))
     return sd if np.any(sd > 0) else None
-
-
-def _log_lik(d, resid, scatter) -> np.ndarray:
-    """Log density of a pilot's residuals under each draw: its new run's noise and, beyond the
-    data, the form error's run-to-run part (a normal of sd ``scatter``). The sum of the two is
-    taken as a Student-t of the draw's nu whose variance-like scale adds them in quadrature:
-    exact for normal noise, close for Student-t noise, whose tails it keeps."""
-    if scatter is None:
-        return d.log_lik(resid)
-    from scipy import stats
-
-    return stats.t.logpdf(resid, df=d.nu, scale=np.hypot(d.new_run_sigma, scatter))
 
 
 def _quantity(d, quantity, *, C, at, k, bounds) -> np.ndarray:

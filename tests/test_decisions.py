@@ -504,6 +504,7 @@ def test_value_of_experiment_beyond_the_data_counts_the_form_errors_scatter():
     h = np.array([1.0, -math.log(1e6)])
     sigma_only = g @ V @ g - (g @ V @ h) ** 2 / (sigma**2 + h @ V @ h)
     assert abs(table["var_after"].iloc[2] / sigma_only - 1) > 0.3
+    assert exact[2] / sigma_only == pytest.approx(3.7, rel=0.01)  # README's "3.7 times"
 
 
 def test_value_of_experiment_log_n_opt_and_errors():

@@ -24,7 +24,7 @@ import pytest
 
 import bayescale as bs
 from bayescale.cli import main
-from conftest import simulate_chinchilla
+from conftest import Stop, simulate_chinchilla, stop
 
 CLI = [sys.executable, "-m", "bayescale.cli"]
 
@@ -478,12 +478,6 @@ def test_fit_many_auto_repeats_on_one_repeated_configuration_warns(monkeypatch):
     once = bs.ScalingData.from_arrays(N=np.r_[N, N[0]], D=np.r_[D, D[0]],
                                       loss=np.r_[loss, loss[0] * 1.01])
     plain = bs.ScalingData.from_arrays(N=N, D=D, loss=loss)
-
-    class Stop(Exception):
-        pass
-
-    def stop(*args, **kwargs):
-        raise Stop
 
     monkeypatch.setattr("bayescale.many._fit_groups", stop)
     # mixed groups: only "a" gets the repeated-run model (1 of its 16 configurations repeated)

@@ -13,7 +13,7 @@ from scipy import stats
 import bayescale as bs
 from bayescale import ScalingData
 from bayescale.errors import FitError
-from conftest import SAMPLER, simulate_chinchilla
+from conftest import SAMPLER, Stop, simulate_chinchilla, stop
 
 SMALL = dict(**SAMPLER, progress=False)
 
@@ -304,12 +304,6 @@ def test_data_constrained_on_runs_that_repeat_nothing_warns(monkeypatch):
     fit says so before sampling (the sampler is replaced by a stop here); the 296 runs with
     repeats do not warn."""
     from bayescale.datasets import load_dataset
-
-    class Stop(Exception):
-        pass
-
-    def stop(*args, **kwargs):
-        raise Stop
 
     monkeypatch.setattr("bayescale.inference.run_nuts", stop)
     with pytest.warns(UserWarning, match="no run repeats its data .* R_D and R_N"):
